@@ -1,0 +1,22 @@
+//! driftwatch: drift detection for LLM products.
+//!
+//! Data flows one way: [`source`] (Kafka) → [`decode`] → [`window`] state of [`sketch`]es per
+//! [`series`] → [`sink`] (Parquet tables of [`tables`]). [`pipeline`] is the synchronous core
+//! between source and sink; [`synth`] and [`produce`] make traffic; [`demo`] runs it all on an
+//! embedded broker.
+
+pub mod config;
+pub mod decode;
+pub mod demo;
+pub mod event;
+pub mod http;
+pub mod metrics;
+pub mod pipeline;
+pub mod produce;
+pub mod series;
+pub mod sink;
+pub mod sketch;
+pub mod source;
+pub mod synth;
+pub mod tables;
+pub mod window;

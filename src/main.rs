@@ -1,0 +1,290 @@
+//! The `driftwatch` command: a thin edge that parses arguments, loads config, runs a
+//! command and maps errors to exit codes in one place.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use driftwatch::config::{Config, EventTimeMode};
+
+/// Drift detection for LLM products: consumes LLM request logs from Kafka, keeps event-time
+/// window sketches per series and writes them to Parquet.
+#[derive(Parser, Debug)]
+#[command(name = "driftwatch", version, about, long_about = None)]
+struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        env = "DRIFTWATCH_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Consume from Kafka until SIGINT/SIGTERM, then drain and exit.
+    Run {
+        /// Config file (TOML). Every key can be overridden with DRIFTWATCH_<SECTION>__<KEY>.
+        #[arg(long, env = "DRIFTWATCH_CONFIG")]
+        config: PathBuf,
+    },
+    /// Publish synthetic LLM traffic (with injected incidents) to a topic.
+    Produce {
+        /// Config file (TOML): [kafka] and [produce] are used.
+        #[arg(long, env = "DRIFTWATCH_CONFIG")]
+        config: PathBuf,
+        /// Request events to publish [default: produce.events].
+        #[arg(long)]
+        events: Option<u64>,
+        /// Events per second, 0 = as fast as possible [default: produce.rate].
+        #[arg(long)]
+        rate: Option<f64>,
+        /// RNG seed [default: produce.seed].
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Topic [default: produce.topic, else the first of kafka.topics].
+        #[arg(long)]
+        topic: Option<String>,
+        /// Event time: backfill (spread over --span, ending now) or realtime.
+        #[arg(long)]
+        event_time: Option<EventTime>,
+        /// Simulated span in backfill mode, e.g. 3h [default: produce.span].
+        #[arg(long, value_parser = humantime::parse_duration)]
+        span: Option<std::time::Duration>,
+        /// Turn off the injected latency spike.
+        #[arg(long)]
+        no_latency_spike: bool,
+        /// Turn off the injected error burst.
+        #[arg(long)]
+        no_error_burst: bool,
+        /// Turn off the injected judge-score drop.
+        #[arg(long)]
+        no_judge_drop: bool,
+        /// Fraction of malformed messages [default: produce.malformed_ratio].
+        #[arg(long)]
+        malformed_ratio: Option<f64>,
+    },
+    /// Validate a config file without starting anything; names the offending field.
+    Check {
+        /// Config file (TOML).
+        #[arg(long, env = "DRIFTWATCH_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run everything on an embedded Kafka with synthetic traffic, then print a summary.
+    Demo {
+        /// Where the Parquet tables go.
+        #[arg(long, env = "DRIFTWATCH_DATA_DIR", default_value = "./driftwatch-data")]
+        data_dir: PathBuf,
+        /// Request events to generate.
+        #[arg(long, default_value_t = 60_000)]
+        events: u64,
+        /// RNG seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EventTime {
+    Backfill,
+    Realtime,
+}
+
+/// Exit codes: 0 success, 1 runtime failure, 2 bad config or usage.
+enum Failure {
+    Config(anyhow::Error),
+    Runtime(anyhow::Error),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load(path: &PathBuf) -> Result<Config, Failure> {
+    Config::load(path).map_err(|e| Failure::Config(e.into()))
+}
+
+async fn dispatch(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Check { config } => {
+            let c = load(&config)?;
+            println!(
+                "{}: ok (kafka {} topics {:?} group {}; series by {:?}; {} s windows; data in {})",
+                config.display(),
+                c.kafka.bootstrap_servers,
+                c.kafka.topics,
+                c.kafka.group_id,
+                c.series.labels,
+                c.windows.width.as_secs(),
+                c.storage.data_dir.display()
+            );
+            Ok(())
+        }
+        Command::Run { config } => {
+            let c = load(&config)?;
+            run(c).await.map_err(Failure::Runtime)
+        }
+        Command::Produce {
+            config,
+            events,
+            rate,
+            seed,
+            topic,
+            event_time,
+            span,
+            no_latency_spike,
+            no_error_burst,
+            no_judge_drop,
+            malformed_ratio,
+        } => {
+            let mut c = load(&config)?;
+            let p = &mut c.produce;
+            p.events = events.unwrap_or(p.events);
+            p.rate = rate.unwrap_or(p.rate);
+            p.seed = seed.unwrap_or(p.seed);
+            p.topic = topic.or(p.topic.take());
+            if let Some(t) = event_time {
+                p.event_time = match t {
+                    EventTime::Backfill => EventTimeMode::Backfill,
+                    EventTime::Realtime => EventTimeMode::Realtime,
+                };
+            }
+            p.span = span.unwrap_or(p.span);
+            p.latency_spike &= !no_latency_spike;
+            p.error_burst &= !no_error_burst;
+            p.judge_drop &= !no_judge_drop;
+            p.malformed_ratio = malformed_ratio.unwrap_or(p.malformed_ratio);
+            c.validate().map_err(|e| Failure::Config(e.into()))?;
+            let topic = c.produce_topic().to_string();
+            let report = tokio::task::spawn_blocking(move || driftwatch::produce::produce(&c))
+                .await
+                .map_err(|e| Failure::Runtime(e.into()))?
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            let t = &report.tally;
+            println!(
+                "produced {} messages to {topic} in {:.1} s: {} requests, {} late scores, {} malformed",
+                t.messages(),
+                report.elapsed.as_secs_f64(),
+                t.requests,
+                t.scores,
+                t.malformed.values().sum::<u64>()
+            );
+            Ok(())
+        }
+        Command::Demo {
+            data_dir,
+            events,
+            seed,
+        } => {
+            let opts = driftwatch::demo::DemoOptions {
+                data_dir,
+                events,
+                seed,
+            };
+            eprintln!("driftwatch demo: starting an embedded Kafka and producing {events} requests of synthetic traffic...");
+            let report = driftwatch::demo::demo(&opts)
+                .await
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            print!("{}", report.render());
+            Ok(())
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let (metrics, registry) = driftwatch::metrics::Metrics::new();
+    let health = Arc::new(driftwatch::source::Health::default());
+    let addr: SocketAddr = config.http.listen.parse()?;
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (bound, server) = driftwatch::http::serve(addr, registry, health.clone(), async {
+        let _ = http_stopped.await;
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("binding http.listen {addr}: {e}"))?;
+    tracing::info!(%bound, "serving /healthz /readyz /metrics");
+    let report = driftwatch::source::run(
+        &config,
+        metrics,
+        health,
+        shutdown_signal(),
+        Default::default(),
+    )
+    .await?;
+    let _ = stop_http.send(());
+    let _ = server.await;
+    tracing::info!(
+        messages = report.pipeline.messages,
+        events = report.pipeline.requests,
+        windows = report.windows.windows_closed,
+        "stopped cleanly"
+    );
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT: draining"),
+        _ = term => tracing::info!("SIGTERM: draining"),
+    }
+}

@@ -1,0 +1,192 @@
+//! Prometheus metrics of the daemon. Hot-path counters are pre-created handles (one atomic
+//! add each); families keyed by dynamic labels are touched only off the hot path.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::decode::RejectReason;
+
+type Labels = Vec<(String, String)>;
+
+/// Every metric driftwatch exports. Clones share the same counters.
+#[derive(Clone)]
+pub struct Metrics {
+    pub messages_consumed: Counter,
+    pub events_decoded_request: Counter,
+    pub events_decoded_score: Counter,
+    quarantined: [Counter; RejectReason::ALL.len()],
+    pub late_events: Counter,
+    pub windowed_events: Counter,
+    pub scores_joined: Counter,
+    pub series_overflow_events: Counter,
+    pub windows_closed: Counter,
+    pub series_windows_closed: Counter,
+    pub active_series: Gauge,
+    pub open_sketches: Gauge,
+    pub watermark_seconds: Gauge<f64, AtomicU64>,
+    pub files_written: Family<Labels, Counter>,
+    pub rows_written: Family<Labels, Counter>,
+    pub sink_errors: Counter,
+    pub offsets_stored: Counter,
+    pub consumer_lag: Family<Labels, Gauge>,
+    pub kafka_errors: Counter,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in a new registry.
+    pub fn new() -> (Metrics, Registry) {
+        let label = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        // Hot-path handles are taken out of the families once; they share the atomics.
+        let decoded = Family::<Labels, Counter>::default();
+        let quarantined = Family::<Labels, Counter>::default();
+        let m = Metrics {
+            messages_consumed: Counter::default(),
+            events_decoded_request: decoded.get_or_create(&label("kind", "request")).clone(),
+            events_decoded_score: decoded.get_or_create(&label("kind", "score")).clone(),
+            quarantined: std::array::from_fn(|i| {
+                quarantined
+                    .get_or_create(&label("reason", RejectReason::ALL[i].as_str()))
+                    .clone()
+            }),
+            late_events: Counter::default(),
+            windowed_events: Counter::default(),
+            scores_joined: Counter::default(),
+            series_overflow_events: Counter::default(),
+            windows_closed: Counter::default(),
+            series_windows_closed: Counter::default(),
+            active_series: Gauge::default(),
+            open_sketches: Gauge::default(),
+            watermark_seconds: Gauge::default(),
+            files_written: Family::default(),
+            rows_written: Family::default(),
+            sink_errors: Counter::default(),
+            offsets_stored: Counter::default(),
+            consumer_lag: Family::default(),
+            kafka_errors: Counter::default(),
+        };
+        let mut r = Registry::with_prefix("driftwatch");
+        r.register(
+            "messages_consumed",
+            "Kafka messages received",
+            m.messages_consumed.clone(),
+        );
+        r.register(
+            "events_decoded",
+            "Messages decoded into valid events, by kind (request, score)",
+            decoded,
+        );
+        r.register(
+            "quarantined",
+            "Messages refused and written to quarantine, by reason",
+            quarantined,
+        );
+        r.register(
+            "late_events",
+            "Events whose window had already closed (written to events, not windowed)",
+            m.late_events.clone(),
+        );
+        r.register(
+            "windowed_events",
+            "Events counted in a window",
+            m.windowed_events.clone(),
+        );
+        r.register(
+            "scores_joined",
+            "Late scores and feedback joined to their request's window",
+            m.scores_joined.clone(),
+        );
+        r.register(
+            "series_overflow_events",
+            "Events routed to the overflow series because series.max_active was reached",
+            m.series_overflow_events.clone(),
+        );
+        r.register("windows_closed", "Windows closed", m.windows_closed.clone());
+        r.register(
+            "series_windows_closed",
+            "Series × window rows closed",
+            m.series_windows_closed.clone(),
+        );
+        r.register(
+            "active_series",
+            "Series with an open window",
+            m.active_series.clone(),
+        );
+        r.register(
+            "open_sketches",
+            "Open series × window sketches held in memory",
+            m.open_sketches.clone(),
+        );
+        r.register(
+            "watermark_seconds",
+            "Event-time watermark, Unix seconds",
+            m.watermark_seconds.clone(),
+        );
+        r.register(
+            "parquet_files_written",
+            "Parquet files committed, by table",
+            m.files_written.clone(),
+        );
+        r.register(
+            "parquet_rows_written",
+            "Rows committed to Parquet, by table",
+            m.rows_written.clone(),
+        );
+        r.register(
+            "sink_errors",
+            "Failed Parquet writes (retried)",
+            m.sink_errors.clone(),
+        );
+        r.register(
+            "offsets_stored",
+            "Kafka offset stores after durable writes",
+            m.offsets_stored.clone(),
+        );
+        r.register(
+            "consumer_lag",
+            "Messages behind the partition end, per topic and partition",
+            m.consumer_lag.clone(),
+        );
+        r.register(
+            "kafka_errors",
+            "Errors reported by the Kafka client",
+            m.kafka_errors.clone(),
+        );
+        (m, r)
+    }
+
+    pub fn quarantined(&self, reason: RejectReason) -> &Counter {
+        // ALL lists every variant in declaration order.
+        let i = RejectReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        &self.quarantined[i]
+    }
+
+    pub fn record_written(&self, table: &str, rows: usize) {
+        let l = vec![("table".to_string(), table.to_string())];
+        self.files_written.get_or_create(&l).inc();
+        self.rows_written.get_or_create(&l).inc_by(rows as u64);
+    }
+
+    pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
+        let l = vec![
+            ("topic".to_string(), topic.to_string()),
+            ("partition".to_string(), partition.to_string()),
+        ];
+        self.consumer_lag.get_or_create(&l).set(lag);
+    }
+}
+
+/// Renders the registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, registry);
+    out
+}

@@ -1,0 +1,159 @@
+//! Series keys: the label values an event is grouped by, with a cap on active series.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use crate::event::{RequestEvent, SeriesLabel};
+
+/// Label value of every label of the overflow series.
+pub const OVERFLOW_LABEL: &str = "__overflow__";
+
+/// Label values in the configured label order. Cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesKey(pub Arc<[String]>);
+
+impl SeriesKey {
+    pub fn values(&self) -> &[String] {
+        &self.0
+    }
+
+    pub fn is_overflow(&self) -> bool {
+        self.0.first().is_some_and(|v| v == OVERFLOW_LABEL)
+    }
+}
+
+/// Maps events to series keys; at most `max_active` distinct keys are live at once, further
+/// events go to the overflow series.
+#[derive(Debug)]
+pub struct SeriesRegistry {
+    labels: Vec<SeriesLabel>,
+    max_active: usize,
+    hasher: std::collections::hash_map::RandomState,
+    /// Hash of the label values → keys with that hash.
+    live: HashMap<u64, Vec<SeriesKey>>,
+    active: usize,
+    overflow: SeriesKey,
+    /// Events routed to the overflow series since start.
+    pub overflow_events: u64,
+}
+
+impl SeriesRegistry {
+    pub fn new(labels: Vec<SeriesLabel>, max_active: usize) -> Self {
+        let overflow = SeriesKey(labels.iter().map(|_| OVERFLOW_LABEL.to_string()).collect());
+        Self {
+            labels,
+            max_active,
+            hasher: Default::default(),
+            live: HashMap::new(),
+            active: 0,
+            overflow,
+            overflow_events: 0,
+        }
+    }
+
+    pub fn labels(&self) -> &[SeriesLabel] {
+        &self.labels
+    }
+
+    /// Live series, not counting the overflow series.
+    pub fn active(&self) -> usize {
+        self.active
+    }
+
+    fn hash_of(&self, ev: &RequestEvent) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        for l in &self.labels {
+            ev.label(*l).hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// The key of `ev`'s series, registering it if there is room.
+    pub fn key_for(&mut self, ev: &RequestEvent) -> SeriesKey {
+        let hash = self.hash_of(ev);
+        if let Some(keys) = self.live.get(&hash) {
+            if let Some(k) = keys.iter().find(|k| {
+                k.0.iter()
+                    .zip(&self.labels)
+                    .all(|(v, l)| v.as_str() == ev.label(*l))
+            }) {
+                return k.clone();
+            }
+        }
+        if self.active >= self.max_active {
+            self.overflow_events += 1;
+            return self.overflow.clone();
+        }
+        let key = SeriesKey(
+            self.labels
+                .iter()
+                .map(|l| ev.label(*l).to_string())
+                .collect(),
+        );
+        self.live.entry(hash).or_default().push(key.clone());
+        self.active += 1;
+        key
+    }
+
+    /// Forgets every series for which `keep` is false (called when windows close).
+    pub fn retain(&mut self, mut keep: impl FnMut(&SeriesKey) -> bool) {
+        let mut active = 0;
+        self.live.retain(|_, keys| {
+            keys.retain(&mut keep);
+            active += keys.len();
+            !keys.is_empty()
+        });
+        self.active = active;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(service: &str, model: &str) -> RequestEvent {
+        RequestEvent {
+            service: service.into(),
+            request_model: model.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn same_labels_same_key_and_missing_labels_are_empty() {
+        let mut r = SeriesRegistry::new(
+            vec![
+                SeriesLabel::Service,
+                SeriesLabel::RequestModel,
+                SeriesLabel::Deployment,
+            ],
+            10,
+        );
+        let a = r.key_for(&ev("s", "m"));
+        let b = r.key_for(&ev("s", "m"));
+        assert_eq!(a, b);
+        assert_eq!(a.values(), ["s", "m", ""]);
+        assert_eq!(r.active(), 1);
+        assert_ne!(r.key_for(&ev("s", "m2")), a);
+        assert_eq!(r.active(), 2);
+    }
+
+    #[test]
+    fn cap_sends_new_series_to_overflow_until_room_frees() {
+        let mut r = SeriesRegistry::new(vec![SeriesLabel::Service], 2);
+        r.key_for(&ev("a", "m"));
+        r.key_for(&ev("b", "m"));
+        let c = r.key_for(&ev("c", "m"));
+        assert!(c.is_overflow());
+        assert_eq!(c.values(), [OVERFLOW_LABEL]);
+        assert_eq!(r.overflow_events, 1);
+        assert!(
+            !r.key_for(&ev("a", "m")).is_overflow(),
+            "known series still map to themselves"
+        );
+        r.retain(|k| k.values()[0] != "a");
+        assert_eq!(r.active(), 1);
+        assert!(!r.key_for(&ev("c", "m")).is_overflow());
+    }
+}

@@ -1,0 +1,390 @@
+//! Parquet writer for the `events`, `windows` and `quarantine` tables.
+//!
+//! Hive-partitioned (`<table>/date=YYYY-MM-DD/hour=HH/`), zstd-compressed. Every file is
+//! written under a hidden in-progress name, fsynced, renamed to its final name and the
+//! directory fsynced, so a reader never sees half a file and a crash leaves only in-progress
+//! leftovers, which [`ParquetSink::new`] removes. Names are deterministic in the Kafka
+//! coordinates they cover.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::tables::{self, EventRow, QuarantineRow};
+use crate::window::ClosedWindow;
+
+pub const EVENTS: &str = "events";
+pub const WINDOWS: &str = "windows";
+pub const QUARANTINE: &str = "quarantine";
+const IN_PROGRESS_SUFFIX: &str = ".inprogress";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing parquet {path}: {source}")]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("building record batch: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("storage.zstd_level: {0}")]
+    Level(parquet::errors::ParquetError),
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SinkError + 'a {
+    move |source| SinkError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One file written: table, path and rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub table: &'static str,
+    pub path: PathBuf,
+    pub rows: usize,
+}
+
+/// Writes the tables under one data directory.
+#[derive(Debug)]
+pub struct ParquetSink {
+    root: PathBuf,
+    props: WriterProperties,
+    labels: Vec<&'static str>,
+}
+
+impl ParquetSink {
+    /// Creates the table directories and removes in-progress files left by a crash.
+    pub fn new(root: &Path, zstd_level: i32, labels: Vec<&'static str>) -> Result<Self, SinkError> {
+        for t in [EVENTS, WINDOWS, QUARANTINE] {
+            let dir = root.join(t);
+            fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+            remove_in_progress(&dir)?;
+        }
+        let level = ZstdLevel::try_new(zstd_level).map_err(SinkError::Level)?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_created_by(format!("driftwatch {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(Self {
+            root: root.to_path_buf(),
+            props,
+            labels,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Writes the events of one topic-partition, one file per hour they fall in, named
+    /// `<topic>-<partition>-<first offset>-<last offset>.parquet`.
+    pub fn write_events(&self, rows: &[EventRow]) -> Result<Vec<Written>, SinkError> {
+        let mut groups: BTreeMap<(String, i32, i64), Vec<EventRow>> = BTreeMap::new();
+        for r in rows {
+            let hour = r.event.timestamp_ms.div_euclid(3_600_000);
+            groups
+                .entry((r.topic.to_string(), r.partition, hour))
+                .or_default()
+                .push(r.clone());
+        }
+        let mut out = Vec::new();
+        for ((topic, partition, hour), mut group) in groups {
+            group.sort_by_key(|r| r.offset);
+            let (first, last) = (group[0].offset, group[group.len() - 1].offset);
+            let dir = self.partition_dir(EVENTS, hour * 3_600_000);
+            let name = format!("{}-{partition}-{first}-{last}.parquet", file_safe(&topic));
+            let batch = tables::events_batch(&group)?;
+            out.push(self.write_file(EVENTS, &dir, &name, &batch)?);
+        }
+        Ok(out)
+    }
+
+    /// Writes quarantined messages, by the hour of their broker timestamp (`now_ms` when
+    /// the message has none).
+    pub fn write_quarantine(
+        &self,
+        rows: &[QuarantineRow],
+        now_ms: i64,
+    ) -> Result<Vec<Written>, SinkError> {
+        let mut groups: BTreeMap<(String, i32, i64), Vec<QuarantineRow>> = BTreeMap::new();
+        for r in rows {
+            let hour = r.kafka_timestamp_ms.unwrap_or(now_ms).div_euclid(3_600_000);
+            groups
+                .entry((r.topic.to_string(), r.partition, hour))
+                .or_default()
+                .push(r.clone());
+        }
+        let mut out = Vec::new();
+        for ((topic, partition, hour), mut group) in groups {
+            group.sort_by_key(|r| r.offset);
+            let (first, last) = (group[0].offset, group[group.len() - 1].offset);
+            let dir = self.partition_dir(QUARANTINE, hour * 3_600_000);
+            let name = format!("{}-{partition}-{first}-{last}.parquet", file_safe(&topic));
+            let batch = tables::quarantine_batch(&group)?;
+            out.push(self.write_file(QUARANTINE, &dir, &name, &batch)?);
+        }
+        Ok(out)
+    }
+
+    /// Writes one closed window (every series), named by its start and a digest of the
+    /// Kafka offsets it covers.
+    pub fn write_window(&self, w: &ClosedWindow) -> Result<Option<Written>, SinkError> {
+        if w.series.is_empty() {
+            return Ok(None);
+        }
+        let dir = self.partition_dir(WINDOWS, w.start_ms);
+        let name = format!("window-{}-{:016x}.parquet", w.start_ms, offsets_digest(w));
+        let batch = tables::windows_batch(&self.labels, w)?;
+        self.write_file(WINDOWS, &dir, &name, &batch).map(Some)
+    }
+
+    fn partition_dir(&self, table: &str, ts_ms: i64) -> PathBuf {
+        let t: DateTime<Utc> = DateTime::from_timestamp_millis(ts_ms).unwrap_or_default();
+        self.root.join(table).join(format!(
+            "date={:04}-{:02}-{:02}/hour={:02}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour()
+        ))
+    }
+
+    fn write_file(
+        &self,
+        table: &'static str,
+        dir: &Path,
+        name: &str,
+        batch: &RecordBatch,
+    ) -> Result<Written, SinkError> {
+        fs::create_dir_all(dir).map_err(io("creating", dir))?;
+        let final_path = dir.join(name);
+        let tmp_path = dir.join(format!(".{name}{IN_PROGRESS_SUFFIX}"));
+        let file = File::create(&tmp_path).map_err(io("creating", &tmp_path))?;
+        let parquet_err = |source| SinkError::Parquet {
+            path: tmp_path.clone(),
+            source,
+        };
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(self.props.clone()))
+            .map_err(parquet_err)?;
+        writer.write(batch).map_err(parquet_err)?;
+        let file = writer.into_inner().map_err(parquet_err)?;
+        file.sync_all().map_err(io("syncing", &tmp_path))?;
+        drop(file);
+        fs::rename(&tmp_path, &final_path).map_err(io("renaming", &tmp_path))?;
+        sync_dir(dir)?;
+        Ok(Written {
+            table,
+            path: final_path,
+            rows: batch.num_rows(),
+        })
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SinkError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("syncing directory", dir))
+}
+
+/// Removes `.<name>.inprogress` files anywhere under `dir`.
+fn remove_in_progress(dir: &Path) -> Result<(), SinkError> {
+    for entry in fs::read_dir(dir).map_err(io("listing", dir))? {
+        let entry = entry.map_err(io("listing", dir))?;
+        let path = entry.path();
+        let ft = entry.file_type().map_err(io("inspecting", &path))?;
+        if ft.is_dir() {
+            remove_in_progress(&path)?;
+        } else if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.') && n.ends_with(IN_PROGRESS_SUFFIX))
+        {
+            fs::remove_file(&path).map_err(io("removing", &path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Topic names may hold characters that are awkward in file names.
+fn file_safe(topic: &str) -> String {
+    topic
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// FNV-1a over the (partition, first, last) offsets of every series of the window.
+fn offsets_digest(w: &ClosedWindow) -> u64 {
+    let mut ranges: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+    for (_, s) in &w.series {
+        for (p, (lo, hi)) in &s.offsets {
+            let e = ranges.entry(*p).or_insert((*lo, *hi));
+            e.0 = e.0.min(*lo);
+            e.1 = e.1.max(*hi);
+        }
+    }
+    let mut h: u64 = 0xcbf29ce484222325;
+    for (p, (lo, hi)) in ranges {
+        for b in p
+            .to_le_bytes()
+            .iter()
+            .chain(&lo.to_le_bytes())
+            .chain(&hi.to_le_bytes())
+        {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::decode::{Reject, RejectReason};
+    use crate::event::RequestEvent;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn row(offset: i64, ts: i64) -> EventRow {
+        EventRow {
+            event: RequestEvent {
+                event_id: format!("e{offset}"),
+                timestamp_ms: ts,
+                service: "s".into(),
+                request_model: "m".into(),
+                latency_ms: 10.0,
+                judge_scores: vec![("f".into(), 0.5)],
+                ..Default::default()
+            },
+            topic: Arc::from("llm logs"),
+            partition: 2,
+            offset,
+            late: false,
+        }
+    }
+
+    #[test]
+    fn events_go_to_hive_hours_with_offset_names_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = ParquetSink::new(dir.path(), 3, vec!["service"]).unwrap();
+        let h = 1_790_000_000_000 / 3_600_000 * 3_600_000;
+        let rows = vec![row(10, h - 1), row(11, h), row(12, h + 5)];
+        let written = sink.write_events(&rows).unwrap();
+        let names: Vec<String> = written
+            .iter()
+            .map(|w| {
+                w.path
+                    .strip_prefix(dir.path())
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "events/date=2026-09-21/hour=13/llm_logs-2-10-10.parquet",
+                "events/date=2026-09-21/hour=14/llm_logs-2-11-12.parquet"
+            ]
+        );
+        let f = File::open(&written[1].path).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
+            .unwrap();
+        let n: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+        assert_eq!(n, 2);
+        let none_left = walk(dir.path())
+            .iter()
+            .all(|p| !p.to_string_lossy().ends_with(IN_PROGRESS_SUFFIX));
+        assert!(none_left);
+    }
+
+    #[test]
+    fn leftover_in_progress_files_are_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("events/date=2026-01-01/hour=00");
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join(".t-0-0-9.parquet.inprogress"), b"half").unwrap();
+        fs::write(d.join("t-0-0-9.parquet"), b"kept").unwrap();
+        ParquetSink::new(dir.path(), 3, vec![]).unwrap();
+        let files = walk(dir.path());
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(files[0].ends_with("t-0-0-9.parquet"));
+    }
+
+    #[test]
+    fn quarantine_keeps_reason_field_and_payload() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = ParquetSink::new(dir.path(), 3, vec![]).unwrap();
+        let rows = vec![QuarantineRow {
+            topic: Arc::from("t"),
+            partition: 0,
+            offset: 5,
+            kafka_timestamp_ms: Some(1_790_000_000_000),
+            reject: Reject::new(
+                RejectReason::WrongType,
+                Some("latency_ms"),
+                "expected a number, got a string",
+            ),
+            payload: Some(vec![b'x'; tables::QUARANTINE_PAYLOAD_MAX + 10]),
+        }];
+        let w = sink.write_quarantine(&rows, 0).unwrap();
+        assert!(w[0]
+            .path
+            .ends_with("quarantine/date=2026-09-21/hour=14/t-0-5-5.parquet"));
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&w[0].path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let batch = reader.into_iter().next().unwrap().unwrap();
+        let col = |n: &str| batch.column(batch.schema().index_of(n).unwrap()).clone();
+        use arrow::array::{Array, AsArray};
+        assert_eq!(col("reason").as_string::<i32>().value(0), "wrong_type");
+        assert_eq!(col("field").as_string::<i32>().value(0), "latency_ms");
+        assert!(col("payload_truncated").as_boolean().value(0));
+        assert_eq!(
+            col("payload").as_binary::<i32>().value(0).len(),
+            tables::QUARANTINE_PAYLOAD_MAX
+        );
+        assert_eq!(col("payload").len(), 1);
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,460 @@
+//! Arrow schemas and record batches of the `events`, `windows` and `quarantine` tables.
+//! Every column is documented in `schemas/tables.md`.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
+    Int8Builder, ListArray, MapBuilder, RecordBatch, StringBuilder, StructArray,
+    TimestampMillisecondArray,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+
+use crate::decode::Reject;
+use crate::event::{Feedback, RequestEvent};
+use crate::series::SeriesKey;
+use crate::sketch::{Counts, Metric, WindowSketch};
+use crate::window::ClosedWindow;
+
+/// Quarantined payloads are kept up to this many bytes (`payload_truncated` says when cut).
+pub const QUARANTINE_PAYLOAD_MAX: usize = 64 * 1024;
+
+/// Quantiles written per histogram, as (column suffix, quantile).
+pub const QUANTILES: [(&str, f64); 4] =
+    [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)];
+
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+fn map_type(value: DataType) -> DataType {
+    let entries = Field::new(
+        "entries",
+        DataType::Struct(Fields::from(vec![
+            Field::new("keys", DataType::Utf8, false),
+            Field::new("values", value, true),
+        ])),
+        false,
+    );
+    DataType::Map(Arc::new(entries), false)
+}
+
+fn offsets_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", offsets_struct_type(), true)))
+}
+
+fn offsets_struct_type() -> DataType {
+    DataType::Struct(offsets_fields())
+}
+
+fn offsets_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("partition", DataType::Int32, false),
+        Field::new("first", DataType::Int64, false),
+        Field::new("last", DataType::Int64, false),
+    ])
+}
+
+/// A request event waiting to be written, with where it came from.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub event: RequestEvent,
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    /// Its window had already closed when it arrived.
+    pub late: bool,
+}
+
+/// A refused message waiting to be written.
+#[derive(Debug, Clone)]
+pub struct QuarantineRow {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    /// Broker timestamp of the message (ms), when it has one.
+    pub kafka_timestamp_ms: Option<i64>,
+    pub reject: Reject,
+    pub payload: Option<Vec<u8>>,
+}
+
+pub fn events_schema() -> SchemaRef {
+    let s = |n: &str| Field::new(n, DataType::Utf8, true);
+    let f = |n: &str| Field::new(n, DataType::Float64, true);
+    let i = |n: &str| Field::new(n, DataType::Int64, true);
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("timestamp", ts_type(), false),
+        s("schema_version"),
+        Field::new("service", DataType::Utf8, false),
+        s("route"),
+        s("environment"),
+        s("provider"),
+        Field::new("request_model", DataType::Utf8, false),
+        s("response_model"),
+        s("prompt_id"),
+        s("prompt_version"),
+        s("deployment"),
+        s("variant"),
+        Field::new("latency_ms", DataType::Float64, false),
+        f("ttft_ms"),
+        i("input_tokens"),
+        i("output_tokens"),
+        i("cached_input_tokens"),
+        f("cost_usd"),
+        Field::new("cost_estimated", DataType::Boolean, false),
+        Field::new("status", DataType::Utf8, false),
+        s("error_type"),
+        Field::new("http_status", DataType::Int32, true),
+        Field::new("retries", DataType::Int32, true),
+        s("finish_reason"),
+        Field::new("judge_scores", map_type(DataType::Float64), true),
+        Field::new("feedback", DataType::Int8, true),
+        s("query_type"),
+        i("prompt_chars"),
+        s("trace_id"),
+        s("response_id"),
+        Field::new("late", DataType::Boolean, false),
+        Field::new("kafka_topic", DataType::Utf8, false),
+        Field::new("kafka_partition", DataType::Int32, false),
+        Field::new("kafka_offset", DataType::Int64, false),
+    ]))
+}
+
+pub fn events_batch(rows: &[EventRow]) -> Result<RecordBatch, ArrowError> {
+    let n = rows.len();
+    let strs = |get: &dyn Fn(&RequestEvent) -> Option<&str>| -> ArrayRef {
+        let mut b = StringBuilder::with_capacity(n, n * 8);
+        rows.iter().for_each(|r| b.append_option(get(&r.event)));
+        Arc::new(b.finish())
+    };
+    let f64s = |get: &dyn Fn(&RequestEvent) -> Option<f64>| -> ArrayRef {
+        let mut b = Float64Builder::with_capacity(n);
+        rows.iter().for_each(|r| b.append_option(get(&r.event)));
+        Arc::new(b.finish())
+    };
+    let i64s = |get: &dyn Fn(&RequestEvent) -> Option<i64>| -> ArrayRef {
+        let mut b = Int64Builder::with_capacity(n);
+        rows.iter().for_each(|r| b.append_option(get(&r.event)));
+        Arc::new(b.finish())
+    };
+    let i32s = |get: &dyn Fn(&EventRow) -> Option<i32>| -> ArrayRef {
+        let mut b = Int32Builder::with_capacity(n);
+        rows.iter().for_each(|r| b.append_option(get(r)));
+        Arc::new(b.finish())
+    };
+    let bools = |get: &dyn Fn(&EventRow) -> bool| -> ArrayRef {
+        let mut b = BooleanBuilder::with_capacity(n);
+        rows.iter().for_each(|r| b.append_value(get(r)));
+        Arc::new(b.finish())
+    };
+    let u = |v: Option<u64>| v.map(|x| x as i64);
+
+    let mut judge = MapBuilder::new(None, StringBuilder::new(), Float64Builder::new());
+    for r in rows {
+        for (k, v) in &r.event.judge_scores {
+            judge.keys().append_value(k);
+            judge.values().append_value(*v);
+        }
+        judge.append(!r.event.judge_scores.is_empty())?;
+    }
+    let mut feedback = Int8Builder::with_capacity(n);
+    rows.iter()
+        .for_each(|r| feedback.append_option(r.event.feedback.map(Feedback::as_i8)));
+    let mut topic = StringBuilder::with_capacity(n, n * 8);
+    let mut offset = Int64Builder::with_capacity(n);
+    for r in rows {
+        topic.append_value(&r.topic);
+        offset.append_value(r.offset);
+    }
+
+    let columns: Vec<ArrayRef> = vec![
+        strs(&|e| Some(&e.event_id)),
+        Arc::new(
+            TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.event.timestamp_ms))
+                .with_timezone("UTC"),
+        ),
+        strs(&|e| e.schema_version.as_deref()),
+        strs(&|e| Some(&e.service)),
+        strs(&|e| e.route.as_deref()),
+        strs(&|e| e.environment.as_deref()),
+        strs(&|e| e.provider.as_deref()),
+        strs(&|e| Some(&e.request_model)),
+        strs(&|e| e.response_model.as_deref()),
+        strs(&|e| e.prompt_id.as_deref()),
+        strs(&|e| e.prompt_version.as_deref()),
+        strs(&|e| e.deployment.map(|d| d.as_str())),
+        strs(&|e| e.variant.as_deref()),
+        f64s(&|e| Some(e.latency_ms)),
+        f64s(&|e| e.ttft_ms),
+        i64s(&|e| u(e.input_tokens)),
+        i64s(&|e| u(e.output_tokens)),
+        i64s(&|e| u(e.cached_input_tokens)),
+        f64s(&|e| e.cost_usd),
+        bools(&|r| r.event.cost_estimated),
+        strs(&|e| Some(e.status.as_str())),
+        strs(&|e| e.error_type.as_deref()),
+        i32s(&|r| r.event.http_status.map(i32::from)),
+        i32s(&|r| r.event.retries.map(|v| v as i32)),
+        strs(&|e| e.finish_reason.as_deref()),
+        Arc::new(judge.finish()),
+        Arc::new(feedback.finish()),
+        strs(&|e| e.query_type.as_deref()),
+        i64s(&|e| u(e.prompt_chars)),
+        strs(&|e| e.trace_id.as_deref()),
+        strs(&|e| e.response_id.as_deref()),
+        bools(&|r| r.late),
+        Arc::new(topic.finish()),
+        i32s(&|r| Some(r.partition)),
+        Arc::new(offset.finish()),
+    ];
+    RecordBatch::try_new(events_schema(), columns)
+}
+
+/// The `windows` schema for a given series label list.
+pub fn windows_schema(labels: &[&str]) -> SchemaRef {
+    let mut fields: Vec<Field> = labels
+        .iter()
+        .map(|l| Field::new(*l, DataType::Utf8, false))
+        .collect();
+    let i = |n: &str| Field::new(n, DataType::Int64, false);
+    fields.extend([
+        Field::new("series_overflow", DataType::Boolean, false),
+        Field::new("window_start", ts_type(), false),
+        Field::new("window_end", ts_type(), false),
+        i("event_count"),
+        i("ok_count"),
+        i("error_count"),
+        Field::new("error_rate", DataType::Float64, false),
+    ]);
+    for m in Metric::ALL {
+        let name = m.name();
+        fields.push(i(&format!("{name}_count")));
+        for stat in ["sum", "min", "max", "mean"] {
+            fields.push(Field::new(
+                format!("{name}_{stat}"),
+                DataType::Float64,
+                true,
+            ));
+        }
+        for (q, _) in QUANTILES {
+            fields.push(Field::new(format!("{name}_{q}"), DataType::Float64, true));
+        }
+        fields.push(Field::new(format!("{name}_hist"), DataType::Binary, false));
+    }
+    fields.extend([
+        i("retries_total"),
+        i("cached_input_tokens_total"),
+        i("cost_estimated_count"),
+        Field::new("error_type_counts", map_type(DataType::Int64), false),
+        Field::new("http_status_counts", map_type(DataType::Int64), false),
+        Field::new("finish_reason_counts", map_type(DataType::Int64), false),
+        Field::new("query_type_counts", map_type(DataType::Int64), false),
+        Field::new("response_model_counts", map_type(DataType::Int64), false),
+        Field::new("judge_n", map_type(DataType::Int64), false),
+        Field::new("judge_mean", map_type(DataType::Float64), false),
+        Field::new("judge_m2", map_type(DataType::Float64), false),
+        i("judge_names_dropped"),
+        i("feedback_negative"),
+        i("feedback_neutral"),
+        i("feedback_positive"),
+        i("late_scores"),
+        Field::new("kafka_offsets", offsets_type(), false),
+    ]);
+    Arc::new(Schema::new(fields))
+}
+
+pub fn windows_batch(labels: &[&str], window: &ClosedWindow) -> Result<RecordBatch, ArrowError> {
+    let rows: &[(SeriesKey, WindowSketch)] = &window.series;
+    let n = rows.len();
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    for (li, _) in labels.iter().enumerate() {
+        let mut b = StringBuilder::with_capacity(n, n * 8);
+        rows.iter()
+            .for_each(|(k, _)| b.append_value(&k.values()[li]));
+        cols.push(Arc::new(b.finish()));
+    }
+    let i64s = |get: &dyn Fn(&WindowSketch) -> u64| -> ArrayRef {
+        let mut b = Int64Builder::with_capacity(n);
+        rows.iter().for_each(|(_, s)| b.append_value(get(s) as i64));
+        Arc::new(b.finish())
+    };
+    let f64s = |get: &dyn Fn(&WindowSketch) -> Option<f64>| -> ArrayRef {
+        let mut b = Float64Builder::with_capacity(n);
+        rows.iter().for_each(|(_, s)| b.append_option(get(s)));
+        Arc::new(b.finish())
+    };
+    let ts = |v: i64| -> ArrayRef {
+        Arc::new(
+            TimestampMillisecondArray::from_iter_values(std::iter::repeat_n(v, n))
+                .with_timezone("UTC"),
+        )
+    };
+    let mut overflow = BooleanBuilder::with_capacity(n);
+    rows.iter()
+        .for_each(|(k, _)| overflow.append_value(k.is_overflow()));
+    cols.push(Arc::new(overflow.finish()));
+    cols.push(ts(window.start_ms));
+    cols.push(ts(window.end_ms));
+    cols.push(i64s(&|s| s.event_count));
+    cols.push(i64s(&|s| s.ok_count()));
+    cols.push(i64s(&|s| s.error_count));
+    cols.push(f64s(&|s| Some(s.error_rate())));
+    for m in Metric::ALL {
+        cols.push(i64s(&|s| s.metric(m).count()));
+        cols.push(f64s(&|s| {
+            (s.metric(m).count() > 0).then(|| s.metric(m).sum)
+        }));
+        cols.push(f64s(&|s| {
+            (s.metric(m).count() > 0).then(|| s.metric(m).min)
+        }));
+        cols.push(f64s(&|s| {
+            (s.metric(m).count() > 0).then(|| s.metric(m).max)
+        }));
+        cols.push(f64s(&|s| s.metric(m).mean()));
+        for (_, q) in QUANTILES {
+            cols.push(f64s(&|s| s.metric(m).quantile(m, q)));
+        }
+        let mut b = BinaryBuilder::new();
+        rows.iter()
+            .for_each(|(_, s)| b.append_value(s.metric(m).serialize_hist()));
+        cols.push(Arc::new(b.finish()));
+    }
+    cols.push(i64s(&|s| s.retries_total));
+    cols.push(i64s(&|s| s.cached_input_tokens_total));
+    cols.push(i64s(&|s| s.cost_estimated_count));
+    let counts = |get: &dyn Fn(&WindowSketch) -> &Counts| -> Result<ArrayRef, ArrowError> {
+        let mut b = MapBuilder::new(None, StringBuilder::new(), Int64Builder::new());
+        for (_, s) in rows {
+            for (k, v) in &get(s).0 {
+                b.keys().append_value(k);
+                b.values().append_value(*v as i64);
+            }
+            b.append(true)?;
+        }
+        Ok(Arc::new(b.finish()))
+    };
+    cols.push(counts(&|s| &s.error_types)?);
+    cols.push(counts(&|s| &s.http_statuses)?);
+    cols.push(counts(&|s| &s.finish_reasons)?);
+    cols.push(counts(&|s| &s.query_types)?);
+    cols.push(counts(&|s| &s.response_models)?);
+    let mut jn = MapBuilder::new(None, StringBuilder::new(), Int64Builder::new());
+    let mut jmean = MapBuilder::new(None, StringBuilder::new(), Float64Builder::new());
+    let mut jm2 = MapBuilder::new(None, StringBuilder::new(), Float64Builder::new());
+    for (_, s) in rows {
+        for (k, m) in &s.judge {
+            jn.keys().append_value(k);
+            jn.values().append_value(m.n as i64);
+            jmean.keys().append_value(k);
+            jmean.values().append_value(m.mean);
+            jm2.keys().append_value(k);
+            jm2.values().append_value(m.m2);
+        }
+        jn.append(true)?;
+        jmean.append(true)?;
+        jm2.append(true)?;
+    }
+    cols.push(Arc::new(jn.finish()));
+    cols.push(Arc::new(jmean.finish()));
+    cols.push(Arc::new(jm2.finish()));
+    cols.push(i64s(&|s| s.judge_names_dropped));
+    cols.push(i64s(&|s| s.feedback_count(Feedback::Negative)));
+    cols.push(i64s(&|s| s.feedback_count(Feedback::Neutral)));
+    cols.push(i64s(&|s| s.feedback_count(Feedback::Positive)));
+    cols.push(i64s(&|s| s.late_scores));
+    cols.push(offsets_list(rows)?);
+    RecordBatch::try_new(windows_schema(labels), cols)
+}
+
+fn offsets_list(rows: &[(SeriesKey, WindowSketch)]) -> Result<ArrayRef, ArrowError> {
+    let mut part = Int32Builder::new();
+    let mut first = Int64Builder::new();
+    let mut last = Int64Builder::new();
+    let mut lens = Vec::with_capacity(rows.len());
+    for (_, s) in rows {
+        lens.push(s.offsets.len());
+        for (p, (lo, hi)) in &s.offsets {
+            part.append_value(*p);
+            first.append_value(*lo);
+            last.append_value(*hi);
+        }
+    }
+    let structs = StructArray::try_new(
+        offsets_fields(),
+        vec![
+            Arc::new(part.finish()),
+            Arc::new(first.finish()),
+            Arc::new(last.finish()),
+        ],
+        None,
+    )?;
+    let field = Arc::new(Field::new("item", offsets_struct_type(), true));
+    Ok(Arc::new(ListArray::try_new(
+        field,
+        OffsetBuffer::from_lengths(lens),
+        Arc::new(structs),
+        None,
+    )?))
+}
+
+pub fn quarantine_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("kafka_topic", DataType::Utf8, false),
+        Field::new("kafka_partition", DataType::Int32, false),
+        Field::new("kafka_offset", DataType::Int64, false),
+        Field::new("kafka_timestamp", ts_type(), true),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("field", DataType::Utf8, true),
+        Field::new("detail", DataType::Utf8, false),
+        Field::new("payload", DataType::Binary, true),
+        Field::new("payload_bytes", DataType::Int64, false),
+        Field::new("payload_truncated", DataType::Boolean, false),
+    ]))
+}
+
+pub fn quarantine_batch(rows: &[QuarantineRow]) -> Result<RecordBatch, ArrowError> {
+    let n = rows.len();
+    let mut topic = StringBuilder::with_capacity(n, n * 8);
+    let mut part = Int32Builder::with_capacity(n);
+    let mut off = Int64Builder::with_capacity(n);
+    let mut ts = Vec::with_capacity(n);
+    let mut reason = StringBuilder::with_capacity(n, n * 12);
+    let mut field = StringBuilder::with_capacity(n, n * 8);
+    let mut detail = StringBuilder::with_capacity(n, n * 32);
+    let mut payload = BinaryBuilder::with_capacity(n, 0);
+    let mut size = Int64Builder::with_capacity(n);
+    let mut truncated = BooleanBuilder::with_capacity(n);
+    for r in rows {
+        topic.append_value(&r.topic);
+        part.append_value(r.partition);
+        off.append_value(r.offset);
+        ts.push(r.kafka_timestamp_ms);
+        reason.append_value(r.reject.reason.as_str());
+        field.append_option(r.reject.field.as_deref());
+        detail.append_value(&r.reject.detail);
+        let len = r.payload.as_ref().map_or(0, Vec::len);
+        payload.append_option(
+            r.payload
+                .as_ref()
+                .map(|p| &p[..p.len().min(QUARANTINE_PAYLOAD_MAX)]),
+        );
+        size.append_value(len as i64);
+        truncated.append_value(len > QUARANTINE_PAYLOAD_MAX);
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(topic.finish()),
+        Arc::new(part.finish()),
+        Arc::new(off.finish()),
+        Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
+        Arc::new(reason.finish()),
+        Arc::new(field.finish()),
+        Arc::new(detail.finish()),
+        Arc::new(payload.finish()),
+        Arc::new(size.finish()),
+        Arc::new(truncated.finish()),
+    ];
+    RecordBatch::try_new(quarantine_schema(), cols)
+}

@@ -1,0 +1,488 @@
+//! Event-time tumbling windows per series, closed by a watermark.
+//!
+//! Pure and deterministic: the wall clock comes in as an argument, so the live daemon,
+//! replays and tests run the same code. Open windows sit in a `BTreeMap` keyed by start and
+//! are popped in order once the watermark passes their end (cf. Arroyo's tumbling window).
+//!
+//! Watermark: each partition tracks the newest event time it delivered. The watermark is the
+//! oldest of those among partitions that delivered an event within `idle_timeout`, minus the
+//! allowed lateness; when every partition is idle it advances with the wall clock, so a quiet
+//! topic still closes its windows. It never moves backwards. An event whose window already
+//! closed is late: it is still written to `events`, counted, and left out of `windows`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use crate::config::WindowsConfig;
+use crate::event::{RequestEvent, ScoreEvent, ScoreValue};
+use crate::series::{SeriesKey, SeriesRegistry};
+use crate::sketch::WindowSketch;
+
+/// What happened to an observed request event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// Counted in its window.
+    Windowed,
+    /// Its window had already closed.
+    Late,
+}
+
+/// Why a late score could not be joined to its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreMiss {
+    /// No recent request with that `response_id` (never seen, or forgotten).
+    UnknownResponse,
+    /// The request's window has already closed.
+    WindowClosed,
+}
+
+/// One closed window: every series that had events in `[start_ms, end_ms)`.
+#[derive(Debug, Clone)]
+pub struct ClosedWindow {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// Sorted by series key.
+    pub series: Vec<(SeriesKey, WindowSketch)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PartitionClock {
+    max_event_ms: i64,
+    last_seen_wall_ms: i64,
+}
+
+/// Counters kept by the window state, read by the metrics endpoint and the demo summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowStats {
+    pub windowed_events: u64,
+    pub late_events: u64,
+    pub scores_joined: u64,
+    pub windows_closed: u64,
+    pub series_windows_closed: u64,
+}
+
+/// Remembers recent `response_id`s → (window start, series), bounded FIFO.
+#[derive(Debug)]
+struct ResponseIndex {
+    capacity: usize,
+    map: HashMap<String, (i64, SeriesKey)>,
+    order: VecDeque<String>,
+}
+
+impl ResponseIndex {
+    fn insert(&mut self, id: &str, start: i64, key: SeriesKey) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.map.insert(id.to_string(), (start, key)).is_none() {
+            self.order.push_back(id.to_string());
+        }
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+}
+
+/// Open windows of every series, the watermark and the series registry.
+#[derive(Debug)]
+pub struct WindowState {
+    width_ms: i64,
+    lateness_ms: i64,
+    idle_ms: i64,
+    open: BTreeMap<i64, HashMap<SeriesKey, WindowSketch>>,
+    watermark_ms: i64,
+    clocks: BTreeMap<i32, PartitionClock>,
+    series: SeriesRegistry,
+    responses: ResponseIndex,
+    stats: WindowStats,
+}
+
+impl WindowState {
+    pub fn new(cfg: &WindowsConfig, series: SeriesRegistry, join_capacity: usize) -> Self {
+        Self {
+            width_ms: cfg.width.as_millis() as i64,
+            lateness_ms: cfg.allowed_lateness.as_millis() as i64,
+            idle_ms: cfg.idle_timeout.as_millis() as i64,
+            open: BTreeMap::new(),
+            watermark_ms: i64::MIN,
+            clocks: BTreeMap::new(),
+            series,
+            responses: ResponseIndex {
+                capacity: join_capacity,
+                map: HashMap::new(),
+                order: VecDeque::new(),
+            },
+            stats: WindowStats::default(),
+        }
+    }
+
+    pub fn width_ms(&self) -> i64 {
+        self.width_ms
+    }
+
+    /// Event time up to which every window is closed; `None` before the first advance.
+    pub fn watermark_ms(&self) -> Option<i64> {
+        (self.watermark_ms != i64::MIN).then_some(self.watermark_ms)
+    }
+
+    pub fn stats(&self) -> WindowStats {
+        self.stats
+    }
+
+    pub fn series(&self) -> &SeriesRegistry {
+        &self.series
+    }
+
+    pub fn open_windows(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Open series × window sketches: what memory is proportional to.
+    pub fn open_sketches(&self) -> usize {
+        self.open.values().map(HashMap::len).sum()
+    }
+
+    pub fn window_start(&self, ts_ms: i64) -> i64 {
+        ts_ms.div_euclid(self.width_ms) * self.width_ms
+    }
+
+    /// Adds a request event from `partition` at `offset`; `now_ms` is the wall clock.
+    pub fn observe(
+        &mut self,
+        ev: &RequestEvent,
+        partition: i32,
+        offset: i64,
+        now_ms: i64,
+    ) -> Observed {
+        let clock = self.clocks.entry(partition).or_insert(PartitionClock {
+            max_event_ms: ev.timestamp_ms,
+            last_seen_wall_ms: now_ms,
+        });
+        clock.max_event_ms = clock.max_event_ms.max(ev.timestamp_ms);
+        clock.last_seen_wall_ms = now_ms;
+
+        let start = self.window_start(ev.timestamp_ms);
+        if start + self.width_ms <= self.watermark_ms {
+            self.stats.late_events += 1;
+            return Observed::Late;
+        }
+        let key = self.series.key_for(ev);
+        if let Some(id) = &ev.response_id {
+            self.responses.insert(id, start, key.clone());
+        }
+        self.open
+            .entry(start)
+            .or_default()
+            .entry(key)
+            .or_default()
+            .observe(ev, partition, offset);
+        self.stats.windowed_events += 1;
+        Observed::Windowed
+    }
+
+    /// Joins a late judge score or feedback to the window of the request it scores.
+    pub fn observe_score(
+        &mut self,
+        s: &ScoreEvent,
+        partition: i32,
+        offset: i64,
+    ) -> Result<(), ScoreMiss> {
+        let (start, key) = self
+            .responses
+            .map
+            .get(&s.response_id)
+            .cloned()
+            .ok_or(ScoreMiss::UnknownResponse)?;
+        let sketch = self
+            .open
+            .get_mut(&start)
+            .and_then(|w| w.get_mut(&key))
+            .ok_or(ScoreMiss::WindowClosed)?;
+        match &s.value {
+            ScoreValue::Judge { name, value } => {
+                sketch.add_late_judge(name, *value, partition, offset)
+            }
+            ScoreValue::Feedback(f) => sketch.add_late_feedback(*f, partition, offset),
+        }
+        self.stats.scores_joined += 1;
+        Ok(())
+    }
+
+    /// Recomputes the watermark at wall time `now_ms` and returns the windows it closed,
+    /// oldest first.
+    pub fn advance(&mut self, now_ms: i64) -> Vec<ClosedWindow> {
+        let active_min = self
+            .clocks
+            .values()
+            .filter(|c| now_ms - c.last_seen_wall_ms < self.idle_ms)
+            .map(|c| c.max_event_ms)
+            .min();
+        let candidate = match active_min {
+            Some(min) => Some(min),
+            // Every partition idle: event time follows the wall clock from the newest event.
+            None => self
+                .clocks
+                .values()
+                .map(|c| c.max_event_ms.saturating_add(now_ms - c.last_seen_wall_ms))
+                .max(),
+        };
+        if let Some(c) = candidate {
+            self.watermark_ms = self.watermark_ms.max(c.saturating_sub(self.lateness_ms));
+        }
+        let mut closed = Vec::new();
+        while let Some(entry) = self.open.first_entry() {
+            if *entry.key() + self.width_ms > self.watermark_ms {
+                break;
+            }
+            let (start, sketches) = entry.remove_entry();
+            closed.push(self.finish(start, sketches));
+        }
+        if !closed.is_empty() {
+            self.forget_closed();
+        }
+        closed
+    }
+
+    /// Closes every open window regardless of the watermark (end of a replay or the demo).
+    pub fn close_all(&mut self) -> Vec<ClosedWindow> {
+        let open = std::mem::take(&mut self.open);
+        let closed: Vec<_> = open.into_iter().map(|(s, w)| self.finish(s, w)).collect();
+        if let Some(last) = closed.last() {
+            self.watermark_ms = self.watermark_ms.max(last.end_ms);
+        }
+        self.forget_closed();
+        closed
+    }
+
+    fn finish(&mut self, start: i64, sketches: HashMap<SeriesKey, WindowSketch>) -> ClosedWindow {
+        let mut series: Vec<_> = sketches.into_iter().collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        self.stats.windows_closed += 1;
+        self.stats.series_windows_closed += series.len() as u64;
+        ClosedWindow {
+            start_ms: start,
+            end_ms: start + self.width_ms,
+            series,
+        }
+    }
+
+    /// Drops series with no open window from the registry, freeing room under the cap.
+    fn forget_closed(&mut self) {
+        let open = &self.open;
+        self.series
+            .retain(|k| open.values().any(|w| w.contains_key(k)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::event::{Feedback, SeriesLabel, Status};
+
+    const MIN: i64 = 60_000;
+    const T0: i64 = 1_790_000_000_000 / MIN * MIN; // a window boundary
+
+    fn state(lateness_s: u64, idle_s: u64) -> WindowState {
+        let cfg = WindowsConfig {
+            width: Duration::from_secs(60),
+            allowed_lateness: Duration::from_secs(lateness_s),
+            idle_timeout: Duration::from_secs(idle_s),
+        };
+        WindowState::new(
+            &cfg,
+            SeriesRegistry::new(vec![SeriesLabel::Service], 100),
+            1000,
+        )
+    }
+
+    fn ev(service: &str, ts: i64) -> RequestEvent {
+        RequestEvent {
+            event_id: format!("{service}-{ts}"),
+            timestamp_ms: ts,
+            service: service.into(),
+            request_model: "m".into(),
+            latency_ms: 100.0,
+            status: Status::Ok,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn tumbling_windows_close_when_watermark_passes_end() {
+        let mut w = state(10, 3600);
+        let now = 0;
+        assert_eq!(
+            w.observe(&ev("a", T0 + 1_000), 0, 0, now),
+            Observed::Windowed
+        );
+        assert_eq!(
+            w.observe(&ev("b", T0 + 59_999), 0, 1, now),
+            Observed::Windowed
+        );
+        assert_eq!(
+            w.observe(&ev("a", T0 + MIN + 5_000), 0, 2, now),
+            Observed::Windowed
+        );
+        // newest = T0+65s, lateness 10 s → watermark T0+55s: nothing closes yet
+        assert!(w.advance(now).is_empty());
+        assert_eq!(w.watermark_ms(), Some(T0 + 55_000));
+        w.observe(&ev("a", T0 + MIN + 10_000), 0, 3, now);
+        let closed = w.advance(now);
+        assert_eq!(closed.len(), 1);
+        let c = &closed[0];
+        assert_eq!((c.start_ms, c.end_ms), (T0, T0 + MIN));
+        let names: Vec<_> = c
+            .series
+            .iter()
+            .map(|(k, s)| (k.values()[0].clone(), s.event_count))
+            .collect();
+        assert_eq!(names, vec![("a".to_string(), 1), ("b".to_string(), 1)]);
+        assert_eq!(c.series[0].1.offsets.get(&0), Some(&(0, 0)));
+        assert_eq!(w.open_windows(), 1);
+    }
+
+    #[test]
+    fn events_within_lateness_count_and_later_ones_are_late() {
+        let mut w = state(30, 3600);
+        w.observe(&ev("a", T0 + MIN + 20_000), 0, 0, 0);
+        w.advance(0); // watermark T0+50s: window T0 open
+        assert_eq!(
+            w.observe(&ev("a", T0 + 5_000), 0, 1, 0),
+            Observed::Windowed,
+            "within lateness"
+        );
+        w.observe(&ev("a", T0 + MIN + 40_000), 0, 2, 0);
+        let closed = w.advance(0); // watermark T0+70s
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].start_ms, T0);
+        assert_eq!(
+            closed[0].series[0].1.event_count, 1,
+            "the event within lateness was counted"
+        );
+        assert_eq!(w.observe(&ev("a", T0 + 59_000), 0, 3, 0), Observed::Late);
+        assert_eq!(w.stats().late_events, 1);
+        assert_eq!(w.stats().windowed_events, 3);
+    }
+
+    #[test]
+    fn slowest_active_partition_holds_the_watermark() {
+        let mut w = state(0, 10);
+        w.observe(&ev("a", T0 + 5 * MIN), 0, 0, 0);
+        w.observe(&ev("a", T0 + 10_000), 1, 0, 0);
+        assert!(
+            w.advance(1_000).is_empty(),
+            "partition 1 is still in window T0"
+        );
+        assert_eq!(w.watermark_ms(), Some(T0 + 10_000));
+        // partition 0 keeps delivering, partition 1 goes quiet: after idle_timeout it no
+        // longer holds the watermark back
+        w.observe(&ev("a", T0 + 5 * MIN + 1), 0, 1, 11_000);
+        let closed = w.advance(11_000);
+        assert_eq!(closed.len(), 1);
+        assert_eq!(w.watermark_ms(), Some(T0 + 5 * MIN + 1));
+    }
+
+    #[test]
+    fn idle_ticks_advance_the_watermark_with_the_wall_clock() {
+        let mut w = state(5, 10);
+        w.observe(&ev("a", T0 + 30_000), 0, 0, 1_000_000);
+        assert!(w.advance(1_005_000).is_empty());
+        assert_eq!(w.watermark_ms(), Some(T0 + 25_000));
+        // no more events; 40 s of wall time later the watermark has moved 40 s
+        let closed = w.advance(1_040_000);
+        assert_eq!(w.watermark_ms(), Some(T0 + 30_000 + 40_000 - 5_000));
+        assert_eq!(
+            closed.len(),
+            1,
+            "the quiet window closed on idle ticks alone"
+        );
+        // the watermark never goes backwards
+        w.observe(&ev("a", T0 + 61_000), 0, 1, 1_041_000);
+        w.advance(1_041_000);
+        assert_eq!(w.watermark_ms(), Some(T0 + 65_000));
+    }
+
+    #[test]
+    fn late_scores_join_the_request_window() {
+        let mut w = state(30, 3600);
+        let mut e = ev("a", T0 + 1_000);
+        e.response_id = Some("r1".into());
+        w.observe(&e, 0, 0, 0);
+        let judge = ScoreEvent {
+            event_id: None,
+            response_id: "r1".into(),
+            timestamp_ms: None,
+            value: ScoreValue::Judge {
+                name: "faith".into(),
+                value: 0.5,
+            },
+        };
+        assert_eq!(w.observe_score(&judge, 2, 9), Ok(()));
+        let fb = ScoreEvent {
+            value: ScoreValue::Feedback(Feedback::Negative),
+            ..judge.clone()
+        };
+        assert_eq!(w.observe_score(&fb, 2, 10), Ok(()));
+        let unknown = ScoreEvent {
+            response_id: "nope".into(),
+            ..judge.clone()
+        };
+        assert_eq!(
+            w.observe_score(&unknown, 2, 11),
+            Err(ScoreMiss::UnknownResponse)
+        );
+        let closed = w.close_all();
+        let s = &closed[0].series[0].1;
+        assert_eq!(s.judge["faith"].n, 1);
+        assert_eq!(s.feedback_count(Feedback::Negative), 1);
+        assert_eq!(s.late_scores, 2);
+        assert_eq!(s.offsets.get(&2), Some(&(9, 10)));
+        assert_eq!(w.observe_score(&judge, 2, 12), Err(ScoreMiss::WindowClosed));
+    }
+
+    #[test]
+    fn closing_frees_series_under_the_cap() {
+        let cfg = WindowsConfig {
+            width: Duration::from_secs(60),
+            allowed_lateness: Duration::ZERO,
+            idle_timeout: Duration::from_secs(3600),
+        };
+        let mut w = WindowState::new(&cfg, SeriesRegistry::new(vec![SeriesLabel::Service], 2), 10);
+        w.observe(&ev("a", T0), 0, 0, 0);
+        w.observe(&ev("b", T0), 0, 1, 0);
+        w.observe(&ev("c", T0), 0, 2, 0);
+        assert_eq!(w.series().overflow_events, 1);
+        w.observe(&ev("a", T0 + MIN), 0, 3, 0);
+        let closed = w.advance(0);
+        let keys: Vec<_> = closed[0]
+            .series
+            .iter()
+            .map(|(k, _)| k.values()[0].clone())
+            .collect();
+        assert_eq!(keys, ["__overflow__", "a", "b"]);
+        assert_eq!(w.series().active(), 1, "only a has an open window");
+        w.observe(&ev("c", T0 + MIN + 1), 0, 4, 0);
+        assert_eq!(
+            w.series().overflow_events,
+            1,
+            "c found room once b's window closed"
+        );
+        assert_eq!(w.series().active(), 2);
+    }
+
+    #[test]
+    fn memory_is_bounded_by_series_and_open_windows() {
+        let mut w = state(0, 3600);
+        for i in 0..200_000i64 {
+            let ts = T0 + i * 30; // 100 minutes of traffic
+            w.observe(&ev(["a", "b", "c"][(i % 3) as usize], ts), 0, i, 0);
+            if i % 1000 == 0 {
+                w.advance(0);
+            }
+            assert!(w.open_sketches() <= 3 * 2);
+        }
+    }
+}
