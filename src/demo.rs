@@ -1,6 +1,7 @@
 //! `driftwatch demo`: the whole pipeline on an embedded Kafka (librdkafka's mock cluster).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,8 @@ pub struct DemoOptions {
     pub data_dir: PathBuf,
     pub events: u64,
     pub seed: u64,
+    /// Requests per second the embedded producer sends.
+    pub rate: f64,
 }
 
 /// What the demo did, printed by `driftwatch demo`.
@@ -91,12 +94,7 @@ fn prepare_data_dir(dir: &Path) -> Result<(), DemoError> {
 /// Runs the demo: mock cluster, synthetic traffic with incidents, the real pipeline.
 pub async fn demo(opts: &DemoOptions) -> Result<DemoReport, DemoError> {
     prepare_data_dir(&opts.data_dir)?;
-    let cluster: MockCluster<'static, DefaultProducerContext> =
-        MockCluster::new(1).map_err(DemoError::Mock)?;
-    cluster
-        .create_topic(DEMO_TOPIC, DEMO_PARTITIONS, 1)
-        .map_err(DemoError::Mock)?;
-
+    let cluster = mock_cluster(DEMO_TOPIC, DEMO_PARTITIONS)?;
     let mut config = Config::default();
     config.kafka.bootstrap_servers = cluster.bootstrap_servers();
     config.kafka.topics = vec![DEMO_TOPIC.into()];
@@ -106,13 +104,32 @@ pub async fn demo(opts: &DemoOptions) -> Result<DemoReport, DemoError> {
     config.produce.events = opts.events;
     config.produce.seed = opts.seed;
     config.produce.span = Duration::from_secs(2 * 3600);
-    config.http.listen = "127.0.0.1:0".into();
+    config.produce.rate = opts.rate;
+    let report = produce_and_consume(&config).await?;
+    drop(cluster);
+    Ok(report)
+}
 
-    let started = Instant::now();
-    let produce_config = config.clone();
-    let produced = tokio::task::spawn_blocking(move || produce(&produce_config)).await??;
-    let produce_time = started.elapsed();
+/// An in-process Kafka (librdkafka's mock cluster, one broker) with `topic` created.
+pub fn mock_cluster(
+    topic: &str,
+    partitions: i32,
+) -> Result<MockCluster<'static, DefaultProducerContext>, DemoError> {
+    let cluster = MockCluster::new(1).map_err(DemoError::Mock)?;
+    cluster
+        .create_topic(topic, partitions, 1)
+        .map_err(DemoError::Mock)?;
+    Ok(cluster)
+}
 
+/// Runs the real pipeline on `config` while `driftwatch produce` publishes
+/// `config.produce` traffic to it; returns when everything produced has been consumed and
+/// written. The HTTP endpoint is served on a free loopback port meanwhile.
+///
+/// librdkafka's mock broker keeps only the newest 5 MB of each partition, so the traffic is
+/// produced while the pipeline consumes it, at `produce.rate`, and production starts once the
+/// consumer owns its partitions.
+pub async fn produce_and_consume(config: &Config) -> Result<DemoReport, DemoError> {
     let (metrics, registry) = Metrics::new();
     let health = Arc::new(Health::default());
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -127,20 +144,43 @@ pub async fn demo(opts: &DemoOptions) -> Result<DemoReport, DemoError> {
     .await
     .map_err(DemoError::Http)?;
     let started = Instant::now();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let interrupted = async {
-        let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            // A dropped sender (production succeeded) is not a stop request.
+            Ok(()) = stopped => {}
+        }
     };
+    let complete = Arc::new(AtomicBool::new(false));
     let opts_run = RunOptions {
-        stop_when_caught_up: true,
+        stop_when_caught_up: Some(complete.clone()),
         tick: Some(Duration::from_millis(100)),
     };
-    let report = run(&config, metrics, health, interrupted, opts_run).await?;
+    let producing = async {
+        while !health.ready.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let produce_config = config.clone();
+        let started = Instant::now();
+        let result = tokio::task::spawn_blocking(move || produce(&produce_config)).await;
+        complete.store(true, Ordering::SeqCst);
+        if !matches!(result, Ok(Ok(_))) {
+            let _ = stop.send(());
+        }
+        (result, started.elapsed())
+    };
+    let (report, (produced, produce_time)) = tokio::join!(
+        run(config, metrics, health.clone(), interrupted, opts_run),
+        producing
+    );
+    let produced = produced??;
+    let report = report?;
     let consume_time = started.elapsed();
     let _ = stop_http.send(());
     let _ = server.await;
-    drop(cluster);
     Ok(DemoReport {
-        data_dir: opts.data_dir.clone(),
+        data_dir: config.storage.data_dir.clone(),
         produced: produced.tally,
         produce_time,
         consume_time,
@@ -179,9 +219,17 @@ impl DemoReport {
         );
         let _ = writeln!(
             s,
-            "  windows    {} windows × series = {} rows over {} series",
-            r.windows.windows_closed, r.windows.series_windows_closed, r.series
+            "  windows    {} rows: {} one-minute windows × {} series",
+            r.windows.series_windows_closed, r.windows.windows_closed, r.series
         );
+        if p.messages < self.produced.messages() {
+            let _ = writeln!(
+                s,
+                "  WARNING    {} messages were dropped by the embedded broker before they were read \
+                 (it keeps 5 MB per partition); re-run with a lower --rate",
+                self.produced.messages() - p.messages
+            );
+        }
         let q: u64 = p.quarantined.values().sum();
         let _ = writeln!(s, "  quarantine {q} messages");
         for (reason, n) in &p.quarantined {

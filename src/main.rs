@@ -93,6 +93,9 @@ enum Command {
         /// RNG seed.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Requests per second sent to the embedded broker.
+        #[arg(long, default_value_t = 10_000.0)]
+        rate: f64,
     },
 }
 
@@ -221,11 +224,13 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             data_dir,
             events,
             seed,
+            rate,
         } => {
             let opts = driftwatch::demo::DemoOptions {
                 data_dir,
                 events,
                 seed,
+                rate,
             };
             eprintln!("driftwatch demo: starting an embedded Kafka and producing {events} requests of synthetic traffic...");
             let report = driftwatch::demo::demo(&opts)

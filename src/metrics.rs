@@ -44,14 +44,17 @@ impl Metrics {
         // Hot-path handles are taken out of the families once; they share the atomics.
         let decoded = Family::<Labels, Counter>::default();
         let quarantined = Family::<Labels, Counter>::default();
+        // Each get_or_create guard must drop before the next call takes the write lock.
+        let handle = |f: &Family<Labels, Counter>, k: &str, v: &str| -> Counter {
+            let c = f.get_or_create(&label(k, v)).clone();
+            c
+        };
         let m = Metrics {
             messages_consumed: Counter::default(),
-            events_decoded_request: decoded.get_or_create(&label("kind", "request")).clone(),
-            events_decoded_score: decoded.get_or_create(&label("kind", "score")).clone(),
+            events_decoded_request: handle(&decoded, "kind", "request"),
+            events_decoded_score: handle(&decoded, "kind", "score"),
             quarantined: std::array::from_fn(|i| {
-                quarantined
-                    .get_or_create(&label("reason", RejectReason::ALL[i].as_str()))
-                    .clone()
+                handle(&quarantined, "reason", RejectReason::ALL[i].as_str())
             }),
             late_events: Counter::default(),
             windowed_events: Counter::default(),

@@ -113,6 +113,7 @@ impl ParquetSink {
             let batch = tables::events_batch(&group)?;
             out.push(self.write_file(EVENTS, &dir, &name, &batch)?);
         }
+        sync_dirs(&out)?;
         Ok(out)
     }
 
@@ -140,19 +141,33 @@ impl ParquetSink {
             let batch = tables::quarantine_batch(&group)?;
             out.push(self.write_file(QUARANTINE, &dir, &name, &batch)?);
         }
+        sync_dirs(&out)?;
         Ok(out)
     }
 
-    /// Writes one closed window (every series), named by its start and a digest of the
-    /// Kafka offsets it covers.
-    pub fn write_window(&self, w: &ClosedWindow) -> Result<Option<Written>, SinkError> {
-        if w.series.is_empty() {
-            return Ok(None);
+    /// Writes closed windows, one file per hour they start in, named by the first and last
+    /// window start and a digest of the Kafka offsets they cover.
+    pub fn write_windows(&self, windows: &[ClosedWindow]) -> Result<Vec<Written>, SinkError> {
+        let mut groups: BTreeMap<i64, Vec<&ClosedWindow>> = BTreeMap::new();
+        for w in windows.iter().filter(|w| !w.series.is_empty()) {
+            groups
+                .entry(w.start_ms.div_euclid(3_600_000))
+                .or_default()
+                .push(w);
         }
-        let dir = self.partition_dir(WINDOWS, w.start_ms);
-        let name = format!("window-{}-{:016x}.parquet", w.start_ms, offsets_digest(w));
-        let batch = tables::windows_batch(&self.labels, w)?;
-        self.write_file(WINDOWS, &dir, &name, &batch).map(Some)
+        let mut out = Vec::new();
+        for (hour, group) in groups {
+            let dir = self.partition_dir(WINDOWS, hour * 3_600_000);
+            let (first, last) = (group[0].start_ms, group[group.len() - 1].start_ms);
+            let name = format!(
+                "windows-{first}-{last}-{:016x}.parquet",
+                offsets_digest(&group)
+            );
+            let batch = tables::windows_batch(&self.labels, &group)?;
+            out.push(self.write_file(WINDOWS, &dir, &name, &batch)?);
+        }
+        sync_dirs(&out)?;
+        Ok(out)
     }
 
     fn partition_dir(&self, table: &str, ts_ms: i64) -> PathBuf {
@@ -188,7 +203,6 @@ impl ParquetSink {
         file.sync_all().map_err(io("syncing", &tmp_path))?;
         drop(file);
         fs::rename(&tmp_path, &final_path).map_err(io("renaming", &tmp_path))?;
-        sync_dir(dir)?;
         Ok(Written {
             table,
             path: final_path,
@@ -197,10 +211,16 @@ impl ParquetSink {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), SinkError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("syncing directory", dir))
+/// Makes the renames of `written` durable: one fsync per distinct directory.
+fn sync_dirs(written: &[Written]) -> Result<(), SinkError> {
+    let dirs: std::collections::BTreeSet<&Path> =
+        written.iter().filter_map(|w| w.path.parent()).collect();
+    for dir in dirs {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("syncing directory", dir))?;
+    }
+    Ok(())
 }
 
 /// Removes `.<name>.inprogress` files anywhere under `dir`.
@@ -236,10 +256,10 @@ fn file_safe(topic: &str) -> String {
         .collect()
 }
 
-/// FNV-1a over the (partition, first, last) offsets of every series of the window.
-fn offsets_digest(w: &ClosedWindow) -> u64 {
+/// FNV-1a over the (partition, first, last) offsets of every series of the windows.
+fn offsets_digest(windows: &[&ClosedWindow]) -> u64 {
     let mut ranges: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
-    for (_, s) in &w.series {
+    for (_, s) in windows.iter().flat_map(|w| &w.series) {
         for (p, (lo, hi)) in &s.offsets {
             let e = ranges.entry(*p).or_insert((*lo, *hi));
             e.0 = e.0.min(*lo);

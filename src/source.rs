@@ -49,10 +49,11 @@ pub struct Health {
 }
 
 /// How a run ends besides a shutdown signal.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Stop once every assigned partition has been read to its end (demo, tests, replays).
-    pub stop_when_caught_up: bool,
+    /// Once this flag is set (the input is complete), stop as soon as every assigned
+    /// partition has been read to its end (demo, tests, replays).
+    pub stop_when_caught_up: Option<Arc<AtomicBool>>,
     /// How often the loop advances the watermark and checks flushes.
     pub tick: Option<Duration>,
 }
@@ -130,7 +131,6 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", &k.auto_offset_reset)
-        .set("enable.partition.eof", "true")
         .set(
             "statistics.interval.ms",
             k.statistics_interval.as_millis().to_string(),
@@ -147,7 +147,7 @@ fn now_ms() -> i64 {
 }
 
 /// Consumes `config.kafka.topics` until `shutdown` resolves (or, with
-/// `stop_when_caught_up`, until every assigned partition is read to its end), then drains:
+/// `stop_when_caught_up`, until the input is complete and read to its end), then drains:
 /// closes open windows, writes everything, commits offsets.
 pub async fn run(
     config: &Config,
@@ -188,7 +188,9 @@ pub async fn run(
 
     let mut report = RunReport::default();
     let mut durable: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    let mut at_eof: BTreeSet<(String, i32)> = BTreeSet::new();
+    // (topic, partition) → next offset to read, for the caught-up check.
+    let mut consumed: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut idle_ticks = 0u32;
     let mut tick = tokio::time::interval(opts.tick.unwrap_or(Duration::from_millis(250)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -208,7 +210,9 @@ pub async fn run(
                     if job_tx.send(job).await.is_err() { break; }
                 }
                 if job_tx.is_closed() { break Err(RunError::SinkGone); }
-                if opts.stop_when_caught_up && caught_up(&consumer, &at_eof) {
+                idle_ticks += 1;
+                let input_complete = opts.stop_when_caught_up.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
+                if input_complete && idle_ticks >= 2 && caught_up(&consumer, &consumed) {
                     tracing::info!("every assigned partition read to its end");
                     break Ok(());
                 }
@@ -223,7 +227,13 @@ pub async fn run(
                             t
                         }
                     };
-                    at_eof.remove(&(m.topic().to_string(), m.partition()));
+                    idle_ticks = 0;
+                    match consumed.get_mut(&(m.topic().to_string(), m.partition())) {
+                        Some(next) => *next = m.offset() + 1,
+                        None => {
+                            consumed.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
+                        }
+                    }
                     let raw = crate::pipeline::RawMessage {
                         topic: &topic,
                         partition: m.partition(),
@@ -235,13 +245,6 @@ pub async fn run(
                         for job in pipeline.tick(now_ms()) {
                             if job_tx.send(job).await.is_err() { break; }
                         }
-                    }
-                }
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    // rdkafka reports EOF without the topic; with one topic per partition
-                    // number this is exact, with several topics it marks the number for all.
-                    for t in &config.kafka.topics {
-                        at_eof.insert((t.clone(), p));
                     }
                 }
                 Some(Err(e)) => {
@@ -294,15 +297,41 @@ pub async fn run(
     Ok(report)
 }
 
-fn caught_up(consumer: &StreamConsumer<SourceContext>, at_eof: &BTreeSet<(String, i32)>) -> bool {
+/// True when every assigned partition has been read up to its high watermark. Asks the
+/// broker (blocking, briefly); only used when the loop has gone quiet.
+fn caught_up(
+    consumer: &StreamConsumer<SourceContext>,
+    consumed: &BTreeMap<(String, i32), i64>,
+) -> bool {
     let Ok(assignment) = consumer.assignment() else {
         return false;
     };
     let parts = assignment.elements();
-    !parts.is_empty()
-        && parts
-            .iter()
-            .all(|e| at_eof.contains(&(e.topic().to_string(), e.partition())))
+    if parts.is_empty() {
+        return false;
+    }
+    tokio::task::block_in_place(|| {
+        parts.iter().all(|e| {
+            let Ok((low, high)) =
+                consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(5))
+            else {
+                return false;
+            };
+            let next = consumed
+                .get(&(e.topic().to_string(), e.partition()))
+                .copied()
+                .unwrap_or(low);
+            tracing::debug!(
+                topic = e.topic(),
+                partition = e.partition(),
+                next,
+                low,
+                high,
+                "caught-up check"
+            );
+            next >= high
+        })
+    })
 }
 
 fn apply_ack(
@@ -424,11 +453,7 @@ impl SinkWriter {
                 ack.next_offsets = f.next_offsets.clone();
             }
             SinkJob::Windows(ws) => {
-                for w in ws {
-                    if let Some(written) = self.sink.write_window(w)? {
-                        note(vec![written], &mut ack);
-                    }
-                }
+                note(self.sink.write_windows(ws)?, &mut ack);
             }
         }
         Ok(ack)

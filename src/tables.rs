@@ -266,8 +266,17 @@ pub fn windows_schema(labels: &[&str]) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-pub fn windows_batch(labels: &[&str], window: &ClosedWindow) -> Result<RecordBatch, ArrowError> {
-    let rows: &[(SeriesKey, WindowSketch)] = &window.series;
+/// One row per series of every window in `windows`.
+pub fn windows_batch(
+    labels: &[&str],
+    windows: &[&ClosedWindow],
+) -> Result<RecordBatch, ArrowError> {
+    let rows: Vec<&(SeriesKey, WindowSketch)> = windows.iter().flat_map(|w| &w.series).collect();
+    let bounds: Vec<(i64, i64)> = windows
+        .iter()
+        .flat_map(|w| std::iter::repeat_n((w.start_ms, w.end_ms), w.series.len()))
+        .collect();
+    let rows = &rows[..];
     let n = rows.len();
     let mut cols: Vec<ArrayRef> = Vec::new();
     for (li, _) in labels.iter().enumerate() {
@@ -286,18 +295,16 @@ pub fn windows_batch(labels: &[&str], window: &ClosedWindow) -> Result<RecordBat
         rows.iter().for_each(|(_, s)| b.append_option(get(s)));
         Arc::new(b.finish())
     };
-    let ts = |v: i64| -> ArrayRef {
-        Arc::new(
-            TimestampMillisecondArray::from_iter_values(std::iter::repeat_n(v, n))
-                .with_timezone("UTC"),
-        )
+    let ts = |end: bool| -> ArrayRef {
+        let values = bounds.iter().map(|(s, e)| if end { *e } else { *s });
+        Arc::new(TimestampMillisecondArray::from_iter_values(values).with_timezone("UTC"))
     };
     let mut overflow = BooleanBuilder::with_capacity(n);
     rows.iter()
         .for_each(|(k, _)| overflow.append_value(k.is_overflow()));
     cols.push(Arc::new(overflow.finish()));
-    cols.push(ts(window.start_ms));
-    cols.push(ts(window.end_ms));
+    cols.push(ts(false));
+    cols.push(ts(true));
     cols.push(i64s(&|s| s.event_count));
     cols.push(i64s(&|s| s.ok_count()));
     cols.push(i64s(&|s| s.error_count));
@@ -369,7 +376,7 @@ pub fn windows_batch(labels: &[&str], window: &ClosedWindow) -> Result<RecordBat
     RecordBatch::try_new(windows_schema(labels), cols)
 }
 
-fn offsets_list(rows: &[(SeriesKey, WindowSketch)]) -> Result<ArrayRef, ArrowError> {
+fn offsets_list(rows: &[&(SeriesKey, WindowSketch)]) -> Result<ArrayRef, ArrowError> {
     let mut part = Int32Builder::new();
     let mut first = Int64Builder::new();
     let mut last = Int64Builder::new();
