@@ -102,6 +102,20 @@ impl Pipeline {
         self.events.len() + self.quarantine.len()
     }
 
+    /// Partitions assigned to this instance (they hold the watermark until they deliver).
+    pub fn assign(&mut self, partitions: &[i32], now_ms: i64) {
+        for p in partitions {
+            self.windows.assign_partition(*p, now_ms);
+        }
+    }
+
+    /// Partitions taken away from this instance.
+    pub fn revoke(&mut self, partitions: &[i32]) {
+        for p in partitions {
+            self.windows.revoke_partition(*p);
+        }
+    }
+
     /// Takes one message. Returns true when the buffers are full and [`Pipeline::tick`]
     /// should run now.
     pub fn ingest(&mut self, msg: RawMessage<'_>, now_ms: i64) -> bool {

@@ -74,6 +74,18 @@ pub struct RunReport {
 struct SourceContext {
     metrics: Metrics,
     health: Arc<Health>,
+    rebalances: mpsc::UnboundedSender<RebalanceEvent>,
+}
+
+/// Partition changes, passed from librdkafka's callback to the run loop.
+#[derive(Debug)]
+enum RebalanceEvent {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
 }
 
 impl ClientContext for SourceContext {
@@ -110,11 +122,17 @@ impl ConsumerContext for SourceContext {
     ) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                tracing::info!(partitions = tpl.count(), "partitions assigned");
+                tracing::info!(partitions = ?partitions_of(tpl), "partitions assigned");
+                let _ = self
+                    .rebalances
+                    .send(RebalanceEvent::Assigned(partitions_of(tpl)));
                 self.health.ready.store(true, Ordering::SeqCst);
             }
             Rebalance::Revoke(tpl) => {
-                tracing::info!(partitions = tpl.count(), "partitions revoked")
+                tracing::info!(partitions = ?partitions_of(tpl), "partitions revoked");
+                let _ = self
+                    .rebalances
+                    .send(RebalanceEvent::Revoked(partitions_of(tpl)));
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
@@ -165,10 +183,12 @@ pub async fn run(
     let sink = ParquetSink::new(&config.storage.data_dir, config.storage.zstd_level, labels)?;
     let mut pipeline = Pipeline::new(config, metrics.clone())?;
 
+    let (rebalance_tx, mut rebalance_rx) = mpsc::unbounded_channel();
     let consumer: StreamConsumer<SourceContext> =
         consumer_config(config).create_with_context(SourceContext {
             metrics: metrics.clone(),
             health: health.clone(),
+            rebalances: rebalance_tx,
         })?;
     let topics: Vec<&str> = config.kafka.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
@@ -202,9 +222,13 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = &mut shutdown => break Ok(()),
-            Some(ack) = ack_rx.recv() => {
+                        Some(ack) = ack_rx.recv() => {
                 apply_ack(&consumer, &metrics, ack, &mut durable, &mut report);
             }
+            Some(change) = rebalance_rx.recv() => match change {
+                RebalanceEvent::Assigned(ps) => pipeline.assign(&ps, now_ms()),
+                RebalanceEvent::Revoked(ps) => pipeline.revoke(&ps),
+            },
             _ = tick.tick() => {
                 for job in pipeline.tick(now_ms()) {
                     if job_tx.send(job).await.is_err() { break; }

@@ -46,7 +46,9 @@ pub struct ClosedWindow {
 
 #[derive(Debug, Clone, Copy)]
 struct PartitionClock {
-    max_event_ms: i64,
+    /// Newest event time delivered; `None` for an assigned partition that has not delivered.
+    max_event_ms: Option<i64>,
+    /// Wall clock of the last event, or of the assignment.
     last_seen_wall_ms: i64,
 }
 
@@ -156,10 +158,14 @@ impl WindowState {
         now_ms: i64,
     ) -> Observed {
         let clock = self.clocks.entry(partition).or_insert(PartitionClock {
-            max_event_ms: ev.timestamp_ms,
+            max_event_ms: None,
             last_seen_wall_ms: now_ms,
         });
-        clock.max_event_ms = clock.max_event_ms.max(ev.timestamp_ms);
+        clock.max_event_ms = Some(
+            clock
+                .max_event_ms
+                .map_or(ev.timestamp_ms, |m| m.max(ev.timestamp_ms)),
+        );
         clock.last_seen_wall_ms = now_ms;
 
         let start = self.window_start(ev.timestamp_ms);
@@ -179,6 +185,20 @@ impl WindowState {
             .observe(ev, partition, offset);
         self.stats.windowed_events += 1;
         Observed::Windowed
+    }
+
+    /// A partition was assigned: it holds the watermark back from now until it delivers an
+    /// event or stays silent for `idle_timeout`.
+    pub fn assign_partition(&mut self, partition: i32, now_ms: i64) {
+        self.clocks.entry(partition).or_insert(PartitionClock {
+            max_event_ms: None,
+            last_seen_wall_ms: now_ms,
+        });
+    }
+
+    /// A partition was revoked: it no longer counts toward the watermark.
+    pub fn revoke_partition(&mut self, partition: i32) {
+        self.clocks.remove(&partition);
     }
 
     /// Joins a late judge score or feedback to the window of the request it scores.
@@ -212,20 +232,27 @@ impl WindowState {
     /// Recomputes the watermark at wall time `now_ms` and returns the windows it closed,
     /// oldest first.
     pub fn advance(&mut self, now_ms: i64) -> Vec<ClosedWindow> {
-        let active_min = self
+        let active: Vec<Option<i64>> = self
             .clocks
             .values()
             .filter(|c| now_ms - c.last_seen_wall_ms < self.idle_ms)
             .map(|c| c.max_event_ms)
-            .min();
-        let candidate = match active_min {
-            Some(min) => Some(min),
+            .collect();
+        let candidate = if active.is_empty() {
             // Every partition idle: event time follows the wall clock from the newest event.
-            None => self
-                .clocks
+            self.clocks
                 .values()
-                .map(|c| c.max_event_ms.saturating_add(now_ms - c.last_seen_wall_ms))
-                .max(),
+                .filter_map(|c| {
+                    c.max_event_ms
+                        .map(|m| m.saturating_add(now_ms - c.last_seen_wall_ms))
+                })
+                .max()
+        } else if active.contains(&None) {
+            // A partition was just assigned and has not delivered yet: it may hold older
+            // events than anyone else, so hold the watermark until it does or goes idle.
+            None
+        } else {
+            active.into_iter().flatten().min()
         };
         if let Some(c) = candidate {
             self.watermark_ms = self.watermark_ms.max(c.saturating_sub(self.lateness_ms));
@@ -383,6 +410,34 @@ mod tests {
         let closed = w.advance(11_000);
         assert_eq!(closed.len(), 1);
         assert_eq!(w.watermark_ms(), Some(T0 + 5 * MIN + 1));
+    }
+
+    #[test]
+    fn an_assigned_partition_holds_the_watermark_until_it_delivers_or_idles() {
+        let mut w = state(0, 10);
+        w.assign_partition(0, 0);
+        w.assign_partition(1, 0);
+        w.observe(&ev("a", T0 + 5 * MIN), 0, 0, 100);
+        assert!(w.advance(1_000).is_empty());
+        assert_eq!(w.watermark_ms(), None, "partition 1 has not delivered yet");
+        assert_eq!(
+            w.observe(&ev("b", T0 + 1_000), 1, 0, 2_000),
+            Observed::Windowed,
+            "not late"
+        );
+        w.advance(2_000);
+        assert_eq!(w.watermark_ms(), Some(T0 + 1_000));
+        w.revoke_partition(1);
+        w.advance(3_000);
+        assert_eq!(w.watermark_ms(), Some(T0 + 5 * MIN));
+        // a silent assigned partition stops holding once idle
+        w.assign_partition(2, 3_000);
+        w.observe(&ev("a", T0 + 6 * MIN), 0, 1, 3_500);
+        w.advance(4_000);
+        assert_eq!(w.watermark_ms(), Some(T0 + 5 * MIN));
+        w.observe(&ev("a", T0 + 6 * MIN), 0, 2, 13_500);
+        w.advance(13_500);
+        assert_eq!(w.watermark_ms(), Some(T0 + 6 * MIN));
     }
 
     #[test]
