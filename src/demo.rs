@@ -10,7 +10,7 @@ use rdkafka::producer::DefaultProducerContext;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::produce::{produce, ProduceError};
+use crate::produce::{produce_paced, Backpressure, ProduceError};
 use crate::sink;
 use crate::source::{run, Health, RunError, RunOptions, RunReport};
 use crate::synth::SynthTally;
@@ -157,13 +157,23 @@ pub async fn produce_and_consume(config: &Config) -> Result<DemoReport, DemoErro
         stop_when_caught_up: Some(complete.clone()),
         tick: Some(Duration::from_millis(100)),
     };
+    let consumed_counter = metrics.messages_consumed.clone();
     let producing = async {
         while !health.ready.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let produce_config = config.clone();
+        let consumed = consumed_counter;
         let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || produce(&produce_config)).await;
+        let result = tokio::task::spawn_blocking(move || {
+            let consumed = move || consumed.get();
+            let bp = Backpressure {
+                consumed: &consumed,
+                max_ahead: 3_000,
+            };
+            produce_paced(&produce_config, Some(bp))
+        })
+        .await;
         complete.store(true, Ordering::SeqCst);
         if !matches!(result, Ok(Ok(_))) {
             let _ = stop.send(());

@@ -93,8 +93,8 @@ enum Command {
         /// RNG seed.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Requests per second sent to the embedded broker.
-        #[arg(long, default_value_t = 10_000.0)]
+        /// Requests per second sent to the embedded broker; 0 = as fast as the pipeline reads.
+        #[arg(long, default_value_t = 0.0)]
         rate: f64,
     },
 }

@@ -71,6 +71,22 @@ pub fn producer_config(config: &Config) -> ClientConfig {
 /// the produce topic, paced at `produce.rate` when it is non-zero. Blocking; run it on a
 /// blocking thread.
 pub fn produce(config: &Config) -> Result<ProduceReport, ProduceError> {
+    produce_paced(config, None)
+}
+
+/// How far a producer may run ahead of a consumer in the same process: `consumed()`
+/// returns the messages consumed so far, and at most `max_ahead` more are in flight.
+pub struct Backpressure<'a> {
+    pub consumed: &'a (dyn Fn() -> u64 + Sync),
+    pub max_ahead: u64,
+}
+
+/// [`produce`], optionally held back so it never runs more than `max_ahead` messages ahead
+/// of an in-process consumer (the mock broker keeps only 5 MB per partition).
+pub fn produce_paced(
+    config: &Config,
+    backpressure: Option<Backpressure<'_>>,
+) -> Result<ProduceReport, ProduceError> {
     let producer: ThreadedProducer<DeliveryCounter> =
         producer_config(config).create_with_context(DeliveryCounter::default())?;
     let topic = config.produce_topic().to_string();
@@ -105,6 +121,11 @@ pub fn produce(config: &Config) -> Result<ProduceReport, ProduceError> {
             }
         }
         tally.add(msg.kind);
+        if let Some(bp) = &backpressure {
+            while tally.messages().saturating_sub((bp.consumed)()) > bp.max_ahead {
+                producer.poll(Duration::from_millis(1));
+            }
+        }
     }
     producer.flush(Duration::from_secs(60))?;
     let failed =

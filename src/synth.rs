@@ -433,7 +433,7 @@ impl Synth {
             8 => (DuplicateField, Some(format!("{{{good},\"latency_ms\":5,\"gen_ai.request.model\":\"x\"}}").into_bytes())),
             9 => (UnsupportedVersion, Some(format!("{{{good},\"latency_ms\":5,\"schema_version\":\"9.0\"}}").into_bytes())),
             10 => (InvalidJson, Some(b"{\"latency_ms\": NaN}".to_vec())),
-            _ if n % 60 == 11 => (Oversize, Some(format!("{{\"pad\":\"{}\"}}", "x".repeat(300 * 1024)).into_bytes())),
+            _ if n % 600 == 11 => (Oversize, Some(format!("{{\"pad\":\"{}\"}}", "x".repeat(300 * 1024)).into_bytes())),
             _ => (ScoreUnmatched, Some(br#"{"kind":"score","response_id":"never-seen","name":"faithfulness","value":0.5}"#.to_vec())),
         };
         SynthMessage {

@@ -1,1 +1,15 @@
+//! The one integration-test binary. Modules live in `tests/it/`.
 
+#[path = "it/support.rs"]
+mod support;
+
+#[path = "it/bad_input.rs"]
+mod bad_input;
+#[path = "it/cli.rs"]
+mod cli;
+#[path = "it/mock_pipeline.rs"]
+mod mock_pipeline;
+#[path = "it/schema.rs"]
+mod schema;
+#[path = "it/tansu.rs"]
+mod tansu;

@@ -1,0 +1,117 @@
+//! The README's example events validate against the JSON Schemas in `schemas/` and decode
+//! with driftwatch; events the decoder refuses are refused by the schema too.
+
+use driftwatch::config::LimitsConfig;
+use driftwatch::decode::{Decoded, Decoder};
+use serde_json::Value;
+
+use crate::support::repo_root;
+
+fn schema(name: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(repo_root().join("schemas").join(name)).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    jsonschema::validator_for(&v).unwrap()
+}
+
+/// Every ```json block of the README.
+fn readme_examples() -> Vec<Value> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let mut out = Vec::new();
+    let mut block: Option<String> = None;
+    for line in readme.lines() {
+        match (&mut block, line.trim_start()) {
+            (None, "```json") => block = Some(String::new()),
+            (Some(b), "```") => {
+                out.push(
+                    serde_json::from_str(b)
+                        .unwrap_or_else(|e| panic!("README json block: {e}\n{b}")),
+                );
+                block = None;
+            }
+            (Some(b), l) => {
+                b.push_str(l);
+                b.push('\n');
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn readme_examples_match_the_schemas_and_decode() {
+    let request = schema("llm-request.v1.schema.json");
+    let score = schema("llm-score.v1.schema.json");
+    let decoder = Decoder::new(LimitsConfig::default(), Default::default());
+    let examples = readme_examples();
+    assert!(
+        examples.len() >= 4,
+        "README shows request, OTel, score and feedback examples"
+    );
+    let (mut requests, mut scores) = (0, 0);
+    for ex in &examples {
+        let is_score = ex
+            .get("kind")
+            .is_some_and(|k| k == "score" || k == "feedback");
+        let validator = if is_score { &score } else { &request };
+        let errors: Vec<String> = validator.iter_errors(ex).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{ex}\n{errors:?}");
+        let decoded = decoder
+            .decode(Some(ex.to_string().as_bytes()), i64::MAX / 2)
+            .unwrap();
+        match decoded {
+            Decoded::Request(_) => requests += 1,
+            Decoded::Score(_) => scores += 1,
+        }
+    }
+    assert!(requests >= 2 && scores >= 2);
+}
+
+#[test]
+fn schemas_refuse_what_the_decoder_refuses() {
+    let request = schema("llm-request.v1.schema.json");
+    let score = schema("llm-score.v1.schema.json");
+    let good = serde_json::json!({"event_id": "e", "timestamp": 1795892652250i64, "service": "s", "request_model": "m", "latency_ms": 5});
+    assert!(request.is_valid(&good));
+    let bad: Vec<(&str, Value)> = vec![
+        ("latency_ms", serde_json::json!(-1)),
+        ("latency_ms", serde_json::json!("fast")),
+        ("deployment", serde_json::json!("blue")),
+        ("status", serde_json::json!("maybe")),
+        ("feedback", serde_json::json!(2)),
+        ("http_status", serde_json::json!(42)),
+        ("judge_scores", serde_json::json!({"f": "high"})),
+        ("timestamp", serde_json::json!(1795892652i64)),
+    ];
+    for (field, value) in bad {
+        let mut ev = good.clone();
+        ev[field] = value;
+        assert!(
+            !request.is_valid(&ev),
+            "schema accepted {field} = {}",
+            ev[field]
+        );
+    }
+    for missing in [
+        "event_id",
+        "timestamp",
+        "service",
+        "request_model",
+        "latency_ms",
+    ] {
+        let mut ev = good.clone();
+        ev.as_object_mut().unwrap().remove(missing);
+        assert!(
+            !request.is_valid(&ev),
+            "schema accepted an event without {missing}"
+        );
+    }
+    assert!(
+        !score.is_valid(&serde_json::json!({"kind": "score", "response_id": "r", "value": 1})),
+        "score without name"
+    );
+    assert!(
+        !score.is_valid(&serde_json::json!({"kind": "feedback", "response_id": "r", "value": 3}))
+    );
+    assert!(score.is_valid(&serde_json::json!({"kind": "feedback", "trace_id": "t", "value": -1})));
+}

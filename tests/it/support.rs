@@ -1,0 +1,235 @@
+//! Helpers shared by the integration tests: reading tables back, running Python, a real
+//! Kafka-compatible broker (tansu), plain HTTP.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_driftwatch")
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every `*.parquet` file under `dir`, recursively, sorted.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(parquet_files(&p));
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// All rows of a table (`events`, `windows`, `quarantine`) under a data directory.
+pub fn read_table(data_dir: &Path, table: &str) -> Vec<RecordBatch> {
+    parquet_files(&data_dir.join(table))
+        .iter()
+        .flat_map(|f| {
+            let file = std::fs::File::open(f).unwrap();
+            ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(|b| b.unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+pub fn strings(batches: &[RecordBatch], col: &str) -> Vec<Option<String>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = b.column(b.schema().index_of(col).unwrap()).clone();
+            let a = a.as_string::<i32>().clone();
+            (0..a.len())
+                .map(move |i| a.is_valid(i).then(|| a.value(i).to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+pub fn i64s(batches: &[RecordBatch], col: &str) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = b.column(b.schema().index_of(col).unwrap()).clone();
+            a.as_primitive::<Int64Type>().values().to_vec()
+        })
+        .collect()
+}
+
+pub fn bools(batches: &[RecordBatch], col: &str) -> Vec<bool> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = b.column(b.schema().index_of(col).unwrap()).clone();
+            let a = a.as_boolean().clone();
+            (0..a.len()).map(move |i| a.value(i)).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Runs `python3 <script> <args>` from the repository and returns its stdout.
+/// The Python packages come from `.ci/run` (`pip install -r tests/requirements.txt`).
+pub fn python(script: &str, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg(repo_root().join(script))
+        .args(args)
+        .output()
+        .expect("python3 is needed by this test (see .ci/run)");
+    assert!(
+        out.status.success(),
+        "{script} failed (did you `pip install -r tests/requirements.txt`?):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A GET over plain HTTP/1.1; returns (status, body).
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A tansu broker (real Kafka protocol, in-memory storage) on a free loopback port,
+/// stopped on drop. Install: `cargo install tansu --version 0.6.0 --locked --features dynostore`.
+pub struct Tansu {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Tansu {
+    pub fn start() -> Tansu {
+        let tansu = std::env::var("TANSU_BIN").unwrap_or_else(|_| "tansu".into());
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&tansu)
+            .args([
+                "broker",
+                "--storage-engine",
+                "memory://tansu/",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start `{tansu}` ({e}); the Kafka end-to-end tests need it: \
+                     cargo install tansu --version 0.6.0 --locked --features dynostore"
+                )
+            });
+        let t = Tansu {
+            child,
+            port,
+            _dir: dir,
+        };
+        wait_for("tansu to listen", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        t
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let tansu = std::env::var("TANSU_BIN").unwrap_or_else(|_| "tansu".into());
+        let out = Command::new(tansu)
+            .args([
+                "topic",
+                "create",
+                name,
+                "--partitions",
+                &partitions.to_string(),
+                "--broker",
+                &format!("tcp://127.0.0.1:{}", self.port),
+            ])
+            .current_dir(self._dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tansu topic create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The event ids `driftwatch produce` generates for `n` requests with `seed`.
+pub fn expected_event_ids(seed: u64, n: u64) -> std::collections::BTreeSet<String> {
+    (0..n).map(|i| format!("evt-{seed:x}-{i:09}")).collect()
+}
