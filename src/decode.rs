@@ -153,6 +153,7 @@ impl Decoder {
                 ),
             ));
         }
+        // Strict: invalid UTF-8 anywhere, even in a field we would ignore, is refused.
         let text = std::str::from_utf8(bytes).map_err(|e| {
             Reject::new(
                 RejectReason::InvalidUtf8,
@@ -160,7 +161,10 @@ impl Decoder {
                 format!("invalid UTF-8 at byte {}", e.valid_up_to()),
             )
         })?;
-        let raw = parse_raw(text)?;
+        let mut raw = Raw {
+            fields: std::array::from_fn(|_| None),
+        };
+        parse_into(text, &mut raw)?;
         match raw.kind()? {
             Kind::Request => self
                 .build_request(&raw, now_ms)
@@ -494,51 +498,51 @@ struct Raw<'a> {
     fields: [Option<(Scalar<'a>, Unit, Cow<'a, str>)>; SLOTS],
 }
 
-fn parse_raw(text: &str) -> Result<Raw<'_>, Reject> {
+/// Parses `text` into `raw` in place (a `Raw` is a few KB; moving it costs more than
+/// filling it).
+fn parse_into<'a>(text: &'a str, raw: &mut Raw<'a>) -> Result<(), Reject> {
     let mut de = serde_json::Deserializer::from_str(text);
     let mut reject = None;
     let result = RawSeed {
+        raw,
         reject: &mut reject,
     }
     .deserialize(&mut de);
     if let Some(r) = reject {
         return Err(r);
     }
-    let raw = result.map_err(|e| Reject::new(RejectReason::InvalidJson, None, e.to_string()))?;
-    de.end()
-        .map_err(|e| Reject::new(RejectReason::InvalidJson, None, e.to_string()))?;
-    Ok(raw)
+    result
+        .and_then(|()| de.end())
+        .map_err(|e| Reject::new(RejectReason::InvalidJson, None, e.to_string()))
 }
 
-struct RawSeed<'r> {
+struct RawSeed<'r, 'a> {
+    raw: &'r mut Raw<'a>,
     reject: &'r mut Option<Reject>,
 }
 
-impl<'de> DeserializeSeed<'de> for RawSeed<'_> {
-    type Value = Raw<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Raw<'de>, D::Error> {
+impl<'de> DeserializeSeed<'de> for RawSeed<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for RawSeed<'_> {
-    type Value = Raw<'de>;
+impl<'de> Visitor<'de> for RawSeed<'_, 'de> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw<'de>, A::Error> {
-        let mut raw = Raw {
-            fields: std::array::from_fn(|_| None),
-        };
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<Key<'de>>()? {
             let Some((slot, unit)) = lookup(&key.0) else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
             let value = map.next_value::<Scalar<'de>>()?;
-            let entry = &mut raw.fields[slot as usize];
+            let entry = &mut self.raw.fields[slot as usize];
             if let Some((_, _, first)) = entry {
                 *self.reject = Some(Reject::new(
                     RejectReason::DuplicateField,
@@ -549,33 +553,33 @@ impl<'de> Visitor<'de> for RawSeed<'_> {
             }
             *entry = Some((value, unit, key.0));
         }
-        Ok(raw)
+        Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Raw<'de>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
         self.not_object("an array")
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Raw<'de>, E> {
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
         self.not_object("a string")
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Raw<'de>, E> {
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
         self.not_object("a boolean")
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Raw<'de>, E> {
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
         self.not_object("a number")
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Raw<'de>, E> {
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
         self.not_object("a number")
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Raw<'de>, E> {
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
         self.not_object("a number")
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Raw<'de>, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
         self.not_object("null")
     }
 }
 
-impl RawSeed<'_> {
+impl RawSeed<'_, '_> {
     fn not_object<T, E: de::Error>(self, what: &str) -> Result<T, E> {
         *self.reject = Some(Reject::new(
             RejectReason::NotAnObject,

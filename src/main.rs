@@ -7,6 +7,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+/// The daemon allocates a few small strings per event; mimalloc keeps that cheap.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use driftwatch::config::{Config, EventTimeMode};
 
 /// Drift detection for LLM products: consumes LLM request logs from Kafka, keeps event-time
@@ -149,7 +153,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn load(path: &PathBuf) -> Result<Config, Failure> {
+fn load(path: &std::path::Path) -> Result<Config, Failure> {
     Config::load(path).map_err(|e| Failure::Config(e.into()))
 }
 

@@ -1,5 +1,6 @@
 //! Series keys: the label values an event is grouped by, with a cap on active series.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
@@ -9,19 +10,73 @@ use crate::event::{RequestEvent, SeriesLabel};
 /// Label value of every label of the overflow series.
 pub const OVERFLOW_LABEL: &str = "__overflow__";
 
-/// Label values in the configured label order. Cheap to clone.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SeriesKey(pub Arc<[String]>);
+/// Label values in the configured label order, with their hash computed once. Cheap to
+/// clone, hash and compare (pointer equality first).
+#[derive(Debug, Clone)]
+pub struct SeriesKey {
+    values: Arc<[String]>,
+    hash: u64,
+}
 
 impl SeriesKey {
+    pub fn new(values: Vec<String>) -> Self {
+        let hash = hash_values(values.iter().map(String::as_str));
+        Self {
+            values: values.into(),
+            hash,
+        }
+    }
+
     pub fn values(&self) -> &[String] {
-        &self.0
+        &self.values
     }
 
     pub fn is_overflow(&self) -> bool {
-        self.0.first().is_some_and(|v| v == OVERFLOW_LABEL)
+        self.values.first().is_some_and(|v| v == OVERFLOW_LABEL)
     }
 }
+
+/// Hash of a label-value list; stable within a process.
+fn hash_values<'a>(values: impl Iterator<Item = &'a str>) -> u64 {
+    static SEED: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
+    let mut h = SEED
+        .get_or_init(foldhash::fast::RandomState::default)
+        .build_hasher();
+    for v in values {
+        v.hash(&mut h);
+    }
+    h.finish()
+}
+
+impl PartialEq for SeriesKey {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.values, &other.values)
+            || (self.hash == other.hash && self.values == other.values)
+    }
+}
+
+impl Eq for SeriesKey {}
+
+impl Hash for SeriesKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for SeriesKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SeriesKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.values.cmp(&other.values)
+    }
+}
+
+/// A map keyed by series; the key's hash is precomputed, so hashing it is one u64.
+pub type SeriesMap<V> = HashMap<SeriesKey, V, foldhash::fast::RandomState>;
 
 /// Maps events to series keys; at most `max_active` distinct keys are live at once, further
 /// events go to the overflow series.
@@ -29,9 +84,8 @@ impl SeriesKey {
 pub struct SeriesRegistry {
     labels: Vec<SeriesLabel>,
     max_active: usize,
-    hasher: std::collections::hash_map::RandomState,
     /// Hash of the label values → keys with that hash.
-    live: HashMap<u64, Vec<SeriesKey>>,
+    live: HashMap<u64, Vec<SeriesKey>, foldhash::fast::RandomState>,
     active: usize,
     overflow: SeriesKey,
     /// Events routed to the overflow series since start.
@@ -40,12 +94,11 @@ pub struct SeriesRegistry {
 
 impl SeriesRegistry {
     pub fn new(labels: Vec<SeriesLabel>, max_active: usize) -> Self {
-        let overflow = SeriesKey(labels.iter().map(|_| OVERFLOW_LABEL.to_string()).collect());
+        let overflow = SeriesKey::new(labels.iter().map(|_| OVERFLOW_LABEL.to_string()).collect());
         Self {
             labels,
             max_active,
-            hasher: Default::default(),
-            live: HashMap::new(),
+            live: HashMap::default(),
             active: 0,
             overflow,
             overflow_events: 0,
@@ -62,11 +115,7 @@ impl SeriesRegistry {
     }
 
     fn hash_of(&self, ev: &RequestEvent) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        for l in &self.labels {
-            ev.label(*l).hash(&mut h);
-        }
-        h.finish()
+        hash_values(self.labels.iter().map(|l| ev.label(*l)))
     }
 
     /// The key of `ev`'s series, registering it if there is room.
@@ -74,7 +123,8 @@ impl SeriesRegistry {
         let hash = self.hash_of(ev);
         if let Some(keys) = self.live.get(&hash) {
             if let Some(k) = keys.iter().find(|k| {
-                k.0.iter()
+                k.values
+                    .iter()
                     .zip(&self.labels)
                     .all(|(v, l)| v.as_str() == ev.label(*l))
             }) {
@@ -85,12 +135,14 @@ impl SeriesRegistry {
             self.overflow_events += 1;
             return self.overflow.clone();
         }
-        let key = SeriesKey(
-            self.labels
+        let key = SeriesKey {
+            values: self
+                .labels
                 .iter()
                 .map(|l| ev.label(*l).to_string())
                 .collect(),
-        );
+            hash,
+        };
         self.live.entry(hash).or_default().push(key.clone());
         self.active += 1;
         key

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::config::WindowsConfig;
 use crate::event::{RequestEvent, ScoreEvent, ScoreValue};
-use crate::series::{SeriesKey, SeriesRegistry};
+use crate::series::{SeriesKey, SeriesMap, SeriesRegistry};
 use crate::sketch::WindowSketch;
 
 /// What happened to an observed request event.
@@ -62,27 +62,39 @@ pub struct WindowStats {
     pub series_windows_closed: u64,
 }
 
-/// Remembers recent `response_id`s → (window start, series), bounded FIFO.
+/// Remembers recent `response_id`s → (window start, series), bounded FIFO. Ids are kept
+/// as 64-bit hashes (a false match needs a collision among `capacity` recent ids).
 #[derive(Debug)]
 struct ResponseIndex {
     capacity: usize,
-    map: HashMap<String, (i64, SeriesKey)>,
-    order: VecDeque<String>,
+    hasher: foldhash::fast::RandomState,
+    map: HashMap<u64, (i64, SeriesKey), foldhash::fast::RandomState>,
+    order: VecDeque<u64>,
 }
 
 impl ResponseIndex {
-    fn insert(&mut self, id: &str, start: i64, key: SeriesKey) {
+    fn id(&self, response_id: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(response_id)
+    }
+
+    fn insert(&mut self, response_id: &str, start: i64, key: SeriesKey) {
         if self.capacity == 0 {
             return;
         }
-        if self.map.insert(id.to_string(), (start, key)).is_none() {
-            self.order.push_back(id.to_string());
+        let id = self.id(response_id);
+        if self.map.insert(id, (start, key)).is_none() {
+            self.order.push_back(id);
         }
         while self.order.len() > self.capacity {
             if let Some(old) = self.order.pop_front() {
                 self.map.remove(&old);
             }
         }
+    }
+
+    fn get(&self, response_id: &str) -> Option<&(i64, SeriesKey)> {
+        self.map.get(&self.id(response_id))
     }
 }
 
@@ -92,7 +104,7 @@ pub struct WindowState {
     width_ms: i64,
     lateness_ms: i64,
     idle_ms: i64,
-    open: BTreeMap<i64, HashMap<SeriesKey, WindowSketch>>,
+    open: BTreeMap<i64, SeriesMap<WindowSketch>>,
     watermark_ms: i64,
     clocks: BTreeMap<i32, PartitionClock>,
     series: SeriesRegistry,
@@ -112,7 +124,8 @@ impl WindowState {
             series,
             responses: ResponseIndex {
                 capacity: join_capacity,
-                map: HashMap::new(),
+                hasher: Default::default(),
+                map: HashMap::default(),
                 order: VecDeque::new(),
             },
             stats: WindowStats::default(),
@@ -210,7 +223,6 @@ impl WindowState {
     ) -> Result<(), ScoreMiss> {
         let (start, key) = self
             .responses
-            .map
             .get(&s.response_id)
             .cloned()
             .ok_or(ScoreMiss::UnknownResponse)?;
@@ -282,7 +294,7 @@ impl WindowState {
         closed
     }
 
-    fn finish(&mut self, start: i64, sketches: HashMap<SeriesKey, WindowSketch>) -> ClosedWindow {
+    fn finish(&mut self, start: i64, sketches: SeriesMap<WindowSketch>) -> ClosedWindow {
         let mut series: Vec<_> = sketches.into_iter().collect();
         series.sort_by(|a, b| a.0.cmp(&b.0));
         self.stats.windows_closed += 1;
