@@ -77,7 +77,9 @@ pub struct KafkaConfig {
     #[serde(with = "humantime_serde")]
     pub statistics_interval: Duration,
     /// Raw librdkafka client options, applied last (SASL, SSL, timeouts, ...), e.g.
-    /// `"security.protocol" = "SASL_SSL"`. See librdkafka's CONFIGURATION.md.
+    /// `"security.protocol" = "SASL_SSL"`. See librdkafka's CONFIGURATION.md. Numbers and
+    /// booleans are accepted and passed as their text.
+    #[serde(deserialize_with = "client_options")]
     pub librdkafka: BTreeMap<String, String>,
 }
 
@@ -278,10 +280,14 @@ pub struct ModelPrice {
 pub struct ProduceConfig {
     /// Topic to publish to. Default: the first of `kafka.topics`.
     pub topic: Option<String>,
-    /// Request events to publish. Default 10000.
+    /// Request events to publish. Default 10000. Ignored when `duration` is set.
     pub events: u64,
     /// Events per second; 0 publishes as fast as the broker takes them. Default 0.
     pub rate: f64,
+    /// Publish for this long at `rate` (events = rate × duration) instead of a fixed
+    /// `events` count. Requires `rate` > 0. Default: unset.
+    #[serde(with = "humantime_serde")]
+    pub duration: Option<Duration>,
     /// RNG seed; the same seed gives the same traffic. Default 42.
     pub seed: u64,
     /// Event time: `backfill` spreads the events over `span` ending now; `realtime` stamps each
@@ -302,6 +308,7 @@ pub struct ProduceConfig {
     pub late_score_ratio: f64,
     /// Producer-only librdkafka options, applied after `kafka.librdkafka`.
     /// Default `{"linger.ms" = "0"}`.
+    #[serde(deserialize_with = "client_options")]
     pub librdkafka: BTreeMap<String, String>,
 }
 
@@ -318,6 +325,7 @@ impl Default for ProduceConfig {
             topic: None,
             events: 10_000,
             rate: 0.0,
+            duration: None,
             seed: 42,
             event_time: EventTimeMode::Backfill,
             span: Duration::from_secs(3 * 3600),
@@ -522,10 +530,24 @@ impl Config {
                 return Err(invalid(name, "must be between 0 and 1"));
             }
         }
+        if p.duration.is_some() && p.rate <= 0.0 {
+            return Err(invalid(
+                "produce.duration",
+                "needs produce.rate > 0 (events = rate × duration)",
+            ));
+        }
         if p.span.is_zero() {
             return Err(invalid("produce.span", "must be greater than 0"));
         }
         Ok(())
+    }
+
+    /// Request events `produce` publishes: `events`, or `rate × duration` when a duration is set.
+    pub fn produce_events(&self) -> u64 {
+        match self.produce.duration {
+            Some(d) => (self.produce.rate * d.as_secs_f64()).ceil() as u64,
+            None => self.produce.events,
+        }
     }
 
     pub fn produce_topic(&self) -> &str {
@@ -537,6 +559,33 @@ impl Config {
                 .unwrap_or("llm-logs")
         })
     }
+}
+
+/// A librdkafka option map: values may be strings, numbers or booleans.
+fn client_options<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Opt {
+        S(String),
+        I(i64),
+        F(f64),
+        B(bool),
+    }
+    let raw = BTreeMap::<String, Opt>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Opt::S(s) => s,
+                Opt::I(i) => i.to_string(),
+                Opt::F(f) => f.to_string(),
+                Opt::B(b) => b.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
 }
 
 type EnvOverride = (String, Vec<String>, toml::Value);
@@ -559,11 +608,13 @@ fn collect_env_overrides(
                 message: "empty key segment; use DRIFTWATCH_<SECTION>__<KEY>".into(),
             });
         }
-        // Keys of the raw librdkafka maps are dotted.
-        if path.len() == 3 && path[1] == "librdkafka" {
+        // Keys of the raw librdkafka maps are dotted, and their values are text.
+        let value = if path.len() == 3 && path[1] == "librdkafka" {
             path[2] = path[2].replace('_', ".");
-        }
-        let value = parse_env_value(&raw);
+            toml::Value::String(raw)
+        } else {
+            parse_env_value(&raw)
+        };
         out.push((var, path, value));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -652,6 +703,7 @@ mod tests {
                 ("DRIFTWATCH_KAFKA__BOOTSTRAP_SERVERS", "env:2"),
                 ("DRIFTWATCH_KAFKA__TOPICS", "[\"a\", \"b\"]"),
                 ("DRIFTWATCH_KAFKA__LIBRDKAFKA__SASL_PASSWORD", "s3cret"),
+                ("DRIFTWATCH_KAFKA__LIBRDKAFKA__FETCH_WAIT_MAX_MS", "10"),
                 ("DRIFTWATCH_WINDOWS__WIDTH", "30s"),
                 ("DRIFTWATCH_SERIES__MAX_ACTIVE", "12"),
                 ("DRIFTWATCH_CONFIG", "ignored.toml"),
@@ -667,6 +719,14 @@ mod tests {
         );
         assert_eq!(c.windows.width, Duration::from_secs(30));
         assert_eq!(c.series.max_active, 12);
+    }
+
+    #[test]
+    fn produce_duration_sets_the_event_count_and_needs_a_rate() {
+        let c = load("[produce]\nrate = 250.0\nduration = \"2m\"\n", &[]).unwrap();
+        assert_eq!(c.produce_events(), 30_000);
+        let err = load("[produce]\nduration = \"2m\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("produce.duration"), "{err}");
     }
 
     #[test]

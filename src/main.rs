@@ -55,6 +55,9 @@ enum Command {
         /// Events per second, 0 = as fast as possible [default: produce.rate].
         #[arg(long)]
         rate: Option<f64>,
+        /// Publish for this long at --rate instead of a fixed --events count, e.g. 10m.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
         /// RNG seed [default: produce.seed].
         #[arg(long)]
         seed: Option<u64>,
@@ -181,6 +184,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             config,
             events,
             rate,
+            duration,
             seed,
             topic,
             event_time,
@@ -194,6 +198,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             let p = &mut c.produce;
             p.events = events.unwrap_or(p.events);
             p.rate = rate.unwrap_or(p.rate);
+            p.duration = duration.or(p.duration);
             p.seed = seed.unwrap_or(p.seed);
             p.topic = topic.or(p.topic.take());
             if let Some(t) = event_time {

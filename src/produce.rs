@@ -91,7 +91,9 @@ pub fn produce_paced(
         producer_config(config).create_with_context(DeliveryCounter::default())?;
     let topic = config.produce_topic().to_string();
     let started = Instant::now();
-    let mut synth = Synth::new(&config.produce, chrono::Utc::now().timestamp_millis());
+    let mut produce = config.produce.clone();
+    produce.events = config.produce_events();
+    let mut synth = Synth::new(&produce, chrono::Utc::now().timestamp_millis());
     let mut tally = SynthTally::default();
     let rate = config.produce.rate;
     let mut sent_requests = 0u64;
