@@ -229,8 +229,8 @@ impl DemoReport {
         );
         let _ = writeln!(
             s,
-            "  windows    {} rows: {} one-minute windows × {} series",
-            r.windows.series_windows_closed, r.windows.windows_closed, r.series
+            "  windows    {} rows (series × one-minute windows) over {} series",
+            r.windows.series_windows_closed, r.series
         );
         if p.messages < self.produced.messages() {
             let _ = writeln!(

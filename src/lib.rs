@@ -5,6 +5,7 @@
 //! between source and sink; [`synth`] and [`produce`] make traffic; [`demo`] runs it all on an
 //! embedded broker.
 
+pub mod commit;
 pub mod config;
 pub mod decode;
 pub mod demo;

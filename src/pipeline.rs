@@ -1,17 +1,27 @@
-//! The synchronous core between a source and the sink: decode → window state → buffers.
+//! The synchronous core between a source and the commit step: decode → per-partition
+//! window state → buffers → [`CommitJob`]s.
 //!
-//! No I/O: messages and the wall clock come in, [`SinkJob`]s come out. The Kafka runner,
-//! file replay and tests drive the same code.
+//! No I/O: messages, checkpoints and the wall clock come in, commit jobs come out. The Kafka
+//! runner, replays and tests drive the same code.
+//!
+//! State is kept per Kafka partition, so a partition can move to another instance with
+//! exactly its own windows, buffers and offsets. Everything a partition received since its
+//! last commit — events, quarantined messages, windows closed meanwhile, the open windows and
+//! the next offset — leaves in one [`CommitJob`], written atomically by [`crate::commit`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::decode::{Decoded, Decoder, Reject, RejectReason};
+use crate::event::SeriesLabel;
 use crate::metrics::Metrics;
 use crate::series::SeriesRegistry;
 use crate::tables::{EventRow, QuarantineRow};
-use crate::window::{ClosedWindow, Observed, ScoreMiss, WindowState, WindowStats};
+use crate::window::{ClosedWindow, Observed, ScoreMiss, WindowSnapshot, WindowState, WindowStats};
+
+/// A Kafka topic-partition.
+pub type PartitionId = (Arc<str>, i32);
 
 /// One message as the source delivers it.
 #[derive(Debug, Clone, Copy)]
@@ -24,63 +34,81 @@ pub struct RawMessage<'a> {
     pub payload: Option<&'a [u8]>,
 }
 
-/// Work for the sink, in the order it must be done.
+/// What one partition received since its last commit, plus the state to resume from.
 #[derive(Debug)]
-pub enum SinkJob {
-    /// Buffered events and quarantined messages; once written, `next_offsets` may be stored.
-    Flush(FlushJob),
-    /// Windows the watermark closed.
-    Windows(Vec<ClosedWindow>),
-}
-
-#[derive(Debug, Default)]
-pub struct FlushJob {
+pub struct CommitJob {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    /// Offsets `[first, next)` covered; `first == next` when only windows closed.
+    pub first_offset: i64,
+    pub next_offset: i64,
     pub events: Vec<EventRow>,
     pub quarantine: Vec<QuarantineRow>,
-    /// (topic, partition) → next offset to consume, covering everything in this job.
-    pub next_offsets: BTreeMap<(Arc<str>, i32), i64>,
+    pub windows: Vec<ClosedWindow>,
+    pub snapshot: WindowSnapshot,
     /// Wall clock when the job was cut, for quarantine rows without a broker timestamp.
     pub now_ms: i64,
 }
 
-/// Counters of the pipeline itself (the window state keeps its own).
+impl CommitJob {
+    pub fn is_empty(&self) -> bool {
+        self.first_offset == self.next_offset && self.windows.is_empty()
+    }
+}
+
+/// Counters of the pipeline itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PipelineStats {
     pub messages: u64,
+    /// Messages below a partition's checkpoint offset (already counted before a restart).
+    pub skipped_replayed: u64,
     pub requests: u64,
     pub scores: u64,
     pub quarantined: BTreeMap<RejectReason, u64>,
 }
 
-pub struct Pipeline {
-    decoder: Decoder,
+struct PartitionState {
     windows: WindowState,
     events: Vec<EventRow>,
     quarantine: Vec<QuarantineRow>,
-    next_offsets: BTreeMap<(Arc<str>, i32), i64>,
+    closed: Vec<ClosedWindow>,
+    /// Next offset to process; messages below it are already in the checkpoint.
+    next_offset: Option<i64>,
+    /// First offset not yet committed.
+    uncommitted_from: Option<i64>,
+    /// Window stats already added to the pipeline totals.
+    published: WindowStats,
+}
+
+pub struct Pipeline {
+    decoder: Decoder,
+    windows_config: crate::config::WindowsConfig,
+    labels: Vec<SeriesLabel>,
+    max_series: usize,
+    join_capacity: usize,
+    partitions: BTreeMap<PartitionId, PartitionState>,
     flush_rows: usize,
     flush_interval_ms: i64,
-    last_flush_ms: Option<i64>,
+    last_commit_ms: Option<i64>,
     stats: PipelineStats,
-    published: WindowStats,
+    window_totals: WindowStats,
     metrics: Metrics,
 }
 
 impl Pipeline {
     pub fn new(config: &Config, metrics: Metrics) -> Result<Self, crate::config::ConfigError> {
-        let labels = config.series.parsed_labels()?;
-        let registry = SeriesRegistry::new(labels, config.series.max_active);
         Ok(Self {
             decoder: Decoder::new(config.limits.clone(), config.prices.clone()),
-            windows: WindowState::new(&config.windows, registry, config.scores.join_capacity),
-            events: Vec::new(),
-            quarantine: Vec::new(),
-            next_offsets: BTreeMap::new(),
+            windows_config: config.windows.clone(),
+            labels: config.series.parsed_labels()?,
+            max_series: config.series.max_active,
+            join_capacity: config.scores.join_capacity,
+            partitions: BTreeMap::new(),
             flush_rows: config.storage.flush_rows,
             flush_interval_ms: config.storage.flush_interval.as_millis() as i64,
-            last_flush_ms: None,
+            last_commit_ms: None,
             stats: PipelineStats::default(),
-            published: WindowStats::default(),
+            window_totals: WindowStats::default(),
             metrics,
         })
     }
@@ -89,50 +117,94 @@ impl Pipeline {
         &self.stats
     }
 
+    /// Window counters summed over every partition this instance has held.
     pub fn window_stats(&self) -> WindowStats {
-        self.windows.stats()
+        self.window_totals
     }
 
-    pub fn windows(&self) -> &WindowState {
-        &self.windows
+    pub fn is_assigned(&self, topic: &str, partition: i32) -> bool {
+        self.partitions
+            .keys()
+            .any(|(t, p)| &**t == topic && *p == partition)
     }
 
-    /// Rows waiting for the next flush.
-    pub fn buffered(&self) -> usize {
-        self.events.len() + self.quarantine.len()
+    pub fn assigned(&self) -> Vec<PartitionId> {
+        self.partitions.keys().cloned().collect()
     }
 
-    /// Partitions assigned to this instance (they hold the watermark until they deliver).
-    pub fn assign(&mut self, partitions: &[i32], now_ms: i64) {
-        for p in partitions {
-            self.windows.assign_partition(*p, now_ms);
-        }
+    /// Takes ownership of a partition, resuming from its checkpoint when there is one:
+    /// `next_offset` and the window snapshot it saved.
+    pub fn assign(
+        &mut self,
+        id: PartitionId,
+        checkpoint: Option<(i64, &WindowSnapshot)>,
+        now_ms: i64,
+    ) {
+        let registry = SeriesRegistry::new(self.labels.clone(), self.max_series);
+        let mut windows = WindowState::new(&self.windows_config, registry, self.join_capacity);
+        let partition = id.1;
+        let next_offset = match checkpoint {
+            Some((next, snap)) => {
+                windows.restore(snap, now_ms);
+                Some(next)
+            }
+            None => None,
+        };
+        windows.assign_partition(partition, now_ms);
+        self.partitions.insert(
+            id,
+            PartitionState {
+                windows,
+                events: Vec::new(),
+                quarantine: Vec::new(),
+                closed: Vec::new(),
+                next_offset,
+                uncommitted_from: None,
+                published: WindowStats::default(),
+            },
+        );
     }
 
-    /// Partitions taken away from this instance.
-    pub fn revoke(&mut self, partitions: &[i32]) {
-        for p in partitions {
-            self.windows.revoke_partition(*p);
-        }
+    /// Gives a partition up: returns its last commit job (to be written before the
+    /// partition is released) and forgets it.
+    pub fn revoke(&mut self, topic: &str, partition: i32, now_ms: i64) -> Option<CommitJob> {
+        let id = self
+            .partitions
+            .keys()
+            .find(|(t, p)| &**t == topic && *p == partition)?
+            .clone();
+        let job = self.cut_partition(&id, now_ms);
+        self.partitions.remove(&id);
+        self.publish();
+        job
     }
 
-    /// Takes one message. Returns true when the buffers are full and [`Pipeline::tick`]
-    /// should run now.
+    /// Takes one message of an assigned partition. Returns true when the buffers are full
+    /// and a commit should be cut now.
     pub fn ingest(&mut self, msg: RawMessage<'_>, now_ms: i64) -> bool {
         self.stats.messages += 1;
         self.metrics.messages_consumed.inc();
-        self.next_offsets
-            .insert((msg.topic.clone(), msg.partition), msg.offset + 1);
+        let id = (msg.topic.clone(), msg.partition);
+        let Some(part) = self.partitions.get_mut(&id) else {
+            // Not ours (revoked meanwhile): the new owner reads it.
+            return false;
+        };
+        if part.next_offset.is_some_and(|next| msg.offset < next) {
+            self.stats.skipped_replayed += 1;
+            return false;
+        }
+        part.next_offset = Some(msg.offset + 1);
+        part.uncommitted_from.get_or_insert(msg.offset);
         match self.decoder.decode(msg.payload, now_ms) {
             Ok(Decoded::Request(ev)) => {
                 self.stats.requests += 1;
                 self.metrics.events_decoded_request.inc();
                 let late =
-                    self.windows.observe(&ev, msg.partition, msg.offset, now_ms) == Observed::Late;
+                    part.windows.observe(&ev, msg.partition, msg.offset, now_ms) == Observed::Late;
                 if late {
                     self.metrics.late_events.inc();
                 }
-                self.events.push(EventRow {
+                part.events.push(EventRow {
                     event: *ev,
                     topic: msg.topic.clone(),
                     partition: msg.partition,
@@ -141,7 +213,7 @@ impl Pipeline {
                 });
             }
             Ok(Decoded::Score(s)) => {
-                match self.windows.observe_score(&s, msg.partition, msg.offset) {
+                match part.windows.observe_score(&s, msg.partition, msg.offset) {
                     Ok(()) => {
                         self.stats.scores += 1;
                         self.metrics.events_decoded_score.inc();
@@ -149,29 +221,34 @@ impl Pipeline {
                     Err(miss) => {
                         let detail = match miss {
                         ScoreMiss::UnknownResponse => format!(
-                            "no recent request with response_id {:?} (unknown, or older than scores.join_capacity requests)",
+                            "no recent request with response_id {:?} in this partition (unknown, or older than scores.join_capacity requests)",
                             s.response_id
                         ),
                         ScoreMiss::WindowClosed => {
                             format!("the window of request {:?} has already closed", s.response_id)
                         }
                     };
-                        self.reject(
-                            msg,
-                            Reject::new(RejectReason::ScoreUnmatched, Some("response_id"), detail),
-                        );
+                        let reject =
+                            Reject::new(RejectReason::ScoreUnmatched, Some("response_id"), detail);
+                        Self::quarantine(&mut self.stats, &self.metrics, part, msg, reject);
                     }
                 }
             }
-            Err(reject) => self.reject(msg, reject),
+            Err(reject) => Self::quarantine(&mut self.stats, &self.metrics, part, msg, reject),
         }
-        self.events.len() + self.quarantine.len() >= self.flush_rows
+        part.events.len() + part.quarantine.len() >= self.flush_rows
     }
 
-    fn reject(&mut self, msg: RawMessage<'_>, reject: Reject) {
-        *self.stats.quarantined.entry(reject.reason).or_insert(0) += 1;
-        self.metrics.quarantined(reject.reason).inc();
-        self.quarantine.push(QuarantineRow {
+    fn quarantine(
+        stats: &mut PipelineStats,
+        metrics: &Metrics,
+        part: &mut PartitionState,
+        msg: RawMessage<'_>,
+        reject: Reject,
+    ) {
+        *stats.quarantined.entry(reject.reason).or_insert(0) += 1;
+        metrics.quarantined(reject.reason).inc();
+        part.quarantine.push(QuarantineRow {
             topic: msg.topic.clone(),
             partition: msg.partition,
             offset: msg.offset,
@@ -181,67 +258,112 @@ impl Pipeline {
         });
     }
 
-    /// Advances the watermark and cuts a flush when one is due.
-    pub fn tick(&mut self, now_ms: i64) -> Vec<SinkJob> {
-        let mut jobs = Vec::new();
-        let closed = self.windows.advance(now_ms);
-        let last = *self.last_flush_ms.get_or_insert(now_ms);
-        let due = self.buffered() >= self.flush_rows
-            || (now_ms - last >= self.flush_interval_ms && !self.next_offsets.is_empty());
-        if due {
-            jobs.push(SinkJob::Flush(self.cut(now_ms)));
+    /// Advances every partition's watermark; closed windows wait for the next commit.
+    pub fn advance(&mut self, now_ms: i64) {
+        for part in self.partitions.values_mut() {
+            let closed = part.windows.advance(now_ms);
+            part.closed.extend(closed);
         }
-        if !closed.is_empty() {
-            jobs.push(SinkJob::Windows(closed));
-        }
+        self.publish();
+    }
+
+    /// True when a commit is due: `storage.flush_interval` passed or a buffer is full.
+    pub fn commit_due(&mut self, now_ms: i64) -> bool {
+        let last = *self.last_commit_ms.get_or_insert(now_ms);
+        let pending = self
+            .partitions
+            .values()
+            .any(|p| p.uncommitted_from.is_some() || !p.closed.is_empty());
+        let full = self
+            .partitions
+            .values()
+            .any(|p| p.events.len() + p.quarantine.len() >= self.flush_rows);
+        pending && (full || now_ms - last >= self.flush_interval_ms)
+    }
+
+    /// One commit job per partition with anything new.
+    pub fn cut_commits(&mut self, now_ms: i64) -> Vec<CommitJob> {
+        self.last_commit_ms = Some(now_ms);
+        let ids: Vec<PartitionId> = self.partitions.keys().cloned().collect();
+        let jobs = ids
+            .iter()
+            .filter_map(|id| self.cut_partition(id, now_ms))
+            .collect();
         self.publish();
         jobs
     }
 
-    /// Closes every window and flushes everything: the end of a run.
-    pub fn drain(&mut self, now_ms: i64) -> Vec<SinkJob> {
-        let mut jobs = Vec::new();
-        if !self.next_offsets.is_empty() {
-            jobs.push(SinkJob::Flush(self.cut(now_ms)));
-        }
-        let closed = self.windows.close_all();
-        if !closed.is_empty() {
-            jobs.push(SinkJob::Windows(closed));
+    /// Closes every open window (the input is complete: demo, replay).
+    pub fn close_all_windows(&mut self) {
+        for part in self.partitions.values_mut() {
+            let closed = part.windows.close_all();
+            part.closed.extend(closed);
         }
         self.publish();
-        jobs
     }
 
-    fn cut(&mut self, now_ms: i64) -> FlushJob {
-        self.last_flush_ms = Some(now_ms);
-        FlushJob {
-            events: std::mem::take(&mut self.events),
-            quarantine: std::mem::take(&mut self.quarantine),
-            next_offsets: std::mem::take(&mut self.next_offsets),
+    fn cut_partition(&mut self, id: &PartitionId, now_ms: i64) -> Option<CommitJob> {
+        let part = self.partitions.get_mut(id)?;
+        let next_offset = part.next_offset?;
+        if part.uncommitted_from.is_none() && part.closed.is_empty() {
+            return None;
+        }
+        let first_offset = part.uncommitted_from.take().unwrap_or(next_offset);
+        Some(CommitJob {
+            topic: id.0.clone(),
+            partition: id.1,
+            first_offset,
+            next_offset,
+            events: std::mem::take(&mut part.events),
+            quarantine: std::mem::take(&mut part.quarantine),
+            windows: std::mem::take(&mut part.closed),
+            snapshot: part.windows.snapshot(),
             now_ms,
-        }
+        })
     }
 
-    /// Copies window-state counters into the metrics.
+    /// Copies window-state counters into the totals and the metrics.
     fn publish(&mut self) {
-        let s = self.windows.stats();
+        let mut active = 0;
+        let mut sketches = 0;
+        let mut watermark: Option<i64> = None;
+        let mut overflow = 0;
+        for part in self.partitions.values_mut() {
+            let s = part.windows.stats();
+            let p = &part.published;
+            let d = WindowStats {
+                windowed_events: s.windowed_events - p.windowed_events,
+                late_events: s.late_events - p.late_events,
+                scores_joined: s.scores_joined - p.scores_joined,
+                windows_closed: s.windows_closed - p.windows_closed,
+                series_windows_closed: s.series_windows_closed - p.series_windows_closed,
+            };
+            part.published = s;
+            let t = &mut self.window_totals;
+            t.windowed_events += d.windowed_events;
+            t.late_events += d.late_events;
+            t.scores_joined += d.scores_joined;
+            t.windows_closed += d.windows_closed;
+            t.series_windows_closed += d.series_windows_closed;
+            let m = &self.metrics;
+            m.windowed_events.inc_by(d.windowed_events);
+            m.scores_joined.inc_by(d.scores_joined);
+            m.windows_closed.inc_by(d.windows_closed);
+            m.series_windows_closed.inc_by(d.series_windows_closed);
+            active += part.windows.series().active();
+            sketches += part.windows.open_sketches();
+            overflow += part.windows.series().overflow_events;
+            if let Some(w) = part.windows.watermark_ms() {
+                watermark = Some(watermark.map_or(w, |m: i64| m.min(w)));
+            }
+        }
         let m = &self.metrics;
-        m.windowed_events
-            .inc_by(s.windowed_events - self.published.windowed_events);
-        m.scores_joined
-            .inc_by(s.scores_joined - self.published.scores_joined);
-        m.windows_closed
-            .inc_by(s.windows_closed - self.published.windows_closed);
-        m.series_windows_closed
-            .inc_by(s.series_windows_closed - self.published.series_windows_closed);
-        let overflow = self.windows.series().overflow_events;
         m.series_overflow_events
             .inc_by(overflow.saturating_sub(m.series_overflow_events.get()));
-        m.active_series.set(self.windows.series().active() as i64);
-        m.open_sketches.set(self.windows.open_sketches() as i64);
-        if let Some(w) = self.windows.watermark_ms() {
+        m.active_series.set(active as i64);
+        m.open_sketches.set(sketches as i64);
+        if let Some(w) = watermark {
             m.watermark_seconds.set(w as f64 / 1000.0);
         }
-        self.published = s;
     }
 }

@@ -148,6 +148,21 @@ impl SeriesRegistry {
         key
     }
 
+    /// Registers a restored key (from a checkpoint), past the cap if need be, and returns
+    /// the registry's copy.
+    pub fn register(&mut self, key: SeriesKey) -> SeriesKey {
+        if key.is_overflow() {
+            return self.overflow.clone();
+        }
+        let keys = self.live.entry(key.hash).or_default();
+        if let Some(k) = keys.iter().find(|k| **k == key) {
+            return k.clone();
+        }
+        keys.push(key.clone());
+        self.active += 1;
+        key
+    }
+
     /// Forgets every series for which `keep` is false (called when windows close).
     pub fn retain(&mut self, mut keep: impl FnMut(&SeriesKey) -> bool) {
         let mut active = 0;

@@ -16,6 +16,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use crate::pipeline::CommitJob;
 use crate::tables::{self, EventRow, QuarantineRow};
 use crate::window::ClosedWindow;
 
@@ -51,6 +52,16 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Si
         path: path.to_path_buf(),
         source,
     }
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// A file to write: table, final path and content.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub table: &'static str,
+    pub path: PathBuf,
+    pub batch: RecordBatch,
 }
 
 /// One file written: table, path and rows.
@@ -93,78 +104,75 @@ impl ParquetSink {
         &self.root
     }
 
-    /// Writes the events of one topic-partition, one file per hour they fall in, named
-    /// `<topic>-<partition>-<first offset>-<last offset>.parquet`.
-    pub fn write_events(&self, rows: &[EventRow]) -> Result<Vec<Written>, SinkError> {
-        let mut groups: BTreeMap<(String, i32, i64), Vec<EventRow>> = BTreeMap::new();
-        for r in rows {
-            let hour = r.event.timestamp_ms.div_euclid(3_600_000);
-            groups
-                .entry((r.topic.to_string(), r.partition, hour))
+    /// Plans the files of one commit of one partition: events and quarantined messages by
+    /// the hour they fall in, named `<topic>-<partition>-<first offset>-<next offset>`, and
+    /// closed windows by the hour they start in, named the same plus `-w<first window start>`.
+    /// Names depend only on the Kafka coordinates, so a replay writes the same names.
+    pub fn plan_commit(&self, job: &CommitJob) -> Result<Vec<Planned>, SinkError> {
+        let base = format!(
+            "{}-{}-{}-{}",
+            file_safe(&job.topic),
+            job.partition,
+            job.first_offset,
+            job.next_offset
+        );
+        let mut out = Vec::new();
+        let mut events: BTreeMap<i64, Vec<EventRow>> = BTreeMap::new();
+        for r in &job.events {
+            events
+                .entry(r.event.timestamp_ms.div_euclid(HOUR_MS))
                 .or_default()
                 .push(r.clone());
         }
-        let mut out = Vec::new();
-        for ((topic, partition, hour), mut group) in groups {
-            group.sort_by_key(|r| r.offset);
-            let (first, last) = (group[0].offset, group[group.len() - 1].offset);
-            let dir = self.partition_dir(EVENTS, hour * 3_600_000);
-            let name = format!("{}-{partition}-{first}-{last}.parquet", file_safe(&topic));
-            let batch = tables::events_batch(&group)?;
-            out.push(self.write_file(EVENTS, &dir, &name, &batch)?);
+        for (hour, rows) in events {
+            out.push(Planned {
+                table: EVENTS,
+                path: self
+                    .partition_dir(EVENTS, hour * HOUR_MS)
+                    .join(format!("{base}.parquet")),
+                batch: tables::events_batch(&rows)?,
+            });
         }
-        sync_dirs(&out)?;
-        Ok(out)
-    }
-
-    /// Writes quarantined messages, by the hour of their broker timestamp (`now_ms` when
-    /// the message has none).
-    pub fn write_quarantine(
-        &self,
-        rows: &[QuarantineRow],
-        now_ms: i64,
-    ) -> Result<Vec<Written>, SinkError> {
-        let mut groups: BTreeMap<(String, i32, i64), Vec<QuarantineRow>> = BTreeMap::new();
-        for r in rows {
-            let hour = r.kafka_timestamp_ms.unwrap_or(now_ms).div_euclid(3_600_000);
-            groups
-                .entry((r.topic.to_string(), r.partition, hour))
-                .or_default()
-                .push(r.clone());
+        let mut quarantine: BTreeMap<i64, Vec<QuarantineRow>> = BTreeMap::new();
+        for r in &job.quarantine {
+            let hour = r
+                .kafka_timestamp_ms
+                .unwrap_or(job.now_ms)
+                .div_euclid(HOUR_MS);
+            quarantine.entry(hour).or_default().push(r.clone());
         }
-        let mut out = Vec::new();
-        for ((topic, partition, hour), mut group) in groups {
-            group.sort_by_key(|r| r.offset);
-            let (first, last) = (group[0].offset, group[group.len() - 1].offset);
-            let dir = self.partition_dir(QUARANTINE, hour * 3_600_000);
-            let name = format!("{}-{partition}-{first}-{last}.parquet", file_safe(&topic));
-            let batch = tables::quarantine_batch(&group)?;
-            out.push(self.write_file(QUARANTINE, &dir, &name, &batch)?);
+        for (hour, rows) in quarantine {
+            out.push(Planned {
+                table: QUARANTINE,
+                path: self
+                    .partition_dir(QUARANTINE, hour * HOUR_MS)
+                    .join(format!("{base}.parquet")),
+                batch: tables::quarantine_batch(&rows)?,
+            });
         }
-        sync_dirs(&out)?;
-        Ok(out)
-    }
-
-    /// Writes closed windows, one file per hour they start in, named by the first and last
-    /// window start and a digest of the Kafka offsets they cover.
-    pub fn write_windows(&self, windows: &[ClosedWindow]) -> Result<Vec<Written>, SinkError> {
-        let mut groups: BTreeMap<i64, Vec<&ClosedWindow>> = BTreeMap::new();
-        for w in windows.iter().filter(|w| !w.series.is_empty()) {
-            groups
-                .entry(w.start_ms.div_euclid(3_600_000))
+        let mut windows: BTreeMap<i64, Vec<&ClosedWindow>> = BTreeMap::new();
+        for w in job.windows.iter().filter(|w| !w.series.is_empty()) {
+            windows
+                .entry(w.start_ms.div_euclid(HOUR_MS))
                 .or_default()
                 .push(w);
         }
-        let mut out = Vec::new();
-        for (hour, group) in groups {
-            let dir = self.partition_dir(WINDOWS, hour * 3_600_000);
-            let (first, last) = (group[0].start_ms, group[group.len() - 1].start_ms);
-            let name = format!(
-                "windows-{first}-{last}-{:016x}.parquet",
-                offsets_digest(&group)
-            );
-            let batch = tables::windows_batch(&self.labels, &group)?;
-            out.push(self.write_file(WINDOWS, &dir, &name, &batch)?);
+        for (hour, group) in windows {
+            let name = format!("{base}-w{}.parquet", group[0].start_ms);
+            out.push(Planned {
+                table: WINDOWS,
+                path: self.partition_dir(WINDOWS, hour * HOUR_MS).join(name),
+                batch: tables::windows_batch(&self.labels, &group)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes planned files (each atomically), then makes the renames durable.
+    pub fn write(&self, planned: &[Planned]) -> Result<Vec<Written>, SinkError> {
+        let mut out = Vec::with_capacity(planned.len());
+        for p in planned {
+            out.push(self.write_file(p.table, &p.path, &p.batch)?);
         }
         sync_dirs(&out)?;
         Ok(out)
@@ -184,12 +192,15 @@ impl ParquetSink {
     fn write_file(
         &self,
         table: &'static str,
-        dir: &Path,
-        name: &str,
+        final_path: &Path,
         batch: &RecordBatch,
     ) -> Result<Written, SinkError> {
+        let dir = final_path.parent().unwrap_or(&self.root);
         fs::create_dir_all(dir).map_err(io("creating", dir))?;
-        let final_path = dir.join(name);
+        let name = final_path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("part.parquet");
         let tmp_path = dir.join(format!(".{name}{IN_PROGRESS_SUFFIX}"));
         let file = File::create(&tmp_path).map_err(io("creating", &tmp_path))?;
         let parquet_err = |source| SinkError::Parquet {
@@ -202,10 +213,10 @@ impl ParquetSink {
         let file = writer.into_inner().map_err(parquet_err)?;
         file.sync_all().map_err(io("syncing", &tmp_path))?;
         drop(file);
-        fs::rename(&tmp_path, &final_path).map_err(io("renaming", &tmp_path))?;
+        fs::rename(&tmp_path, final_path).map_err(io("renaming", &tmp_path))?;
         Ok(Written {
             table,
-            path: final_path,
+            path: final_path.to_path_buf(),
             rows: batch.num_rows(),
         })
     }
@@ -256,31 +267,6 @@ fn file_safe(topic: &str) -> String {
         .collect()
 }
 
-/// FNV-1a over the (partition, first, last) offsets of every series of the windows.
-fn offsets_digest(windows: &[&ClosedWindow]) -> u64 {
-    let mut ranges: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
-    for (_, s) in windows.iter().flat_map(|w| &w.series) {
-        for (p, (lo, hi)) in &s.offsets {
-            let e = ranges.entry(*p).or_insert((*lo, *hi));
-            e.0 = e.0.min(*lo);
-            e.1 = e.1.max(*hi);
-        }
-    }
-    let mut h: u64 = 0xcbf29ce484222325;
-    for (p, (lo, hi)) in ranges {
-        for b in p
-            .to_le_bytes()
-            .iter()
-            .chain(&lo.to_le_bytes())
-            .chain(&hi.to_le_bytes())
-        {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x100000001b3);
-        }
-    }
-    h
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -288,6 +274,7 @@ mod tests {
     use super::*;
     use crate::decode::{Reject, RejectReason};
     use crate::event::RequestEvent;
+    use crate::window::WindowSnapshot;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     fn row(offset: i64, ts: i64) -> EventRow {
@@ -308,13 +295,34 @@ mod tests {
         }
     }
 
+    fn job(
+        events: Vec<EventRow>,
+        quarantine: Vec<QuarantineRow>,
+        first: i64,
+        next: i64,
+    ) -> CommitJob {
+        CommitJob {
+            topic: Arc::from("llm logs"),
+            partition: 2,
+            first_offset: first,
+            next_offset: next,
+            events,
+            quarantine,
+            windows: Vec::new(),
+            snapshot: WindowSnapshot::default(),
+            now_ms: 0,
+        }
+    }
+
     #[test]
     fn events_go_to_hive_hours_with_offset_names_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let sink = ParquetSink::new(dir.path(), 3, vec!["service"]).unwrap();
         let h = 1_790_000_000_000 / 3_600_000 * 3_600_000;
         let rows = vec![row(10, h - 1), row(11, h), row(12, h + 5)];
-        let written = sink.write_events(&rows).unwrap();
+        let written = sink
+            .write(&sink.plan_commit(&job(rows, vec![], 10, 13)).unwrap())
+            .unwrap();
         let names: Vec<String> = written
             .iter()
             .map(|w| {
@@ -328,8 +336,8 @@ mod tests {
         assert_eq!(
             names,
             [
-                "events/date=2026-09-21/hour=13/llm_logs-2-10-10.parquet",
-                "events/date=2026-09-21/hour=14/llm_logs-2-11-12.parquet"
+                "events/date=2026-09-21/hour=13/llm_logs-2-10-13.parquet",
+                "events/date=2026-09-21/hour=14/llm_logs-2-10-13.parquet"
             ]
         );
         let f = File::open(&written[1].path).unwrap();
@@ -374,10 +382,16 @@ mod tests {
             ),
             payload: Some(vec![b'x'; tables::QUARANTINE_PAYLOAD_MAX + 10]),
         }];
-        let w = sink.write_quarantine(&rows, 0).unwrap();
-        assert!(w[0]
-            .path
-            .ends_with("quarantine/date=2026-09-21/hour=14/t-0-5-5.parquet"));
+        let mut j = job(vec![], rows, 5, 6);
+        j.topic = Arc::from("t");
+        j.partition = 0;
+        let w = sink.write(&sink.plan_commit(&j).unwrap()).unwrap();
+        assert!(
+            w[0].path
+                .ends_with("quarantine/date=2026-09-21/hour=14/t-0-5-6.parquet"),
+            "{:?}",
+            w[0].path
+        );
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&w[0].path).unwrap())
             .unwrap()
             .build()

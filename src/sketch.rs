@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
 
 use crate::event::{Feedback, RequestEvent, Status};
 
@@ -80,8 +81,9 @@ impl Metric {
 }
 
 /// One histogram plus exact count, sum, min and max in the field's own unit.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MetricSketch {
+    #[serde(with = "hist_base64")]
     pub hist: Histogram<u64>,
     pub sum: f64,
     pub min: f64,
@@ -93,8 +95,8 @@ impl Default for MetricSketch {
         Self {
             hist: new_hist(),
             sum: 0.0,
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
+            min: f64::MAX,
+            max: f64::MIN,
         }
     }
 }
@@ -157,7 +159,7 @@ pub fn deserialize_hist(
 }
 
 /// Exact running moments (Welford), mergeable with Chan et al.'s formula.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Moments {
     pub n: u64,
     pub mean: f64,
@@ -195,7 +197,7 @@ impl Moments {
 }
 
 /// Counts by key with a cap on distinct keys.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counts(pub BTreeMap<String, u64>);
 
 impl Counts {
@@ -221,7 +223,7 @@ impl Counts {
 }
 
 /// Everything known about one series in one window.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WindowSketch {
     pub event_count: u64,
     pub error_count: u64,
@@ -370,6 +372,33 @@ impl WindowSketch {
             self.note_offset(*p, *lo);
             self.note_offset(*p, *hi);
         }
+    }
+}
+
+/// Checkpoints carry histograms as base64 of their HDR V2 encoding.
+mod hist_base64 {
+    use base64::Engine;
+    use hdrhistogram::serialization::{Serializer as _, V2Serializer};
+    use hdrhistogram::Histogram;
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(h: &Histogram<u64>, s: S) -> Result<S::Ok, S::Error> {
+        let mut bytes = Vec::new();
+        V2Serializer::new()
+            .serialize(h, &mut bytes)
+            .map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Histogram<u64>, D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(de::Error::custom)?;
+        let mut h: Histogram<u64> = super::deserialize_hist(&bytes).map_err(de::Error::custom)?;
+        // Restored histograms keep growing like fresh ones.
+        h.auto(true);
+        Ok(h)
     }
 }
 

@@ -1,28 +1,34 @@
-//! The Kafka source and the run loop that wires source → pipeline → sink.
+//! The Kafka source and the run loop that wires source → pipeline → commits.
 //!
-//! Offsets are stored (`enable.auto.offset.store=false`) only after the sink reports that
-//! the Parquet files covering them are committed; librdkafka auto-commits stored offsets,
-//! and shutdown commits them synchronously.
+//! Exactly-once output: each partition's events, quarantined messages, closed windows and
+//! open-window checkpoint are committed together by [`crate::commit`]; only then is the
+//! partition's offset stored (`enable.auto.offset.store=false`; librdkafka auto-commits
+//! stored offsets). On a rebalance, a revoked partition is committed — files, checkpoint and
+//! a synchronous offset commit — inside the rebalance callback, before librdkafka hands it
+//! to another member; an assigned partition resumes from its checkpoint. Shutdown commits
+//! every partition and its offsets synchronously.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use tokio::sync::mpsc;
 
+use crate::commit::{CommitError, Committer};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, PipelineStats, SinkJob};
-use crate::sink::{self, ParquetSink, SinkError};
+use crate::pipeline::{CommitJob, Pipeline, PipelineStats};
+use crate::sink::{ParquetSink, SinkError};
 use crate::window::WindowStats;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +39,8 @@ pub enum RunError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Sink(#[from] SinkError),
-    #[error("the parquet writer thread stopped unexpectedly")]
-    SinkGone,
+    #[error(transparent)]
+    Commit(#[from] CommitError),
 }
 
 /// Liveness and readiness, shared with the HTTP endpoint.
@@ -52,9 +58,9 @@ pub struct Health {
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Once this flag is set (the input is complete), stop as soon as every assigned
-    /// partition has been read to its end (demo, tests, replays).
+    /// partition has been read to its end, closing every open window (demo, tests, replays).
     pub stop_when_caught_up: Option<Arc<AtomicBool>>,
-    /// How often the loop advances the watermark and checks flushes.
+    /// How often the loop advances the watermark and checks commits.
     pub tick: Option<Duration>,
 }
 
@@ -65,27 +71,113 @@ pub struct RunReport {
     pub windows: WindowStats,
     /// Table → (files, rows) committed.
     pub written: BTreeMap<&'static str, (u64, u64)>,
-    /// Distinct series seen in closed windows.
+    /// Distinct series in committed windows.
     pub series: usize,
     /// (topic, partition) → next offset committed.
     pub committed: BTreeMap<(String, i32), i64>,
 }
 
+/// The state the run loop and the rebalance callback share.
+struct Core {
+    pipeline: Pipeline,
+    committer: Committer,
+    metrics: Metrics,
+    report: RunReport,
+    series: BTreeSet<Vec<String>>,
+    /// A failure the callback could not return; the run loop stops on it.
+    fatal: Option<RunError>,
+}
+
+impl Core {
+    /// Resumes a partition from its checkpoint.
+    fn assign(&mut self, topic: &str, partition: i32, now: i64) {
+        if self.pipeline.is_assigned(topic, partition) {
+            return;
+        }
+        match self.committer.load(topic, partition) {
+            Ok(ckpt) => {
+                let resume = ckpt.as_ref().map(|c| (c.next_offset, &c.windows));
+                if let Some(c) = &ckpt {
+                    tracing::info!(
+                        topic,
+                        partition,
+                        next_offset = c.next_offset,
+                        "resuming from checkpoint"
+                    );
+                }
+                self.pipeline
+                    .assign((Arc::from(topic), partition), resume, now);
+            }
+            Err(e) => {
+                tracing::error!(topic, partition, error = %e, "cannot resume partition");
+                self.fatal.get_or_insert(e.into());
+            }
+        }
+    }
+
+    /// Commits jobs; returns the offsets that may now go to Kafka.
+    fn commit(&mut self, jobs: Vec<CommitJob>) -> Result<TopicPartitionList, RunError> {
+        let mut tpl = TopicPartitionList::new();
+        for job in jobs {
+            if job.is_empty() {
+                continue;
+            }
+            let committed = commit_with_retry(&self.committer, &self.metrics, &job)?;
+            for w in &committed.written {
+                self.metrics.record_written(w.table, w.rows);
+                let e = self.report.written.entry(w.table).or_default();
+                e.0 += 1;
+                e.1 += w.rows as u64;
+            }
+            for w in &job.windows {
+                self.series
+                    .extend(w.series.iter().map(|(k, _)| k.values().to_vec()));
+            }
+            self.report.committed.insert(
+                (job.topic.to_string(), job.partition),
+                committed.next_offset,
+            );
+            tpl.add_partition_offset(
+                &job.topic,
+                job.partition,
+                Offset::Offset(committed.next_offset),
+            )?;
+        }
+        Ok(tpl)
+    }
+}
+
+/// Retries transient write failures (disk full, permissions being fixed) with exponential
+/// backoff for about two minutes; a commit is idempotent, so retrying is safe.
+fn commit_with_retry(
+    committer: &Committer,
+    metrics: &Metrics,
+    job: &CommitJob,
+) -> Result<crate::commit::Committed, RunError> {
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1.. {
+        match committer.commit(job) {
+            Ok(c) => return Ok(c),
+            Err(e) if attempt < 10 => {
+                metrics.sink_errors.inc();
+                tracing::warn!(error = %e, attempt, "commit failed; retrying");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
+    core.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct SourceContext {
+    core: Arc<Mutex<Core>>,
     metrics: Metrics,
     health: Arc<Health>,
-    rebalances: mpsc::UnboundedSender<RebalanceEvent>,
-}
-
-/// Partition changes, passed from librdkafka's callback to the run loop.
-#[derive(Debug)]
-enum RebalanceEvent {
-    Assigned(Vec<i32>),
-    Revoked(Vec<i32>),
-}
-
-fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
-    tpl.elements().iter().map(|e| e.partition()).collect()
 }
 
 impl ClientContext for SourceContext {
@@ -115,28 +207,53 @@ impl ClientContext for SourceContext {
 }
 
 impl ConsumerContext for SourceContext {
-    fn post_rebalance(
-        &self,
-        _c: &rdkafka::consumer::BaseConsumer<Self>,
-        rebalance: &Rebalance<'_>,
-    ) {
+    /// Before partitions go away: commit them (files, checkpoint, offsets) so the next owner
+    /// starts exactly where this instance stopped.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        let now = now_ms();
+        let mut core = lock(&self.core);
+        let mut jobs = Vec::new();
+        for e in tpl.elements() {
+            if let Some(job) = core.pipeline.revoke(e.topic(), e.partition(), now) {
+                jobs.push(job);
+            }
+        }
+        match core.commit(jobs) {
+            Ok(offsets) if offsets.count() > 0 => {
+                if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+                    tracing::warn!(error = %e, "offset commit on revoke failed; the checkpoint still guards against double counting");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "commit on revoke failed; the next owner replays from the last checkpoint");
+            }
+        }
+        tracing::info!(partitions = ?partitions_of(tpl), "partitions revoked and committed");
+    }
+
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
+                let now = now_ms();
+                let mut core = lock(&self.core);
+                for e in tpl.elements() {
+                    core.assign(e.topic(), e.partition(), now);
+                }
                 tracing::info!(partitions = ?partitions_of(tpl), "partitions assigned");
-                let _ = self
-                    .rebalances
-                    .send(RebalanceEvent::Assigned(partitions_of(tpl)));
                 self.health.ready.store(true, Ordering::SeqCst);
             }
-            Rebalance::Revoke(tpl) => {
-                tracing::info!(partitions = ?partitions_of(tpl), "partitions revoked");
-                let _ = self
-                    .rebalances
-                    .send(RebalanceEvent::Revoked(partitions_of(tpl)));
-            }
+            Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
     }
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
 }
 
 /// The consumer's client config: our settings first, the user's `librdkafka` map last.
@@ -165,8 +282,9 @@ fn now_ms() -> i64 {
 }
 
 /// Consumes `config.kafka.topics` until `shutdown` resolves (or, with
-/// `stop_when_caught_up`, until the input is complete and read to its end), then drains:
-/// closes open windows, writes everything, commits offsets.
+/// `stop_when_caught_up`, until the input is complete and read to its end), then commits
+/// every partition and exits. Open windows stay in the checkpoints, except when the input is
+/// complete, where they are closed and written.
 pub async fn run(
     config: &Config,
     metrics: Metrics,
@@ -181,35 +299,28 @@ pub async fn run(
         .map(|l| l.as_str())
         .collect();
     let sink = ParquetSink::new(&config.storage.data_dir, config.storage.zstd_level, labels)?;
-    let mut pipeline = Pipeline::new(config, metrics.clone())?;
+    let core = Arc::new(Mutex::new(Core {
+        pipeline: Pipeline::new(config, metrics.clone())?,
+        committer: Committer::new(sink)?,
+        metrics: metrics.clone(),
+        report: RunReport::default(),
+        series: BTreeSet::new(),
+        fatal: None,
+    }));
 
-    let (rebalance_tx, mut rebalance_rx) = mpsc::unbounded_channel();
     let consumer: StreamConsumer<SourceContext> =
         consumer_config(config).create_with_context(SourceContext {
+            core: core.clone(),
             metrics: metrics.clone(),
             health: health.clone(),
-            rebalances: rebalance_tx,
         })?;
     let topics: Vec<&str> = config.kafka.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     tracing::info!(topics = ?topics, group = %config.kafka.group_id, "subscribed");
 
-    let (job_tx, job_rx) = mpsc::channel::<SinkJob>(4);
-    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<SinkAck>();
-    let writer = SinkWriter {
-        sink,
-        metrics: metrics.clone(),
-        acks: ack_tx,
-    };
-    let sink_thread = std::thread::Builder::new()
-        .name("parquet-sink".into())
-        .spawn(move || writer.run(job_rx))
-        .map_err(|_| RunError::SinkGone)?;
-
-    let mut report = RunReport::default();
-    let mut durable: BTreeMap<(String, i32), i64> = BTreeMap::new();
     let mut intake = Intake::default();
     let mut idle_ticks = 0u32;
+    let mut input_complete = false;
     let mut tick = tokio::time::interval(opts.tick.unwrap_or(Duration::from_millis(250)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -220,20 +331,27 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = &mut shutdown => break Ok(()),
-                        Some(ack) = ack_rx.recv() => {
-                apply_ack(&consumer, &metrics, ack, &mut durable, &mut report);
-            }
-            Some(change) = rebalance_rx.recv() => match change {
-                RebalanceEvent::Assigned(ps) => pipeline.assign(&ps, now_ms()),
-                RebalanceEvent::Revoked(ps) => pipeline.revoke(&ps),
-            },
             _ = tick.tick() => {
-                for job in pipeline.tick(now_ms()) {
-                    if job_tx.send(job).await.is_err() { break; }
-                }
-                if job_tx.is_closed() { break Err(RunError::SinkGone); }
+                let now = now_ms();
+                let offsets = {
+                    let mut c = lock(&core);
+                    if let Some(e) = c.fatal.take() {
+                        break Err(e);
+                    }
+                    c.pipeline.advance(now);
+                    if c.pipeline.commit_due(now) {
+                        let jobs = c.pipeline.cut_commits(now);
+                        match tokio::task::block_in_place(|| c.commit(jobs)) {
+                            Ok(o) => o,
+                            Err(e) => break Err(e),
+                        }
+                    } else {
+                        TopicPartitionList::new()
+                    }
+                };
+                store(&consumer, &metrics, &offsets);
                 idle_ticks += 1;
-                let input_complete = opts.stop_when_caught_up.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
+                input_complete = opts.stop_when_caught_up.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
                 if input_complete && idle_ticks >= 2 && caught_up(&consumer, &intake.consumed) {
                     tracing::info!("every assigned partition read to its end");
                     break Ok(());
@@ -243,13 +361,14 @@ pub async fn run(
                 Some(Ok(m)) => {
                     idle_ticks = 0;
                     let now = now_ms();
-                    let mut full = intake.accept(&m, &mut pipeline, now);
+                    let mut full = intake.accept(&m, &core, now);
                     drop(m);
                     // Take whatever else is already fetched without another trip through
-                    // the select (one per message costs more than decoding it).
+                    // the select (one per message costs more than decoding it). The lock is
+                    // never held while polling: rebalance callbacks run inside the poll.
                     for _ in 0..1024 {
                         match stream.next().now_or_never() {
-                            Some(Some(Ok(m))) => full |= intake.accept(&m, &mut pipeline, now),
+                            Some(Some(Ok(m))) => full |= intake.accept(&m, &core, now),
                             Some(Some(Err(e))) => {
                                 metrics.kafka_errors.inc();
                                 tracing::warn!(error = %e, "consume error");
@@ -259,8 +378,11 @@ pub async fn run(
                         }
                     }
                     if full {
-                        for job in pipeline.tick(now_ms()) {
-                            if job_tx.send(job).await.is_err() { break; }
+                        let jobs = lock(&core).pipeline.cut_commits(now);
+                        let committed = tokio::task::block_in_place(|| lock(&core).commit(jobs));
+                        match committed {
+                            Ok(offsets) => store(&consumer, &metrics, &offsets),
+                            Err(e) => break Err(e),
                         }
                     }
                 }
@@ -276,42 +398,60 @@ pub async fn run(
     health.ready.store(false, Ordering::SeqCst);
     drop(stream);
 
-    // Drain: everything buffered and every open window goes to disk, then offsets.
-    tracing::info!("draining");
-    for job in pipeline.drain(now_ms()) {
-        if job_tx.send(job).await.is_err() {
-            break;
+    tracing::info!("draining: committing every partition");
+    let final_offsets = {
+        let mut c = lock(&core);
+        if input_complete && result.is_ok() {
+            c.pipeline.close_all_windows();
         }
-    }
-    drop(job_tx);
-    let sink_result = tokio::task::spawn_blocking(move || sink_thread.join())
-        .await
-        .map_err(|_| RunError::SinkGone)?
-        .map_err(|_| RunError::SinkGone)?;
-    while let Ok(ack) = ack_rx.try_recv() {
-        apply_ack(&consumer, &metrics, ack, &mut durable, &mut report);
-    }
-    if !durable.is_empty() {
-        let mut tpl = TopicPartitionList::new();
-        for ((t, p), o) in &durable {
-            tpl.add_partition_offset(t, *p, Offset::Offset(*o))?;
+        let jobs = c.pipeline.cut_commits(now_ms());
+        tokio::task::block_in_place(|| c.commit(jobs))
+    };
+    let final_offsets = match final_offsets {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "final commit failed; uncommitted data is re-read on restart");
+            return Err(e);
         }
-        match consumer.commit(&tpl, CommitMode::Sync) {
-            Ok(()) => tracing::info!(partitions = durable.len(), "offsets committed"),
+    };
+    // Everything committed so far, including earlier periodic commits.
+    let mut all = TopicPartitionList::new();
+    for ((t, p), o) in &lock(&core).report.committed {
+        all.add_partition_offset(t, *p, Offset::Offset(*o))?;
+    }
+    drop(final_offsets);
+    if all.count() > 0 {
+        match consumer.commit(&all, CommitMode::Sync) {
+            Ok(()) => tracing::info!(partitions = all.count(), "offsets committed"),
             Err(e) => {
-                tracing::warn!(error = %e, "final offset commit failed; stored offsets are re-read on restart")
+                tracing::warn!(error = %e, "final offset commit failed; the checkpoints still guard against double counting")
             }
         }
     }
-    report.committed = durable;
-    report.pipeline = pipeline.stats().clone();
-    report.windows = pipeline.window_stats();
-    report.series = sink_result.series_seen;
     result?;
-    if let Some(e) = sink_result.error {
-        return Err(e.into());
-    }
+    let mut c = lock(&core);
+    let mut report = std::mem::take(&mut c.report);
+    report.pipeline = c.pipeline.stats().clone();
+    report.windows = c.pipeline.window_stats();
+    report.series = c.series.len();
     Ok(report)
+}
+
+fn store(
+    consumer: &StreamConsumer<SourceContext>,
+    metrics: &Metrics,
+    offsets: &TopicPartitionList,
+) {
+    if offsets.count() == 0 {
+        return;
+    }
+    match consumer.store_offsets(offsets) {
+        Ok(()) => {
+            metrics.offsets_stored.inc();
+        }
+        // A partition revoked meanwhile: its revoke commit already covered it.
+        Err(e) => tracing::debug!(error = %e, "storing offsets"),
+    }
 }
 
 /// Hands Kafka messages to the pipeline and remembers how far each partition was read.
@@ -323,8 +463,8 @@ struct Intake {
 }
 
 impl Intake {
-    /// Returns true when the pipeline's buffers are full.
-    fn accept(&mut self, m: &BorrowedMessage<'_>, pipeline: &mut Pipeline, now_ms: i64) -> bool {
+    /// Returns true when a partition's buffers are full.
+    fn accept(&mut self, m: &BorrowedMessage<'_>, core: &Mutex<Core>, now_ms: i64) -> bool {
         let topic = match self.topics.get(m.topic()) {
             Some(t) => t.clone(),
             None => {
@@ -342,7 +482,12 @@ impl Intake {
             timestamp_ms: m.timestamp().to_millis(),
             payload: m.payload(),
         };
-        pipeline.ingest(raw, now_ms)
+        let mut c = lock(core);
+        if !c.pipeline.is_assigned(&topic, m.partition()) {
+            // Assignment callbacks come first; this covers a message that overtook one.
+            c.assign(&topic, m.partition(), now_ms);
+        }
+        c.pipeline.ingest(raw, now_ms)
     }
 }
 
@@ -370,141 +515,7 @@ fn caught_up(
                 .get(&(Arc::from(e.topic()), e.partition()))
                 .copied()
                 .unwrap_or(low);
-            tracing::debug!(
-                topic = e.topic(),
-                partition = e.partition(),
-                next,
-                low,
-                high,
-                "caught-up check"
-            );
             next >= high
         })
     })
-}
-
-fn apply_ack(
-    consumer: &StreamConsumer<SourceContext>,
-    metrics: &Metrics,
-    ack: SinkAck,
-    durable: &mut BTreeMap<(String, i32), i64>,
-    report: &mut RunReport,
-) {
-    for (table, rows) in &ack.written {
-        let e = report.written.entry(table).or_default();
-        e.0 += 1;
-        e.1 += *rows as u64;
-    }
-    if ack.next_offsets.is_empty() {
-        return;
-    }
-    let mut tpl = TopicPartitionList::new();
-    for ((t, p), o) in &ack.next_offsets {
-        durable.insert((t.to_string(), *p), *o);
-        if tpl.add_partition_offset(t, *p, Offset::Offset(*o)).is_err() {
-            continue;
-        }
-    }
-    match consumer.store_offsets(&tpl) {
-        Ok(()) => {
-            metrics.offsets_stored.inc();
-        }
-        // A partition revoked meanwhile: its new owner re-reads from the last commit.
-        Err(e) => tracing::debug!(error = %e, "storing offsets"),
-    }
-}
-
-/// What the writer thread reports back after a job is durable.
-#[derive(Debug, Default)]
-struct SinkAck {
-    next_offsets: BTreeMap<(Arc<str>, i32), i64>,
-    written: Vec<(&'static str, usize)>,
-}
-
-struct SinkWriter {
-    sink: ParquetSink,
-    metrics: Metrics,
-    acks: mpsc::UnboundedSender<SinkAck>,
-}
-
-struct SinkOutcome {
-    series_seen: usize,
-    error: Option<SinkError>,
-}
-
-impl SinkWriter {
-    fn run(self, mut jobs: mpsc::Receiver<SinkJob>) -> SinkOutcome {
-        let mut series = BTreeSet::new();
-        while let Some(job) = jobs.blocking_recv() {
-            if let SinkJob::Windows(ws) = &job {
-                for w in ws {
-                    series.extend(w.series.iter().map(|(k, _)| k.clone()));
-                }
-            }
-            match self.execute_with_retry(&job) {
-                Ok(ack) => {
-                    let _ = self.acks.send(ack);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "giving up on a parquet write; offsets not stored, data is re-read on restart");
-                    return SinkOutcome {
-                        series_seen: series.len(),
-                        error: Some(e),
-                    };
-                }
-            }
-        }
-        SinkOutcome {
-            series_seen: series.len(),
-            error: None,
-        }
-    }
-
-    /// Retries transient failures (disk full, permissions fixed by an operator) with
-    /// exponential backoff, for about two minutes, before giving up.
-    fn execute_with_retry(&self, job: &SinkJob) -> Result<SinkAck, SinkError> {
-        let mut delay = Duration::from_millis(100);
-        let mut attempt = 0;
-        loop {
-            match self.execute(job) {
-                Ok(ack) => return Ok(ack),
-                Err(e) if attempt < 10 => {
-                    attempt += 1;
-                    self.metrics.sink_errors.inc();
-                    tracing::warn!(error = %e, attempt, "parquet write failed; retrying");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(30));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    fn execute(&self, job: &SinkJob) -> Result<SinkAck, SinkError> {
-        let mut ack = SinkAck::default();
-        let note = |ws: Vec<sink::Written>, ack: &mut SinkAck| {
-            for w in ws {
-                self.metrics.record_written(w.table, w.rows);
-                ack.written.push((w.table, w.rows));
-            }
-        };
-        match job {
-            SinkJob::Flush(f) => {
-                if !f.events.is_empty() {
-                    note(self.sink.write_events(&f.events)?, &mut ack);
-                }
-                if !f.quarantine.is_empty() {
-                    note(
-                        self.sink.write_quarantine(&f.quarantine, f.now_ms)?,
-                        &mut ack,
-                    );
-                }
-                ack.next_offsets = f.next_offsets.clone();
-            }
-            SinkJob::Windows(ws) => {
-                note(self.sink.write_windows(ws)?, &mut ack);
-            }
-        }
-        Ok(ack)
-    }
 }

@@ -1,0 +1,261 @@
+//! The durable commit of one partition: Parquet files, then the checkpoint, then offsets.
+//!
+//! Protocol for a [`CommitJob`] covering offsets `[first, next)` of partition P:
+//! 1. write `state/<topic>-<P>.intent.json` listing the files about to be written;
+//! 2. write the files (each under an in-progress name, fsynced, renamed; directories fsynced);
+//! 3. write `state/<topic>-<P>.checkpoint.json` atomically: `next`, the open windows, the
+//!    watermark and the late-score index — this is the commit point;
+//! 4. remove the intent; the caller then stores/commits offset `next` in Kafka.
+//!
+//! Recovery when P is assigned ([`Committer::load`]): an intent whose range starts at or
+//! after the checkpoint's `next` belongs to a commit that never reached step 3, so its files
+//! are deleted; the pipeline resumes from the checkpoint and skips messages below `next`
+//! (Kafka's committed offset may lag the checkpoint by one commit). Replaying the same
+//! offsets rewrites files of the same names. A crash at any point therefore neither loses
+//! nor double-counts an event.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::CommitJob;
+use crate::sink::{ParquetSink, SinkError, Written};
+use crate::window::WindowSnapshot;
+
+pub const STATE_DIR: &str = "state";
+const CHECKPOINT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("checkpoint {path} is unreadable ({source}); move it away to start this partition from Kafka's committed offset")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "checkpoint {path} has version {found}; this build reads version {CHECKPOINT_VERSION}"
+    )]
+    Version { path: PathBuf, found: u32 },
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CommitError + 'a {
+    move |source| CommitError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What a partition resumes from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub version: u32,
+    pub topic: String,
+    pub partition: i32,
+    /// Every message below this offset is in committed files or in `windows`.
+    pub next_offset: i64,
+    pub windows: WindowSnapshot,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Intent {
+    first_offset: i64,
+    next_offset: i64,
+    files: Vec<PathBuf>,
+}
+
+/// Where a test makes the process die (`DRIFTWATCH_FAILPOINT=<point>:<nth commit>`), to
+/// prove recovery from a crash at that exact step. Points: `after_intent`, `after_files`,
+/// `after_checkpoint`.
+#[derive(Debug, Default)]
+struct Failpoint {
+    point: Option<(String, u64)>,
+}
+
+impl Failpoint {
+    fn from_env() -> Self {
+        let point = std::env::var("DRIFTWATCH_FAILPOINT").ok().and_then(|v| {
+            let (p, n) = v.split_once(':')?;
+            Some((p.to_string(), n.parse().ok()?))
+        });
+        Self { point }
+    }
+
+    fn hit(&self, at: &str, commit_no: u64) {
+        if let Some((p, n)) = &self.point {
+            if p == at && *n == commit_no {
+                eprintln!("driftwatch: failpoint {at} at commit {commit_no}: aborting");
+                std::process::abort();
+            }
+        }
+    }
+}
+
+/// Writes commits for one data directory.
+#[derive(Debug)]
+pub struct Committer {
+    sink: ParquetSink,
+    state_dir: PathBuf,
+    failpoint: Failpoint,
+    commits: AtomicU64,
+}
+
+/// What a commit wrote.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub written: Vec<Written>,
+    pub next_offset: i64,
+}
+
+impl Committer {
+    /// Prepares the data directory: tables (in-progress leftovers removed) and `state/`.
+    pub fn new(sink: ParquetSink) -> Result<Self, CommitError> {
+        let state_dir = sink.root().join(STATE_DIR);
+        fs::create_dir_all(&state_dir).map_err(io("creating", &state_dir))?;
+        for e in fs::read_dir(&state_dir)
+            .map_err(io("listing", &state_dir))?
+            .flatten()
+        {
+            if e.file_name().to_string_lossy().ends_with(".tmp") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        Ok(Self {
+            sink,
+            state_dir,
+            failpoint: Failpoint::from_env(),
+            commits: AtomicU64::new(0),
+        })
+    }
+
+    pub fn sink(&self) -> &ParquetSink {
+        &self.sink
+    }
+
+    fn path(&self, topic: &str, partition: i32, kind: &str) -> PathBuf {
+        let safe: String = topic
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.state_dir
+            .join(format!("{safe}-{partition}.{kind}.json"))
+    }
+
+    /// The checkpoint of a partition, after rolling back a commit that a crash interrupted.
+    pub fn load(&self, topic: &str, partition: i32) -> Result<Option<Checkpoint>, CommitError> {
+        let ckpt_path = self.path(topic, partition, "checkpoint");
+        let checkpoint = match fs::read(&ckpt_path) {
+            Ok(bytes) => {
+                let c: Checkpoint =
+                    serde_json::from_slice(&bytes).map_err(|source| CommitError::Corrupt {
+                        path: ckpt_path.clone(),
+                        source,
+                    })?;
+                if c.version != CHECKPOINT_VERSION {
+                    return Err(CommitError::Version {
+                        path: ckpt_path,
+                        found: c.version,
+                    });
+                }
+                Some(c)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io("reading", &ckpt_path)(e)),
+        };
+        let intent_path = self.path(topic, partition, "intent");
+        if let Ok(bytes) = fs::read(&intent_path) {
+            let committed_to = checkpoint.as_ref().map_or(i64::MIN, |c| c.next_offset);
+            match serde_json::from_slice::<Intent>(&bytes) {
+                Ok(intent) if intent.next_offset > committed_to => {
+                    for f in &intent.files {
+                        match fs::remove_file(f) {
+                            Ok(()) => {
+                                tracing::warn!(file = %f.display(), "removed a file of an interrupted commit")
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(io("removing", f)(e)),
+                        }
+                    }
+                }
+                Ok(_) => {}
+                // A torn intent: its files were never started (the intent is written first).
+                Err(_) => {}
+            }
+            fs::remove_file(&intent_path).map_err(io("removing", &intent_path))?;
+        }
+        Ok(checkpoint)
+    }
+
+    /// Writes one partition's commit; when it returns, `next_offset` may go to Kafka.
+    pub fn commit(&self, job: &CommitJob) -> Result<Committed, CommitError> {
+        let n = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
+        let planned = self.sink.plan_commit(job)?;
+        let intent_path = self.path(&job.topic, job.partition, "intent");
+        let intent = Intent {
+            first_offset: job.first_offset,
+            next_offset: job.next_offset,
+            files: planned.iter().map(|p| p.path.clone()).collect(),
+        };
+        write_atomic(
+            &intent_path,
+            &serde_json::to_vec(&intent).unwrap_or_default(),
+        )?;
+        self.failpoint.hit("after_intent", n);
+        let written = self.sink.write(&planned)?;
+        self.failpoint.hit("after_files", n);
+        let checkpoint = Checkpoint {
+            version: CHECKPOINT_VERSION,
+            topic: job.topic.to_string(),
+            partition: job.partition,
+            next_offset: job.next_offset,
+            windows: job.snapshot.clone(),
+        };
+        let ckpt_path = self.path(&job.topic, job.partition, "checkpoint");
+        // Serializing plain data cannot fail.
+        write_atomic(
+            &ckpt_path,
+            &serde_json::to_vec(&checkpoint).unwrap_or_default(),
+        )?;
+        self.failpoint.hit("after_checkpoint", n);
+        fs::remove_file(&intent_path).map_err(io("removing", &intent_path))?;
+        Ok(Committed {
+            written,
+            next_offset: job.next_offset,
+        })
+    }
+}
+
+/// tmp + fsync + rename + directory fsync.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CommitError> {
+    let tmp = path.with_extension("json.tmp");
+    let mut f = File::create(&tmp).map_err(io("creating", &tmp))?;
+    f.write_all(bytes).map_err(io("writing", &tmp))?;
+    f.sync_all().map_err(io("syncing", &tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io("renaming", &tmp))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("syncing", dir))?;
+    }
+    Ok(())
+}
