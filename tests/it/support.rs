@@ -233,3 +233,162 @@ impl Drop for Tansu {
 pub fn expected_event_ids(seed: u64, n: u64) -> std::collections::BTreeSet<String> {
     (0..n).map(|i| format!("evt-{seed:x}-{i:09}")).collect()
 }
+
+/// A `driftwatch run` child process with its HTTP address.
+pub struct Daemon {
+    pub child: Child,
+    pub http: String,
+}
+
+impl Daemon {
+    pub fn start(config: &Path, http: &str, env: &[(&str, &str)]) -> Daemon {
+        let child = Command::new(bin())
+            .args(["run", "--config", config.to_str().unwrap()])
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Daemon {
+            child,
+            http: http.to_string(),
+        }
+    }
+
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = http_get(&self.http, "/metrics").ok()?;
+        metric_value(&body, name)
+    }
+
+    pub fn consumed(&self) -> u64 {
+        self.metric("driftwatch_messages_consumed_total")
+            .unwrap_or(0.0) as u64
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to end and returns its status.
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        wait_for("the daemon to exit", timeout, || {
+            self.child.try_wait().unwrap()
+        })
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A sample's value in Prometheus text.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Runs `driftwatch produce` and returns the number of messages it published.
+pub fn produce(config: &Path, args: &[&str]) -> u64 {
+    let out = Command::new(bin())
+        .args(["produce", "--config", config.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "produce: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A config for `run`/`produce` against a tansu broker.
+pub fn tansu_config(
+    dir: &Path,
+    bootstrap: &str,
+    group: &str,
+    data: &Path,
+    http: &str,
+    extra: &str,
+) -> PathBuf {
+    let path = dir.join(format!("{group}-{}.toml", free_port()));
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+topics = ["llm-logs"]
+group_id = "{group}"
+statistics_interval = "1s"
+[kafka.librdkafka]
+"broker.address.family" = "v4"
+"fetch.wait.max.ms" = 50
+# a killed member is noticed in seconds, not the default 45 s
+"session.timeout.ms" = 6000
+"heartbeat.interval.ms" = 1000
+[storage]
+data_dir = "{}"
+flush_interval = "300ms"
+[http]
+listen = "{http}"
+{extra}
+"#,
+            data.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Every row of a table as text, sorted: for comparing two runs' outputs exactly.
+pub fn table_rows(data: &Path, table: &str, skip_columns: &[&str]) -> Vec<String> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let mut rows = Vec::new();
+    for b in read_table(data, table) {
+        let schema = b.schema();
+        let opts = FormatOptions::default();
+        let owned: Vec<(String, arrow::array::ArrayRef)> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !skip_columns.contains(&f.name().as_str()))
+            .map(|(i, f)| {
+                // Without chrono-tz arrow cannot print a named zone; print the UTC instant.
+                let col = match f.data_type() {
+                    arrow::datatypes::DataType::Timestamp(unit, Some(_)) => arrow::compute::cast(
+                        b.column(i),
+                        &arrow::datatypes::DataType::Timestamp(*unit, None),
+                    )
+                    .unwrap(),
+                    _ => b.column(i).clone(),
+                };
+                (f.name().clone(), col)
+            })
+            .collect();
+        let cols: Vec<(&String, ArrayFormatter)> = owned
+            .iter()
+            .map(|(n, col)| (n, ArrayFormatter::try_new(col.as_ref(), &opts).unwrap()))
+            .collect();
+        for r in 0..b.num_rows() {
+            rows.push(
+                cols.iter()
+                    .map(|(n, f)| format!("{n}={}", f.value(r)))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+        }
+    }
+    rows.sort();
+    rows
+}

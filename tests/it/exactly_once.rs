@@ -1,0 +1,263 @@
+//! Exactly-once against a real broker (tansu): crashes at every step of a commit and
+//! `kill -9` mid-stream lose nothing and count nothing twice, and the output equals a clean
+//! run's; two instances in one group split the partitions and the survivor of a stop takes
+//! over with totals still exact.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::*;
+use crate::tansu::checkpointed_open_events;
+
+const MIN: Duration = Duration::from_secs(60);
+
+/// Windows close on event time only (no wall-clock idle advance), so two runs over the same
+/// input close the same windows whatever their timing.
+const DETERMINISTIC: &str = "[windows]\nallowed_lateness = \"2m\"\nidle_timeout = \"1h\"\n";
+
+fn event_ids(data: &Path) -> Vec<String> {
+    strings(&read_table(data, "events"), "event_id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect()
+}
+
+fn assert_exactly_once(data: &Path, expected: &BTreeSet<String>) {
+    let ids = event_ids(data);
+    let unique: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(ids.len(), unique.len(), "an event was written twice");
+    assert_eq!(&unique, expected, "events lost or invented");
+    let windows: i64 = i64s(&read_table(data, "windows"), "event_count")
+        .iter()
+        .sum();
+    let late = bools(&read_table(data, "events"), "late")
+        .iter()
+        .filter(|l| **l)
+        .count() as i64;
+    assert_eq!(
+        windows + checkpointed_open_events(data) + late,
+        expected.len() as i64,
+        "window counts"
+    );
+}
+
+#[test]
+fn crashes_mid_commit_and_kill_9_mid_stream_change_nothing() {
+    let broker = Tansu::start();
+    broker.create_topic("llm-logs", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let crashy = dir.path().join("crashy");
+    let http = format!("127.0.0.1:{}", free_port());
+    let cfg = tansu_config(
+        dir.path(),
+        &broker.bootstrap(),
+        "crashy",
+        &crashy,
+        &http,
+        DETERMINISTIC,
+    );
+
+    let mut expected = BTreeSet::new();
+    let mut produced = 0;
+    // Each phase publishes new traffic, then a run dies at a chosen step of its 2nd
+    // partition commit (a SIGABRT: no cleanup, like kill -9 at that instant).
+    for (seed, events, span, failpoint) in [
+        (1u64, 20_000u64, "2h", "after_files:2"), // files written, no checkpoint
+        (2, 10_000, "30s", "after_checkpoint:2"), // checkpoint written, offsets not in Kafka
+        (3, 10_000, "30s", "after_intent:2"),     // intent written, no file yet
+    ] {
+        produced += produce(
+            &cfg,
+            &[
+                "--events",
+                &events.to_string(),
+                "--seed",
+                &seed.to_string(),
+                "--span",
+                span,
+            ],
+        );
+        expected.extend(expected_event_ids(seed, events));
+        let mut d = Daemon::start(&cfg, &http, &[("DRIFTWATCH_FAILPOINT", failpoint)]);
+        let status = d.wait(MIN);
+        assert!(!status.success(), "failpoint {failpoint} did not fire");
+    }
+
+    // 4. kill -9 while a producer is still writing and the daemon consuming, twice
+    for seed in [4u64, 5] {
+        let d = Daemon::start(&cfg, &http, &[]);
+        let cfg2 = cfg.clone();
+        let producer = std::thread::spawn(move || {
+            produce(
+                &cfg2,
+                &[
+                    "--events",
+                    "20000",
+                    "--seed",
+                    &seed.to_string(),
+                    "--span",
+                    "30s",
+                    "--rate",
+                    "8000",
+                ],
+            )
+        });
+        wait_for("the daemon to consume mid-stream", MIN, || {
+            (d.consumed() > 3000).then_some(())
+        });
+        d.signal("-KILL");
+        produced += producer.join().unwrap();
+        expected.extend(expected_event_ids(seed, 20_000));
+        drop(d);
+    }
+
+    // 5. a last run to the end, stopped cleanly
+    let mut d = Daemon::start(&cfg, &http, &[]);
+    let files_before_end = wait_for("the rest to be consumed", 2 * MIN, || {
+        let written = d
+            .metric("driftwatch_parquet_rows_written_total{table=\"events\"}")
+            .unwrap_or(0.0);
+        let restored_lag: f64 = (0..3)
+            .map(|p| {
+                d.metric(&format!(
+                    "driftwatch_consumer_lag{{topic=\"llm-logs\",partition=\"{p}\"}}"
+                ))
+                .unwrap_or(1.0)
+            })
+            .sum();
+        (written > 0.0 && restored_lag == 0.0).then_some(written)
+    });
+    assert!(files_before_end > 0.0);
+    d.signal("-TERM");
+    assert!(d.wait(MIN).success());
+    assert_exactly_once(&crashy, &expected);
+
+    // The same input, consumed once without incident by another group.
+    let clean = dir.path().join("clean");
+    let http2 = format!("127.0.0.1:{}", free_port());
+    let cfg_clean = tansu_config(
+        dir.path(),
+        &broker.bootstrap(),
+        "clean",
+        &clean,
+        &http2,
+        DETERMINISTIC,
+    );
+    let mut d = Daemon::start(&cfg_clean, &http2, &[]);
+    wait_for("the clean run to consume everything", 2 * MIN, || {
+        (d.consumed() == produced).then_some(())
+    });
+    wait_for("the clean run to commit", MIN, || {
+        (d.metric("driftwatch_parquet_rows_written_total{table=\"events\"}")
+            == Some(expected.len() as f64))
+        .then_some(())
+    });
+    d.signal("-TERM");
+    assert!(d.wait(MIN).success());
+    assert_exactly_once(&clean, &expected);
+
+    let crashy_windows = table_rows(&crashy, "windows", &[]);
+    let clean_windows = table_rows(&clean, "windows", &[]);
+    assert!(
+        crashy_windows.len() > 100,
+        "{} window rows",
+        crashy_windows.len()
+    );
+    assert_eq!(crashy_windows.len(), clean_windows.len());
+    assert!(
+        crashy_windows == clean_windows,
+        "windows differ from a clean run"
+    );
+    assert_eq!(
+        table_rows(&crashy, "events", &[]),
+        table_rows(&clean, "events", &[])
+    );
+    assert_eq!(
+        checkpointed_open_events(&crashy),
+        checkpointed_open_events(&clean)
+    );
+}
+
+#[test]
+fn two_instances_split_partitions_and_the_survivor_takes_over() {
+    let broker = Tansu::start();
+    broker.create_topic("llm-logs", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shared");
+    let (http_a, http_b) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let cfg_a = tansu_config(
+        dir.path(),
+        &broker.bootstrap(),
+        "pair",
+        &data,
+        &http_a,
+        DETERMINISTIC,
+    );
+    let cfg_b = tansu_config(
+        dir.path(),
+        &broker.bootstrap(),
+        "pair",
+        &data,
+        &http_b,
+        DETERMINISTIC,
+    );
+
+    let mut a = Daemon::start(&cfg_a, &http_a, &[]);
+    wait_for("a to be ready", MIN, || {
+        (http_get(&http_a, "/readyz").ok()?.0 == 200).then_some(())
+    });
+    let mut b = Daemon::start(&cfg_b, &http_b, &[]);
+    wait_for("b to be ready", MIN, || {
+        (http_get(&http_b, "/readyz").ok()?.0 == 200).then_some(())
+    });
+
+    let mut produced = produce(
+        &cfg_a,
+        &["--events", "20000", "--seed", "21", "--span", "1h"],
+    );
+    wait_for("both instances to consume the first half", MIN, || {
+        (a.consumed() > 0 && b.consumed() > 0 && a.consumed() + b.consumed() == produced)
+            .then_some(())
+    });
+    // B stops mid-run; A takes its partitions over from B's checkpoints
+    b.signal("-TERM");
+    assert!(b.wait(MIN).success());
+    produced += produce(
+        &cfg_a,
+        &["--events", "20000", "--seed", "22", "--span", "60s"],
+    );
+    let consumed_by_b = 0; // B is gone; everything after this is A's
+    let _ = consumed_by_b;
+    wait_for(
+        "the survivor to own every partition and consume the rest",
+        2 * MIN,
+        || {
+            let lag: Option<f64> = (0..3)
+                .map(|p| {
+                    a.metric(&format!(
+                        "driftwatch_consumer_lag{{topic=\"llm-logs\",partition=\"{p}\"}}"
+                    ))
+                })
+                .sum();
+            (lag == Some(0.0)
+                && a.metric("driftwatch_events_decoded_total{kind=\"request\"}")
+                    .unwrap_or(0.0)
+                    > 0.0)
+                .then_some(())
+        },
+    );
+    wait_for("every event written", MIN, || {
+        (event_ids(&data).len() == 40_000).then_some(())
+    });
+    a.signal("-TERM");
+    assert!(a.wait(MIN).success());
+
+    let mut expected = expected_event_ids(21, 20_000);
+    expected.extend(expected_event_ids(22, 20_000));
+    assert_exactly_once(&data, &expected);
+    assert!(produced > 40_000);
+}
