@@ -222,6 +222,7 @@ pub fn windows_schema(labels: &[&str]) -> SchemaRef {
     let i = |n: &str| Field::new(n, DataType::Int64, false);
     fields.extend([
         Field::new("series_overflow", DataType::Boolean, false),
+        Field::new("kafka_partition", DataType::Int32, true),
         Field::new("window_start", ts_type(), false),
         Field::new("window_end", ts_type(), false),
         i("event_count"),
@@ -303,6 +304,11 @@ pub fn windows_batch(
     rows.iter()
         .for_each(|(k, _)| overflow.append_value(k.is_overflow()));
     cols.push(Arc::new(overflow.finish()));
+    // Windows are kept per partition: a row is that partition's share of the series.
+    let mut partition = Int32Builder::with_capacity(n);
+    rows.iter()
+        .for_each(|(_, s)| partition.append_option(s.offsets.keys().next().copied()));
+    cols.push(Arc::new(partition.finish()));
     cols.push(ts(false));
     cols.push(ts(true));
     cols.push(i64s(&|s| s.event_count));

@@ -7,6 +7,8 @@ mod support;
 mod bad_input;
 #[path = "it/cli.rs"]
 mod cli;
+#[path = "it/compose.rs"]
+mod compose;
 #[path = "it/exactly_once.rs"]
 mod exactly_once;
 #[path = "it/mock_pipeline.rs"]
