@@ -482,12 +482,9 @@ impl Intake {
             timestamp_ms: m.timestamp().to_millis(),
             payload: m.payload(),
         };
-        let mut c = lock(core);
-        if !c.pipeline.is_assigned(&topic, m.partition()) {
-            // Assignment callbacks come first; this covers a message that overtook one.
-            c.assign(&topic, m.partition(), now_ms);
-        }
-        c.pipeline.ingest(raw, now_ms)
+        // A message of a partition this instance no longer owns (fetched before a revoke) is
+        // ignored by the pipeline: its new owner reads it from the committed offset.
+        lock(core).pipeline.ingest(raw, now_ms)
     }
 }
 
