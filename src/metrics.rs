@@ -34,6 +34,7 @@ pub struct Metrics {
     pub sink_errors: Counter,
     pub offsets_stored: Counter,
     pub consumer_lag: Family<Labels, Gauge>,
+    pub assigned_partitions: Gauge,
     pub kafka_errors: Counter,
 }
 
@@ -70,6 +71,7 @@ impl Metrics {
             sink_errors: Counter::default(),
             offsets_stored: Counter::default(),
             consumer_lag: Family::default(),
+            assigned_partitions: Gauge::default(),
             kafka_errors: Counter::default(),
         };
         let mut r = Registry::with_prefix("driftwatch");
@@ -153,6 +155,11 @@ impl Metrics {
             "consumer_lag",
             "Messages behind the partition end, per topic and partition",
             m.consumer_lag.clone(),
+        );
+        r.register(
+            "assigned_partitions",
+            "Kafka partitions this instance owns (0 for a standby member of the group)",
+            m.assigned_partitions.clone(),
         );
         r.register(
             "kafka_errors",

@@ -232,6 +232,9 @@ impl ConsumerContext for SourceContext {
                 tracing::error!(error = %e, "commit on revoke failed; the next owner replays from the last checkpoint");
             }
         }
+        self.metrics
+            .assigned_partitions
+            .set(core.pipeline.assigned().len() as i64);
         tracing::info!(partitions = ?partitions_of(tpl), "partitions revoked and committed");
     }
 
@@ -243,6 +246,9 @@ impl ConsumerContext for SourceContext {
                 for e in tpl.elements() {
                     core.assign(e.topic(), e.partition(), now);
                 }
+                self.metrics
+                    .assigned_partitions
+                    .set(core.pipeline.assigned().len() as i64);
                 tracing::info!(partitions = ?partitions_of(tpl), "partitions assigned");
                 self.health.ready.store(true, Ordering::SeqCst);
             }

@@ -46,11 +46,17 @@ fn assert_exactly_once(data: &Path, expected: &BTreeSet<String>) {
 fn crashes_mid_commit_and_kill_9_mid_stream_change_nothing() {
     let broker = Tansu::start();
     broker.create_topic("llm-logs", 3);
-    let dir = tempfile::tempdir().unwrap();
-    let crashy = dir.path().join("crashy");
+    // DRIFTWATCH_KEEP_TEST_DIRS=1 keeps the data, configs and daemon logs for a post-mortem.
+    let tmp = tempfile::Builder::new()
+        .disable_cleanup(std::env::var_os("DRIFTWATCH_KEEP_TEST_DIRS").is_some())
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
+    eprintln!("crash test files in {}", dir.display());
+    let crashy = dir.join("crashy");
     let http = format!("127.0.0.1:{}", free_port());
     let cfg = tansu_config(
-        dir.path(),
+        dir,
         &broker.bootstrap(),
         "crashy",
         &crashy,
@@ -84,31 +90,42 @@ fn crashes_mid_commit_and_kill_9_mid_stream_change_nothing() {
         assert!(!status.success(), "failpoint {failpoint} did not fire");
     }
 
-    // 4. kill -9 while a producer is still writing and the daemon consuming, twice
-    for seed in [4u64, 5] {
+    // 4. kill -9 three times while a producer is still publishing and the daemon consuming
+    for seed in [4u64, 5, 6] {
         let d = Daemon::start(&cfg, &http, &[]);
+        wait_for("the daemon to own every partition", MIN, || {
+            (d.metric("driftwatch_assigned_partitions") == Some(3.0)).then_some(())
+        });
+        let before = d.consumed();
         let cfg2 = cfg.clone();
         let producer = std::thread::spawn(move || {
             produce(
                 &cfg2,
                 &[
                     "--events",
-                    "20000",
+                    "15000",
                     "--seed",
                     &seed.to_string(),
                     "--span",
                     "30s",
                     "--rate",
-                    "8000",
+                    "3000",
                 ],
             )
         });
         wait_for("the daemon to consume mid-stream", MIN, || {
-            (d.consumed() > 3000).then_some(())
+            (d.consumed() > before + 3000).then_some(())
         });
+        assert!(
+            !producer.is_finished(),
+            "the kill should land while traffic is still arriving"
+        );
         d.signal("-KILL");
         produced += producer.join().unwrap();
-        expected.extend(expected_event_ids(seed, 20_000));
+        // the broker notices the dead member after session.timeout.ms (6 s); until then a
+        // new member would be a standby
+        std::thread::sleep(Duration::from_secs(7));
+        expected.extend(expected_event_ids(seed, 15_000));
         drop(d);
     }
 
@@ -134,10 +151,10 @@ fn crashes_mid_commit_and_kill_9_mid_stream_change_nothing() {
     assert_exactly_once(&crashy, &expected);
 
     // The same input, consumed once without incident by another group.
-    let clean = dir.path().join("clean");
+    let clean = dir.join("clean");
     let http2 = format!("127.0.0.1:{}", free_port());
     let cfg_clean = tansu_config(
-        dir.path(),
+        dir,
         &broker.bootstrap(),
         "clean",
         &clean,

@@ -242,11 +242,14 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path, http: &str, env: &[(&str, &str)]) -> Daemon {
+        // The daemon's log goes next to its config, for a failing test to be read.
+        let log =
+            std::fs::File::create(config.with_extension(format!("{}.log", free_port()))).unwrap();
         let child = Command::new(bin())
             .args(["run", "--config", config.to_str().unwrap()])
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         Daemon {
