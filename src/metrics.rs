@@ -35,6 +35,7 @@ pub struct Metrics {
     pub offsets_stored: Counter,
     pub consumer_lag: Family<Labels, Gauge>,
     pub assigned_partitions: Gauge,
+    pub skipped_replayed: Counter,
     pub kafka_errors: Counter,
 }
 
@@ -72,6 +73,7 @@ impl Metrics {
             offsets_stored: Counter::default(),
             consumer_lag: Family::default(),
             assigned_partitions: Gauge::default(),
+            skipped_replayed: Counter::default(),
             kafka_errors: Counter::default(),
         };
         let mut r = Registry::with_prefix("driftwatch");
@@ -155,6 +157,11 @@ impl Metrics {
             "consumer_lag",
             "Messages behind the partition end, per topic and partition",
             m.consumer_lag.clone(),
+        );
+        r.register(
+            "skipped_replayed",
+            "Messages below a partition's checkpoint offset, skipped because the checkpoint already holds them",
+            m.skipped_replayed.clone(),
         );
         r.register(
             "assigned_partitions",

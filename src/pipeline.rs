@@ -191,6 +191,7 @@ impl Pipeline {
         };
         if part.next_offset.is_some_and(|next| msg.offset < next) {
             self.stats.skipped_replayed += 1;
+            self.metrics.skipped_replayed.inc();
             return false;
         }
         part.next_offset = Some(msg.offset + 1);

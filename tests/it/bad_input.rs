@@ -68,18 +68,7 @@ fn malformed_messages_are_quarantined_by_reason_and_valid_ones_all_written() {
         .iter()
         .all(|d| d.as_ref().is_some_and(|d| !d.is_empty())));
     // (partition, offset) identifies each quarantined message once
-    let parts: Vec<i32> = q
-        .iter()
-        .flat_map(|b| {
-            use arrow::array::AsArray;
-            let a = b
-                .column(b.schema().index_of("kafka_partition").unwrap())
-                .clone();
-            a.as_primitive::<arrow::datatypes::Int32Type>()
-                .values()
-                .to_vec()
-        })
-        .collect();
+    let parts = i32s(&q, "kafka_partition");
     let coords: BTreeSet<(i32, i64)> = parts.into_iter().zip(offsets).collect();
     assert_eq!(coords.len() as u64, malformed);
     // wrong-type and missing-field rows name the field

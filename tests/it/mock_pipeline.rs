@@ -64,18 +64,7 @@ fn fifty_thousand_events_exactly_once_and_duckdb_agrees_on_p99() {
         expected_event_ids(7, 50_000),
         "exactly the produced event ids, once each"
     );
-    let partitions: BTreeSet<i32> = events
-        .iter()
-        .flat_map(|b| {
-            use arrow::array::AsArray;
-            let a = b
-                .column(b.schema().index_of("kafka_partition").unwrap())
-                .clone();
-            a.as_primitive::<arrow::datatypes::Int32Type>()
-                .values()
-                .to_vec()
-        })
-        .collect();
+    let partitions: BTreeSet<i32> = i32s(&events, "kafka_partition").into_iter().collect();
     assert_eq!(partitions.len(), 3, "traffic spread over three partitions");
 
     // window counts sum to the event count

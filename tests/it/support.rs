@@ -78,6 +78,18 @@ pub fn i64s(batches: &[RecordBatch], col: &str) -> Vec<i64> {
         .collect()
 }
 
+pub fn i32s(batches: &[RecordBatch], col: &str) -> Vec<i32> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = b.column(b.schema().index_of(col).unwrap()).clone();
+            a.as_primitive::<arrow::datatypes::Int32Type>()
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
 pub fn bools(batches: &[RecordBatch], col: &str) -> Vec<bool> {
     batches
         .iter()

@@ -71,28 +71,8 @@ listen = "{http}"
     )
     .unwrap();
 
-    let out = Command::new(bin())
-        .args([
-            "produce",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--events",
-            "50000",
-            "--seed",
-            "5",
-            "--span",
-            "1h",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "produce: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let produced: u64 = stdout.split_whitespace().nth(1).unwrap().parse().unwrap();
-    assert!(produced > 50_000, "{stdout}");
+    let produced = produce(&cfg, &["--events", "50000", "--seed", "5", "--span", "1h"]);
+    assert!(produced > 50_000, "{produced}");
 
     let mut daemon = Command::new(bin())
         .args(["run", "--config", cfg.to_str().unwrap()])
