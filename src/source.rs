@@ -405,7 +405,7 @@ pub async fn run(
     drop(stream);
 
     tracing::info!("draining: committing every partition");
-    let final_offsets = {
+    let final_commit = {
         let mut c = lock(&core);
         if input_complete && result.is_ok() {
             c.pipeline.close_all_windows();
@@ -413,19 +413,15 @@ pub async fn run(
         let jobs = c.pipeline.cut_commits(now_ms());
         tokio::task::block_in_place(|| c.commit(jobs))
     };
-    let final_offsets = match final_offsets {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::error!(error = %e, "final commit failed; uncommitted data is re-read on restart");
-            return Err(e);
-        }
-    };
-    // Everything committed so far, including earlier periodic commits.
+    if let Err(e) = final_commit {
+        tracing::error!(error = %e, "final commit failed; uncommitted data is re-read on restart");
+        return Err(e);
+    }
+    // Everything committed in this run, periodic commits included, goes to Kafka at once.
     let mut all = TopicPartitionList::new();
     for ((t, p), o) in &lock(&core).report.committed {
         all.add_partition_offset(t, *p, Offset::Offset(*o))?;
     }
-    drop(final_offsets);
     if all.count() > 0 {
         match consumer.commit(&all, CommitMode::Sync) {
             Ok(()) => tracing::info!(partitions = all.count(), "offsets committed"),
