@@ -7,9 +7,9 @@
 //!    watermark and the late-score index — this is the commit point;
 //! 4. remove the intent; the caller then stores/commits offset `next` in Kafka.
 //!
-//! Recovery when P is assigned ([`Committer::load`]): an intent whose range starts at or
-//! after the checkpoint's `next` belongs to a commit that never reached step 3, so its files
-//! are deleted; the pipeline resumes from the checkpoint and skips messages below `next`
+//! Recovery when P is assigned ([`Committer::load`]): commits are numbered, and an intent
+//! whose number is above the checkpoint's belongs to a commit that never reached step 3, so
+//! its files are deleted; the pipeline resumes from the checkpoint and skips messages below `next`
 //! (Kafka's committed offset may lag the checkpoint by one commit). Replaying the same
 //! offsets rewrites files of the same names. A crash at any point therefore neither loses
 //! nor double-counts an event.
@@ -67,11 +67,17 @@ pub struct Checkpoint {
     pub partition: i32,
     /// Every message below this offset is in committed files or in `windows`.
     pub next_offset: i64,
+    /// Number of the commit that wrote this checkpoint.
+    #[serde(default)]
+    pub seq: u64,
     pub windows: WindowSnapshot,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Intent {
+    /// Number of the commit; it completed iff the checkpoint carries this number or a later one.
+    #[serde(default)]
+    seq: u64,
     first_offset: i64,
     next_offset: i64,
     files: Vec<PathBuf>,
@@ -183,9 +189,11 @@ impl Committer {
         };
         let intent_path = self.path(topic, partition, "intent");
         if let Ok(bytes) = fs::read(&intent_path) {
-            let committed_to = checkpoint.as_ref().map_or(i64::MIN, |c| c.next_offset);
+            let committed_seq = checkpoint.as_ref().map_or(0, |c| c.seq);
             match serde_json::from_slice::<Intent>(&bytes) {
-                Ok(intent) if intent.next_offset > committed_to => {
+                // Compared by commit number, not offsets: a commit that only closes windows
+                // covers no new offset.
+                Ok(intent) if intent.seq > committed_seq => {
                     for f in &intent.files {
                         match fs::remove_file(f) {
                             Ok(()) => {
@@ -211,6 +219,7 @@ impl Committer {
         let planned = self.sink.plan_commit(job)?;
         let intent_path = self.path(&job.topic, job.partition, "intent");
         let intent = Intent {
+            seq: job.seq,
             first_offset: job.first_offset,
             next_offset: job.next_offset,
             files: planned.iter().map(|p| p.path.clone()).collect(),
@@ -227,6 +236,7 @@ impl Committer {
             topic: job.topic.to_string(),
             partition: job.partition,
             next_offset: job.next_offset,
+            seq: job.seq,
             windows: job.snapshot.clone(),
         };
         let ckpt_path = self.path(&job.topic, job.partition, "checkpoint");
@@ -258,4 +268,89 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CommitError> {
             .map_err(io("syncing", dir))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::sink::ParquetSink;
+
+    fn committer(dir: &Path) -> Committer {
+        Committer::new(ParquetSink::new(dir, 3, vec!["service"]).unwrap()).unwrap()
+    }
+
+    fn job(seq: u64, first: i64, next: i64) -> CommitJob {
+        CommitJob {
+            topic: Arc::from("t"),
+            partition: 0,
+            seq,
+            first_offset: first,
+            next_offset: next,
+            events: Vec::new(),
+            quarantine: Vec::new(),
+            windows: Vec::new(),
+            snapshot: WindowSnapshot::default(),
+            now_ms: 0,
+        }
+    }
+
+    fn write_intent(c: &Committer, seq: u64, first: i64, next: i64, file: &Path) {
+        fs::write(file, b"partial").unwrap();
+        let intent = Intent {
+            seq,
+            first_offset: first,
+            next_offset: next,
+            files: vec![file.to_path_buf()],
+        };
+        write_atomic(
+            &c.path("t", 0, "intent"),
+            &serde_json::to_vec(&intent).unwrap(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn an_interrupted_commit_is_rolled_back_even_when_it_covers_no_new_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = committer(dir.path());
+        c.commit(&job(1, 0, 150)).unwrap();
+        // commit 2 only closed windows (offsets 150..150) and died after its files
+        let orphan = dir.path().join("windows").join("orphan.parquet");
+        fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+        write_intent(&c, 2, 150, 150, &orphan);
+        let ckpt = c.load("t", 0).unwrap().unwrap();
+        assert_eq!((ckpt.seq, ckpt.next_offset), (1, 150));
+        assert!(
+            !orphan.exists(),
+            "files of the interrupted commit are removed"
+        );
+        assert!(!c.path("t", 0, "intent").exists());
+    }
+
+    #[test]
+    fn a_commit_that_reached_its_checkpoint_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = committer(dir.path());
+        c.commit(&job(1, 0, 150)).unwrap();
+        c.commit(&job(2, 150, 150)).unwrap();
+        // died after the checkpoint of commit 2, before removing its intent
+        let kept = dir.path().join("windows").join("kept.parquet");
+        fs::create_dir_all(kept.parent().unwrap()).unwrap();
+        write_intent(&c, 2, 150, 150, &kept);
+        let ckpt = c.load("t", 0).unwrap().unwrap();
+        assert_eq!(ckpt.seq, 2);
+        assert!(kept.exists(), "a committed commit's files stay");
+        assert!(!c.path("t", 0, "intent").exists());
+    }
+
+    #[test]
+    fn a_corrupt_checkpoint_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = committer(dir.path());
+        fs::write(c.path("t", 0, "checkpoint"), b"{not json").unwrap();
+        let err = c.load("t", 0).unwrap_err().to_string();
+        assert!(err.contains("move it away"), "{err}");
+    }
 }

@@ -34,11 +34,23 @@ pub struct RawMessage<'a> {
     pub payload: Option<&'a [u8]>,
 }
 
+/// Where a partition resumes: from its checkpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Resume<'a> {
+    pub next_offset: i64,
+    /// Sequence number of the checkpoint's commit.
+    pub seq: u64,
+    pub windows: &'a WindowSnapshot,
+}
+
 /// What one partition received since its last commit, plus the state to resume from.
 #[derive(Debug)]
 pub struct CommitJob {
     pub topic: Arc<str>,
     pub partition: i32,
+    /// Commits of a partition are numbered; recovery compares an interrupted commit's
+    /// number with the checkpoint's to tell whether it completed.
+    pub seq: u64,
     /// Offsets `[first, next)` covered; `first == next` when only windows closed.
     pub first_offset: i64,
     pub next_offset: i64,
@@ -76,6 +88,8 @@ struct PartitionState {
     next_offset: Option<i64>,
     /// First offset not yet committed.
     uncommitted_from: Option<i64>,
+    /// Sequence number of the last commit cut for this partition.
+    seq: u64,
     /// Window stats already added to the pipeline totals.
     published: WindowStats,
 }
@@ -133,22 +147,17 @@ impl Pipeline {
     }
 
     /// Takes ownership of a partition, resuming from its checkpoint when there is one:
-    /// `next_offset` and the window snapshot it saved.
-    pub fn assign(
-        &mut self,
-        id: PartitionId,
-        checkpoint: Option<(i64, &WindowSnapshot)>,
-        now_ms: i64,
-    ) {
+    /// `next_offset`, the commit sequence number and the window snapshot it saved.
+    pub fn assign(&mut self, id: PartitionId, checkpoint: Option<Resume<'_>>, now_ms: i64) {
         let registry = SeriesRegistry::new(self.labels.clone(), self.max_series);
         let mut windows = WindowState::new(&self.windows_config, registry, self.join_capacity);
         let partition = id.1;
-        let next_offset = match checkpoint {
-            Some((next, snap)) => {
-                windows.restore(snap, now_ms);
-                Some(next)
+        let (next_offset, seq) = match checkpoint {
+            Some(r) => {
+                windows.restore(r.windows, now_ms);
+                (Some(r.next_offset), r.seq)
             }
-            None => None,
+            None => (None, 0),
         };
         windows.assign_partition(partition, now_ms);
         self.partitions.insert(
@@ -160,6 +169,7 @@ impl Pipeline {
                 closed: Vec::new(),
                 next_offset,
                 uncommitted_from: None,
+                seq,
                 published: WindowStats::default(),
             },
         );
@@ -310,9 +320,11 @@ impl Pipeline {
             return None;
         }
         let first_offset = part.uncommitted_from.take().unwrap_or(next_offset);
+        part.seq += 1;
         Some(CommitJob {
             topic: id.0.clone(),
             partition: id.1,
+            seq: part.seq,
             first_offset,
             next_offset,
             events: std::mem::take(&mut part.events),

@@ -306,6 +306,7 @@ mod tests {
             partition: 2,
             first_offset: first,
             next_offset: next,
+            seq: 1,
             events,
             quarantine,
             windows: Vec::new(),

@@ -27,7 +27,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use crate::commit::{CommitError, Committer};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::pipeline::{CommitJob, Pipeline, PipelineStats};
+use crate::pipeline::{CommitJob, Pipeline, PipelineStats, Resume};
 use crate::sink::{ParquetSink, SinkError};
 use crate::window::WindowStats;
 
@@ -75,6 +75,8 @@ pub struct RunReport {
     pub series: usize,
     /// (topic, partition) → next offset committed.
     pub committed: BTreeMap<(String, i32), i64>,
+    /// The same, for partitions still owned: what shutdown commits to Kafka.
+    owned: BTreeMap<(String, i32), i64>,
 }
 
 /// The state the run loop and the rebalance callback share.
@@ -96,7 +98,11 @@ impl Core {
         }
         match self.committer.load(topic, partition) {
             Ok(ckpt) => {
-                let resume = ckpt.as_ref().map(|c| (c.next_offset, &c.windows));
+                let resume = ckpt.as_ref().map(|c| Resume {
+                    next_offset: c.next_offset,
+                    seq: c.seq,
+                    windows: &c.windows,
+                });
                 if let Some(c) = &ckpt {
                     tracing::info!(
                         topic,
@@ -133,10 +139,11 @@ impl Core {
                 self.series
                     .extend(w.series.iter().map(|(k, _)| k.values().to_vec()));
             }
-            self.report.committed.insert(
-                (job.topic.to_string(), job.partition),
-                committed.next_offset,
-            );
+            let key = (job.topic.to_string(), job.partition);
+            self.report
+                .committed
+                .insert(key.clone(), committed.next_offset);
+            self.report.owned.insert(key, committed.next_offset);
             tpl.add_partition_offset(
                 &job.topic,
                 job.partition,
@@ -221,7 +228,19 @@ impl ConsumerContext for SourceContext {
                 jobs.push(job);
             }
         }
-        match core.commit(jobs) {
+        if consumer.assignment_lost() {
+            // The group already gave these partitions to someone else (session lost): writing
+            // now could overwrite the new owner's checkpoint. Drop the work; it is re-read.
+            jobs.clear();
+            tracing::warn!(partitions = ?partitions_of(tpl), "assignment lost; discarding uncommitted work");
+        }
+        let result = core.commit(jobs);
+        for e in tpl.elements() {
+            core.report
+                .owned
+                .remove(&(e.topic().to_string(), e.partition()));
+        }
+        match result {
             Ok(offsets) if offsets.count() > 0 => {
                 if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
                     tracing::warn!(error = %e, "offset commit on revoke failed; the checkpoint still guards against double counting");
@@ -418,8 +437,9 @@ pub async fn run(
         return Err(e);
     }
     // Everything committed in this run, periodic commits included, goes to Kafka at once.
+    // Only partitions still owned: a partition given away may be further on at its new owner.
     let mut all = TopicPartitionList::new();
-    for ((t, p), o) in &lock(&core).report.committed {
+    for ((t, p), o) in &lock(&core).report.owned {
         all.add_partition_offset(t, *p, Offset::Offset(*o))?;
     }
     if all.count() > 0 {
@@ -503,6 +523,14 @@ fn caught_up(
     if parts.is_empty() {
         return false;
     }
+    // Where each partition will read next when nothing was consumed in this run.
+    let positions = consumer.position().ok();
+    let position = |t: &str, p: i32| -> Option<i64> {
+        match positions.as_ref()?.find_partition(t, p)?.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }
+    };
     tokio::task::block_in_place(|| {
         parts.iter().all(|e| {
             let Ok((low, high)) =
@@ -513,6 +541,7 @@ fn caught_up(
             let next = consumed
                 .get(&(Arc::from(e.topic()), e.partition()))
                 .copied()
+                .or_else(|| position(e.topic(), e.partition()))
                 .unwrap_or(low);
             next >= high
         })
