@@ -152,16 +152,7 @@ impl Committer {
     }
 
     fn path(&self, topic: &str, partition: i32, kind: &str) -> PathBuf {
-        let safe: String = topic
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let safe = crate::sink::file_safe(topic);
         self.state_dir
             .join(format!("{safe}-{partition}.{kind}.json"))
     }

@@ -254,7 +254,7 @@ fn remove_in_progress(dir: &Path) -> Result<(), SinkError> {
 }
 
 /// Topic names may hold characters that are awkward in file names.
-fn file_safe(topic: &str) -> String {
+pub(crate) fn file_safe(topic: &str) -> String {
     topic
         .chars()
         .map(|c| {
