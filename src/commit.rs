@@ -147,10 +147,6 @@ impl Committer {
         })
     }
 
-    pub fn sink(&self) -> &ParquetSink {
-        &self.sink
-    }
-
     fn path(&self, topic: &str, partition: i32, kind: &str) -> PathBuf {
         let safe = crate::sink::file_safe(topic);
         self.state_dir

@@ -156,10 +156,6 @@ impl WindowState {
         }
     }
 
-    pub fn width_ms(&self) -> i64 {
-        self.width_ms
-    }
-
     /// Event time up to which every window is closed; `None` before the first advance.
     pub fn watermark_ms(&self) -> Option<i64> {
         (self.watermark_ms != i64::MIN).then_some(self.watermark_ms)
