@@ -45,6 +45,17 @@ pub enum CommitError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("detector state {path} is unreadable ({source}); move it away to start alert states fresh (firing alerts would fire again)")]
+    CorruptDetector {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("encoding the detector state: {source}")]
+    EncodeDetector {
+        #[source]
+        source: serde_json::Error,
+    },
     #[error(
         "checkpoint {path} has version {found}; this build reads version {CHECKPOINT_VERSION}"
     )]
@@ -238,6 +249,45 @@ impl Committer {
             written,
             next_offset: job.next_offset,
         })
+    }
+}
+
+/// File of the detector's state (alert instances, last evaluated ticks) in `state/`.
+pub const DETECTOR_STATE: &str = "detector.json";
+
+/// The detector's output of one commit cycle.
+#[derive(Debug, Clone)]
+pub struct AlertsJob {
+    pub transitions: Vec<crate::alerts::Transition>,
+    pub snapshot: crate::detector::DetectorSnapshot,
+}
+
+impl Committer {
+    /// Writes alert transitions to the `alerts` table, then the detector state. A crash in
+    /// between re-evaluates the same ticks after the restart and rewrites the same files.
+    pub fn commit_alerts(&self, job: &AlertsJob) -> Result<Vec<Written>, CommitError> {
+        let planned = self.sink.plan_alerts(&job.transitions)?;
+        let written = self.sink.write(&planned)?;
+        let path = self.state_dir.join(DETECTOR_STATE);
+        let bytes = serde_json::to_vec(&job.snapshot)
+            .map_err(|source| CommitError::EncodeDetector { source })?;
+        write_atomic(&path, &bytes)?;
+        Ok(written)
+    }
+
+    /// The detector state saved by [`Self::commit_alerts`], if any.
+    pub fn load_detector(&self) -> Result<Option<crate::detector::DetectorSnapshot>, CommitError> {
+        let path = self.state_dir.join(DETECTOR_STATE);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| {
+                CommitError::CorruptDetector {
+                    path: path.clone(),
+                    source,
+                }
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("reading", &path)(e)),
+        }
     }
 }
 

@@ -59,6 +59,7 @@ pub struct Config {
     /// `cost_usd`. Keys are model names.
     pub prices: BTreeMap<String, ModelPrice>,
     pub produce: ProduceConfig,
+    pub detection: DetectionConfig,
 }
 
 /// Kafka client settings shared by `run` (consumer) and `produce` (producer).
@@ -143,6 +144,53 @@ impl SeriesConfig {
     }
 }
 
+/// Rules, alert lifecycle and the detector's memory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionConfig {
+    /// Run the rules. Default `true`.
+    pub enabled: bool,
+    /// Directory of rule files (`*.yaml`), reloaded on SIGHUP. Default `rules`.
+    pub rules_dir: PathBuf,
+    /// Windows younger than this stay at window resolution in the detector's memory; older
+    /// ones are rolled up into hours. Default `2h`.
+    #[serde(with = "humantime_serde")]
+    pub fine_history: Duration,
+    /// A firing alert whose series sends no data for this long resolves. Default `1h`.
+    #[serde(with = "humantime_serde")]
+    pub stale_after: Duration,
+    /// Resolved alerts stay visible in `GET /api/v1/alerts` this long. Default `15m`.
+    #[serde(with = "humantime_serde")]
+    pub keep_resolved: Duration,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rules_dir: PathBuf::from("rules"),
+            fine_history: Duration::from_secs(2 * 3600),
+            stale_after: Duration::from_secs(3600),
+            keep_resolved: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl DetectionConfig {
+    /// The detector settings for windows of `windows`.
+    pub fn settings(&self, windows: &WindowsConfig) -> crate::detector::DetectorSettings {
+        crate::detector::DetectorSettings {
+            window_ms: windows.width.as_millis() as i64,
+            slice_ms: windows.slice.as_millis() as i64,
+            fine_history_ms: self.fine_history.as_millis() as i64,
+            lifecycle: crate::alerts::Lifecycle {
+                stale_after_ms: self.stale_after.as_millis() as i64,
+                forget_after_ms: self.keep_resolved.as_millis() as i64,
+            },
+        }
+    }
+}
+
 /// Event-time tumbling windows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -157,6 +205,14 @@ pub struct WindowsConfig {
     /// every partition is idle the watermark advances with the wall clock. Default `10s`.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Width of the fast error-count slices inside a window, for rules that must react
+    /// faster than a window closes (the circuit breaker). Must divide `width`. Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub slice: Duration,
+    /// How far behind the newest event time a slice stays open. Events arriving later still
+    /// count in their window, not in the slice. At most `allowed_lateness`. Default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub slice_lateness: Duration,
 }
 
 impl Default for WindowsConfig {
@@ -165,6 +221,8 @@ impl Default for WindowsConfig {
             width: Duration::from_secs(60),
             allowed_lateness: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(10),
+            slice: Duration::from_secs(10),
+            slice_lateness: Duration::from_secs(5),
         }
     }
 }
@@ -452,6 +510,20 @@ impl Config {
             return Err(invalid(
                 "windows.width",
                 "must divide a day evenly (e.g. 10s, 1m, 5m, 1h)",
+            ));
+        }
+        if w.slice < Duration::from_secs(1)
+            || !w.width.as_millis().is_multiple_of(w.slice.as_millis())
+        {
+            return Err(invalid(
+                "windows.slice",
+                "must be at least 1s and divide windows.width evenly (e.g. 10s for 1m windows)",
+            ));
+        }
+        if w.slice_lateness > w.allowed_lateness {
+            return Err(invalid(
+                "windows.slice_lateness",
+                "must not exceed windows.allowed_lateness",
             ));
         }
         if w.idle_timeout.is_zero() {

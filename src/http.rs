@@ -1,4 +1,4 @@
-//! `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//! `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /api/v1/alerts`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -26,6 +26,7 @@ pub fn router(registry: Registry, health: Arc<Health>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/api/v1/alerts", get(alerts))
         .with_state(Arc::new(AppState { registry, health }))
 }
 
@@ -82,4 +83,15 @@ async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
         )],
         crate::metrics::render(&s.registry),
     )
+}
+
+/// Alert instances (pending, firing, recently resolved) with their numbers, as JSON.
+async fn alerts(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let view = s
+        .health
+        .alerts
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    axum::Json(view)
 }

@@ -5,19 +5,27 @@
 //! between source and sink; [`synth`] and [`produce`] make traffic; [`demo`] runs it all on an
 //! embedded broker.
 
+pub mod alerts;
 pub mod commit;
 pub mod config;
 pub mod decode;
 pub mod demo;
+pub mod detect;
+pub mod detector;
 pub mod event;
+pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod produce;
+pub mod replay;
+pub mod rules;
 pub mod series;
 pub mod sink;
 pub mod sketch;
 pub mod source;
+pub mod stats;
 pub mod synth;
 pub mod tables;
 pub mod window;
+pub mod windows_reader;

@@ -83,11 +83,37 @@ enum Command {
         #[arg(long)]
         malformed_ratio: Option<f64>,
     },
-    /// Validate a config file without starting anything; names the offending field.
+    /// Validate the config and the rule files without starting anything; every error names
+    /// the file, line, rule and field. Exit code 2 on any error.
     Check {
-        /// Config file (TOML).
+        /// Config file (TOML) [default: built-in defaults plus DRIFTWATCH_* variables].
         #[arg(long, env = "DRIFTWATCH_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        /// Rules directory [default: detection.rules_dir].
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+    /// Replay the stored `windows` history through rules and print, per rule, what would
+    /// have fired and when (same code as the live daemon).
+    Backtest {
+        /// Rules directory to test [default: detection.rules_dir].
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Data directory holding the `windows` table [default: storage.data_dir].
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Config file (TOML) for series labels and window sizes [default: built-in defaults].
+        #[arg(long, env = "DRIFTWATCH_CONFIG")]
+        config: Option<PathBuf>,
+        /// Start of the replay (RFC 3339, e.g. 2026-11-20T00:00:00Z, or epoch ms).
+        #[arg(long, value_parser = parse_time)]
+        from: Option<i64>,
+        /// End of the replay (exclusive).
+        #[arg(long, value_parser = parse_time)]
+        to: Option<i64>,
+        /// Print every transition, not only firing and resolved.
+        #[arg(long)]
+        all: bool,
     },
     /// Run everything on an embedded Kafka with synthetic traffic, then print a summary.
     Demo {
@@ -160,13 +186,58 @@ fn load(path: &std::path::Path) -> Result<Config, Failure> {
     Config::load(path).map_err(|e| Failure::Config(e.into()))
 }
 
+fn load_or_default(path: Option<&std::path::Path>) -> Result<Config, Failure> {
+    match path {
+        Some(p) => load(p),
+        None => Config::from_env_only().map_err(|e| Failure::Config(e.into())),
+    }
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("{s:?} is neither RFC 3339 (2026-11-20T00:00:00Z) nor epoch ms: {e}"))
+}
+
+fn fmt_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
 async fn dispatch(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Check { config } => {
-            let c = load(&config)?;
+        Command::Check { config, rules } => {
+            let c = load_or_default(config.as_deref())?;
+            let name = config
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "defaults".into());
+            let dir = rules.unwrap_or_else(|| c.detection.rules_dir.clone());
+            let set =
+                driftwatch::replay::load_rules(&c, &dir).map_err(|e| Failure::Config(e.into()))?;
+            println!(
+                "{}: ok ({} rules in {} files)",
+                dir.display(),
+                set.rules.len(),
+                set.files.len()
+            );
+            for r in &set.rules {
+                println!(
+                    "  {:<28} {:<8} {} over {} every {}",
+                    r.name,
+                    r.severity.as_str(),
+                    r.signal.describe(),
+                    humantime::format_duration(std::time::Duration::from_millis(r.over_ms as u64)),
+                    humantime::format_duration(std::time::Duration::from_millis(r.every_ms as u64)),
+                );
+            }
             println!(
                 "{}: ok (kafka {} topics {:?} group {}; series by {:?}; {} s windows; data in {})",
-                config.display(),
+                name,
                 c.kafka.bootstrap_servers,
                 c.kafka.topics,
                 c.kafka.group_id,
@@ -174,6 +245,27 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 c.windows.width.as_secs(),
                 c.storage.data_dir.display()
             );
+            Ok(())
+        }
+        Command::Backtest {
+            rules,
+            data,
+            config,
+            from,
+            to,
+            all,
+        } => {
+            let c = load_or_default(config.as_deref())?;
+            let dir = rules.unwrap_or_else(|| c.detection.rules_dir.clone());
+            let set =
+                driftwatch::replay::load_rules(&c, &dir).map_err(|e| Failure::Config(e.into()))?;
+            let data = data.unwrap_or_else(|| c.storage.data_dir.clone());
+            let names: Vec<String> = set.rules.iter().map(|r| r.name.clone()).collect();
+            let report = tokio::task::block_in_place(|| {
+                driftwatch::replay::backtest(&c, set, &data, from, to)
+            })
+            .map_err(|e| Failure::Runtime(e.into()))?;
+            print!("{}", render_backtest(&names, &data, &report, all));
             Ok(())
         }
         Command::Run { config } => {
@@ -251,6 +343,61 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
     }
 }
 
+/// The backtest report: per rule, what fired and resolved when.
+fn render_backtest(
+    rules: &[String],
+    data: &std::path::Path,
+    r: &driftwatch::replay::BacktestReport,
+    all: bool,
+) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let span = match (r.first_ms, r.last_ms) {
+        (Some(a), Some(b)) => format!("{} .. {} UTC", fmt_time(a), fmt_time(b)),
+        _ => "no windows".into(),
+    };
+    let _ = writeln!(
+        out,
+        "backtest over {} window rows in {} ({span}); {} evaluations",
+        r.windows,
+        data.display(),
+        r.evaluations
+    );
+    for name in rules {
+        let ts: Vec<_> = r.transitions.iter().filter(|t| &t.rule == name).collect();
+        let fired = ts
+            .iter()
+            .filter(|t| t.to == driftwatch::alerts::AlertState::Firing)
+            .count();
+        let _ = writeln!(out, "\n{name}: fired {fired} time(s)");
+        for t in ts {
+            let shown = all
+                || matches!(
+                    t.to,
+                    driftwatch::alerts::AlertState::Firing
+                        | driftwatch::alerts::AlertState::Resolved
+                );
+            if !shown {
+                continue;
+            }
+            let labels: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let _ = writeln!(
+                out,
+                "  {} {:<8} {{{}}} {}",
+                fmt_time(t.at_ms),
+                t.to.as_str(),
+                labels.join(","),
+                if t.to == driftwatch::alerts::AlertState::Firing {
+                    t.summary.clone()
+                } else {
+                    t.reason.clone()
+                }
+            );
+        }
+    }
+    out
+}
+
 async fn run(config: Config) -> anyhow::Result<()> {
     let (metrics, registry) = driftwatch::metrics::Metrics::new();
     let health = Arc::new(driftwatch::source::Health::default());
@@ -261,7 +408,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     })
     .await
     .map_err(|e| anyhow::anyhow!("binding http.listen {addr}: {e}"))?;
-    tracing::info!(%bound, "serving /healthz /readyz /metrics");
+    tracing::info!(%bound, "serving /healthz /readyz /metrics /api/v1/alerts");
     let report = driftwatch::source::run(
         &config,
         metrics,

@@ -37,10 +37,23 @@ pub struct Metrics {
     pub assigned_partitions: Gauge,
     pub skipped_replayed: Counter,
     pub kafka_errors: Counter,
+    alert_transitions: Family<Labels, Counter>,
+    pub alerts_firing: Gauge,
+    pub alerts_pending: Gauge,
+    pub detector_history_series: Gauge,
 }
 
 impl Metrics {
     /// Creates the metrics and registers them in a new registry.
+    /// Counter of transitions into `state`.
+    pub fn alert_transitions(&self, state: &str) -> Counter {
+        let c = self
+            .alert_transitions
+            .get_or_create(&vec![("to".to_string(), state.to_string())])
+            .clone();
+        c
+    }
+
     pub fn new() -> (Metrics, Registry) {
         let label = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
         // Hot-path handles are taken out of the families once; they share the atomics.
@@ -75,6 +88,10 @@ impl Metrics {
             assigned_partitions: Gauge::default(),
             skipped_replayed: Counter::default(),
             kafka_errors: Counter::default(),
+            alert_transitions: Family::default(),
+            alerts_firing: Gauge::default(),
+            alerts_pending: Gauge::default(),
+            detector_history_series: Gauge::default(),
         };
         let mut r = Registry::with_prefix("driftwatch");
         r.register(
@@ -113,6 +130,26 @@ impl Metrics {
             m.series_overflow_events.clone(),
         );
         r.register("windows_closed", "Windows closed", m.windows_closed.clone());
+        r.register(
+            "alert_transitions",
+            "Alert state changes, by the state entered (pending, firing, resolved, inactive)",
+            m.alert_transitions.clone(),
+        );
+        r.register(
+            "alerts_firing",
+            "Alert instances firing",
+            m.alerts_firing.clone(),
+        );
+        r.register(
+            "alerts_pending",
+            "Alert instances pending",
+            m.alerts_pending.clone(),
+        );
+        r.register(
+            "detector_history_series",
+            "Series in the detector's history",
+            m.detector_history_series.clone(),
+        );
         r.register(
             "series_windows_closed",
             "Series × window rows closed",

@@ -107,6 +107,13 @@ pub struct Pipeline {
     stats: PipelineStats,
     window_totals: WindowStats,
     metrics: Metrics,
+    detector: Option<crate::detector::Detector>,
+    /// Transitions not yet written.
+    transitions: Vec<crate::alerts::Transition>,
+    /// Last evaluated ticks written with the detector state.
+    saved_ticks: (Option<i64>, Option<i64>),
+    /// Alert instances changed since [`Pipeline::take_alerts_changed`].
+    alerts_changed: bool,
 }
 
 impl Pipeline {
@@ -124,7 +131,111 @@ impl Pipeline {
             stats: PipelineStats::default(),
             window_totals: WindowStats::default(),
             metrics,
+            detector: None,
+            transitions: Vec::new(),
+            saved_ticks: (None, None),
+            alerts_changed: false,
         })
+    }
+
+    /// Runs `detector` on every window and slice this pipeline closes from now on.
+    pub fn set_detector(&mut self, detector: crate::detector::Detector) {
+        self.saved_ticks = detector.evaluated_through();
+        self.detector = Some(detector);
+        self.alerts_changed = true;
+    }
+
+    pub fn detector(&self) -> Option<&crate::detector::Detector> {
+        self.detector.as_ref()
+    }
+
+    pub fn detector_mut(&mut self) -> Option<&mut crate::detector::Detector> {
+        self.detector.as_mut()
+    }
+
+    /// Transitions are waiting to be written (they go out with the next commit cycle, at
+    /// once, so an alert is in the table within one tick).
+    pub fn alerts_pending(&self) -> bool {
+        !self.transitions.is_empty()
+    }
+
+    /// True once after alert instances changed (for the HTTP view).
+    pub fn take_alerts_changed(&mut self) -> bool {
+        std::mem::take(&mut self.alerts_changed)
+    }
+
+    /// Transitions and detector state to write, when anything changed since the last call.
+    pub fn take_alerts_job(&mut self) -> Option<crate::commit::AlertsJob> {
+        let d = self.detector.as_ref()?;
+        let ticks = d.evaluated_through();
+        if self.transitions.is_empty() && ticks == self.saved_ticks {
+            return None;
+        }
+        self.saved_ticks = ticks;
+        Some(crate::commit::AlertsJob {
+            transitions: std::mem::take(&mut self.transitions),
+            snapshot: d.snapshot(),
+        })
+    }
+
+    /// Feeds what the partitions closed to the detector and evaluates every due tick.
+    fn detect(&mut self, closed: &[(usize, usize)]) {
+        let Some(d) = self.detector.as_mut() else {
+            for part in self.partitions.values_mut() {
+                part.windows.take_closed_slices();
+            }
+            return;
+        };
+        let mut window_clock: Option<i64> = None;
+        let mut slice_clock: Option<i64> = None;
+        for (i, part) in self.partitions.values_mut().enumerate() {
+            for s in part.windows.take_closed_slices() {
+                d.observe_slice(s.series.values(), s.start_ms, s.requests, s.errors);
+            }
+            if let Some((_, from)) = closed.iter().find(|(p, _)| *p == i) {
+                for w in &part.closed[*from..] {
+                    for (key, sketch) in &w.series {
+                        d.observe_window(key.values(), w.start_ms, sketch);
+                    }
+                }
+            }
+            if let Some(w) = part.windows.watermark_ms() {
+                window_clock = Some(window_clock.map_or(w, |c| c.min(w)));
+            }
+            if let Some(f) = part.windows.fast_watermark_ms() {
+                slice_clock = Some(slice_clock.map_or(f, |c| c.min(f)));
+            }
+        }
+        let before = d.evaluations();
+        let transitions = d.evaluate(window_clock, slice_clock);
+        if d.evaluations() != before || !transitions.is_empty() {
+            self.alerts_changed = true;
+            let (firing, pending) = d.state_counts();
+            self.metrics.alerts_firing.set(firing as i64);
+            self.metrics.alerts_pending.set(pending as i64);
+            self.metrics
+                .detector_history_series
+                .set(d.history().series_count() as i64);
+        }
+        for t in &transitions {
+            self.metrics.alert_transitions(t.to.as_str()).inc();
+            let labels: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let labels = labels.join(",");
+            match t.to {
+                crate::alerts::AlertState::Firing => tracing::warn!(
+                    rule = %t.rule, fingerprint = %t.fingerprint, labels = %labels,
+                    severity = t.severity.as_str(), at_ms = t.at_ms, value = ?t.numbers.value,
+                    baseline = ?t.numbers.baseline, p_value = ?t.numbers.p_value,
+                    "alert firing: {}", t.summary
+                ),
+                _ => tracing::info!(
+                    rule = %t.rule, fingerprint = %t.fingerprint, labels = %labels,
+                    from = t.from.as_str(), to = t.to.as_str(), at_ms = t.at_ms,
+                    reason = %t.reason, "alert {}", t.to.as_str()
+                ),
+            }
+        }
+        self.transitions.extend(transitions);
     }
 
     pub fn stats(&self) -> &PipelineStats {
@@ -271,10 +382,13 @@ impl Pipeline {
 
     /// Advances every partition's watermark; closed windows wait for the next commit.
     pub fn advance(&mut self, now_ms: i64) {
-        for part in self.partitions.values_mut() {
+        let mut fresh = Vec::new();
+        for (i, part) in self.partitions.values_mut().enumerate() {
             let closed = part.windows.advance(now_ms);
+            fresh.push((i, part.closed.len()));
             part.closed.extend(closed);
         }
+        self.detect(&fresh);
         self.publish();
     }
 
@@ -306,10 +420,13 @@ impl Pipeline {
 
     /// Closes every open window (the input is complete: demo, replay).
     pub fn close_all_windows(&mut self) {
-        for part in self.partitions.values_mut() {
+        let mut fresh = Vec::new();
+        for (i, part) in self.partitions.values_mut().enumerate() {
             let closed = part.windows.close_all();
+            fresh.push((i, part.closed.len()));
             part.closed.extend(closed);
         }
+        self.detect(&fresh);
         self.publish();
     }
 

@@ -23,6 +23,7 @@ use crate::window::ClosedWindow;
 pub const EVENTS: &str = "events";
 pub const WINDOWS: &str = "windows";
 pub const QUARANTINE: &str = "quarantine";
+pub const ALERTS: &str = "alerts";
 const IN_PROGRESS_SUFFIX: &str = ".inprogress";
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +84,7 @@ pub struct ParquetSink {
 impl ParquetSink {
     /// Creates the table directories and removes in-progress files left by a crash.
     pub fn new(root: &Path, zstd_level: i32, labels: Vec<&'static str>) -> Result<Self, SinkError> {
-        for t in [EVENTS, WINDOWS, QUARANTINE] {
+        for t in [EVENTS, WINDOWS, QUARANTINE, ALERTS] {
             let dir = root.join(t);
             fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
             remove_in_progress(&dir)?;
@@ -163,6 +164,33 @@ impl ParquetSink {
                 table: WINDOWS,
                 path: self.partition_dir(WINDOWS, hour * HOUR_MS).join(name),
                 batch: tables::windows_batch(&self.labels, &group)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Plans the `alerts` files of a batch of transitions: one file per rule and evaluation
+    /// time, `alerts-<at ms>-<rule>.parquet`, in the hour of the evaluation. A rule is
+    /// evaluated once per tick, so re-evaluating a tick after a crash rewrites the same file.
+    pub fn plan_alerts(
+        &self,
+        transitions: &[crate::alerts::Transition],
+    ) -> Result<Vec<Planned>, SinkError> {
+        let mut groups: BTreeMap<(i64, &str), Vec<crate::alerts::Transition>> = BTreeMap::new();
+        for t in transitions {
+            groups
+                .entry((t.at_ms, t.rule.as_str()))
+                .or_default()
+                .push(t.clone());
+        }
+        let mut out = Vec::new();
+        for ((at, rule), rows) in groups {
+            out.push(Planned {
+                table: ALERTS,
+                path: self
+                    .partition_dir(ALERTS, at)
+                    .join(format!("alerts-{at}-{}.parquet", file_safe(rule))),
+                batch: tables::alerts_batch(&self.labels, &rows)?,
             });
         }
         Ok(out)

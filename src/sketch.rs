@@ -244,6 +244,10 @@ pub struct WindowSketch {
     pub late_scores: u64,
     /// Kafka partition → (lowest, highest) offset that contributed.
     pub offsets: BTreeMap<i32, (i64, i64)>,
+    /// (requests, errors) per slice of the window (`windows.slice`), counting the events
+    /// that arrived while their slice was open: exactly what fast rules saw.
+    #[serde(default)]
+    pub slices: Vec<(u64, u64)>,
 }
 
 impl WindowSketch {
@@ -333,6 +337,15 @@ impl WindowSketch {
         }
     }
 
+    /// Counts a request in slice `index` of the window.
+    pub fn add_to_slice(&mut self, index: usize, error: bool) {
+        if self.slices.len() <= index {
+            self.slices.resize(index + 1, (0, 0));
+        }
+        self.slices[index].0 += 1;
+        self.slices[index].1 += u64::from(error);
+    }
+
     fn note_offset(&mut self, partition: i32, offset: i64) {
         let e = self.offsets.entry(partition).or_insert((offset, offset));
         e.0 = e.0.min(offset);
@@ -368,6 +381,13 @@ impl WindowSketch {
             self.feedback[i] += other.feedback[i];
         }
         self.late_scores += other.late_scores;
+        if self.slices.len() < other.slices.len() {
+            self.slices.resize(other.slices.len(), (0, 0));
+        }
+        for (a, b) in self.slices.iter_mut().zip(&other.slices) {
+            a.0 += b.0;
+            a.1 += b.1;
+        }
         for (p, (lo, hi)) in &other.offsets {
             self.note_offset(*p, *lo);
             self.note_offset(*p, *hi);

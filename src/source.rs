@@ -41,6 +41,8 @@ pub enum RunError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Commit(#[from] CommitError),
+    #[error(transparent)]
+    Detection(#[from] crate::replay::SetupError),
 }
 
 /// Liveness and readiness, shared with the HTTP endpoint.
@@ -52,6 +54,34 @@ pub struct Health {
     pub last_loop_ms: AtomicI64,
     /// Set once shutdown has begun.
     pub draining: AtomicBool,
+    /// Alert instances as of the last evaluation, for `GET /api/v1/alerts`.
+    pub alerts: std::sync::RwLock<AlertsView>,
+}
+
+/// What `GET /api/v1/alerts` shows.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct AlertsView {
+    /// Detection runs (rules loaded).
+    pub enabled: bool,
+    pub rules: usize,
+    /// Last evaluated tick of window rules / slice rules (ms since the epoch).
+    pub evaluated_window_ms: Option<i64>,
+    pub evaluated_slice_ms: Option<i64>,
+    pub alerts: Vec<crate::alerts::Alert>,
+}
+
+impl Health {
+    fn publish_alerts(&self, d: &crate::detector::Detector) {
+        let (w, s) = d.evaluated_through();
+        let view = AlertsView {
+            enabled: true,
+            rules: d.rules().rules.len(),
+            evaluated_window_ms: w,
+            evaluated_slice_ms: s,
+            alerts: d.alerts(),
+        };
+        *self.alerts.write().unwrap_or_else(|e| e.into_inner()) = view;
+    }
 }
 
 /// How a run ends besides a shutdown signal.
@@ -77,6 +107,8 @@ pub struct RunReport {
     pub committed: BTreeMap<(String, i32), i64>,
     /// The same, for partitions still owned: what shutdown commits to Kafka.
     owned: BTreeMap<(String, i32), i64>,
+    /// Alert transitions written to the `alerts` table.
+    pub transitions: Vec<crate::alerts::Transition>,
 }
 
 /// The state the run loop and the rebalance callback share.
@@ -123,6 +155,30 @@ impl Core {
 
     /// Commits jobs; returns the offsets that may now go to Kafka.
     fn commit(&mut self, jobs: Vec<CommitJob>) -> Result<TopicPartitionList, RunError> {
+        if let Some(alerts) = self.pipeline.take_alerts_job() {
+            let mut delay = Duration::from_millis(100);
+            let mut attempt = 1;
+            let written = loop {
+                match self.committer.commit_alerts(&alerts) {
+                    Ok(w) => break w,
+                    Err(e) if attempt < 10 => {
+                        self.metrics.sink_errors.inc();
+                        tracing::warn!(error = %e, attempt, "writing alerts failed; retrying");
+                        std::thread::sleep(delay);
+                        delay = (delay * 2).min(Duration::from_secs(30));
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            for w in &written {
+                self.metrics.record_written(w.table, w.rows);
+                let e = self.report.written.entry(w.table).or_default();
+                e.0 += 1;
+                e.1 += w.rows as u64;
+            }
+            self.report.transitions.extend(alerts.transitions);
+        }
         let mut tpl = TopicPartitionList::new();
         for job in jobs {
             if job.is_empty() {
@@ -324,9 +380,19 @@ pub async fn run(
         .map(|l| l.as_str())
         .collect();
     let sink = ParquetSink::new(&config.storage.data_dir, config.storage.zstd_level, labels)?;
+    let committer = Committer::new(sink)?;
+    let mut pipeline = Pipeline::new(config, metrics.clone())?;
+    if config.detection.enabled {
+        let rules = crate::replay::load_rules(config, &config.detection.rules_dir)?;
+        let snapshot = committer.load_detector()?;
+        let detector =
+            tokio::task::block_in_place(|| crate::replay::resume(config, rules, snapshot))?;
+        health.publish_alerts(&detector);
+        pipeline.set_detector(detector);
+    }
     let core = Arc::new(Mutex::new(Core {
-        pipeline: Pipeline::new(config, metrics.clone())?,
-        committer: Committer::new(sink)?,
+        pipeline,
+        committer,
         metrics: metrics.clone(),
         report: RunReport::default(),
         series: BTreeSet::new(),
@@ -350,12 +416,30 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     let mut stream = consumer.stream();
+    let mut hangup = Hangup::new();
 
     let result: Result<(), RunError> = loop {
         health.last_loop_ms.store(now_ms(), Ordering::Relaxed);
         tokio::select! {
             biased;
             _ = &mut shutdown => break Ok(()),
+            _ = hangup.recv() => {
+                if !config.detection.enabled {
+                    continue;
+                }
+                match crate::replay::load_rules(config, &config.detection.rules_dir) {
+                    Ok(rules) => {
+                        let n = rules.rules.len();
+                        let mut c = lock(&core);
+                        if let Some(d) = c.pipeline.detector_mut() {
+                            d.reload(rules);
+                            health.publish_alerts(d);
+                        }
+                        tracing::info!(rules = n, dir = %config.detection.rules_dir.display(), "rules reloaded (SIGHUP)");
+                    }
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: rules not reloaded; the previous rules stay active"),
+                }
+            }
             _ = tick.tick() => {
                 let now = now_ms();
                 let offsets = {
@@ -364,7 +448,12 @@ pub async fn run(
                         break Err(e);
                     }
                     c.pipeline.advance(now);
-                    if c.pipeline.commit_due(now) {
+                    if c.pipeline.take_alerts_changed() {
+                        if let Some(d) = c.pipeline.detector() {
+                            health.publish_alerts(d);
+                        }
+                    }
+                    if c.pipeline.commit_due(now) || c.pipeline.alerts_pending() {
                         let jobs = c.pipeline.cut_commits(now);
                         match tokio::task::block_in_place(|| c.commit(jobs)) {
                             Ok(o) => o,
@@ -546,4 +635,26 @@ fn caught_up(
             next >= high
         })
     })
+}
+
+/// SIGHUP as a stream; never fires where there is no SIGHUP.
+struct Hangup(Option<tokio::signal::unix::Signal>);
+
+impl Hangup {
+    fn new() -> Self {
+        let s = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+        if let Err(e) = &s {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; rules reload only on restart");
+        }
+        Self(s.ok())
+    }
+
+    async fn recv(&mut self) {
+        match self.0.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
 }

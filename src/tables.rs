@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
-    Int8Builder, ListArray, MapBuilder, RecordBatch, StringBuilder, StructArray,
+    Int8Builder, ListArray, ListBuilder, MapBuilder, RecordBatch, StringBuilder, StructArray,
     TimestampMillisecondArray,
 };
 use arrow::buffer::OffsetBuffer;
@@ -263,6 +263,8 @@ pub fn windows_schema(labels: &[&str]) -> SchemaRef {
         i("feedback_positive"),
         i("late_scores"),
         Field::new("kafka_offsets", offsets_type(), false),
+        Field::new("slice_requests", list_i64_type(), false),
+        Field::new("slice_errors", list_i64_type(), false),
     ]);
     Arc::new(Schema::new(fields))
 }
@@ -379,7 +381,26 @@ pub fn windows_batch(
     cols.push(i64s(&|s| s.feedback_count(Feedback::Positive)));
     cols.push(i64s(&|s| s.late_scores));
     cols.push(offsets_list(rows)?);
+    for errors in [false, true] {
+        let mut b = ListBuilder::new(Int64Builder::new()).with_field(list_i64_item());
+        for (_, s) in rows {
+            for (r, e) in &s.slices {
+                b.values().append_value(if errors { *e } else { *r } as i64);
+            }
+            b.append(true);
+        }
+        cols.push(Arc::new(b.finish()));
+    }
     RecordBatch::try_new(windows_schema(labels), cols)
+}
+
+fn list_i64_item() -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Int64, false))
+}
+
+/// `List<Int64>` with non-null items: the per-slice counts of a window.
+fn list_i64_type() -> DataType {
+    DataType::List(list_i64_item())
 }
 
 fn offsets_list(rows: &[&(SeriesKey, WindowSketch)]) -> Result<ArrayRef, ArrowError> {
@@ -470,4 +491,147 @@ pub fn quarantine_batch(rows: &[QuarantineRow]) -> Result<RecordBatch, ArrowErro
         Arc::new(truncated.finish()),
     ];
     RecordBatch::try_new(quarantine_schema(), cols)
+}
+
+/// The `alerts` schema: one row per alert state change. `labels` are the alert instance's
+/// labels (series labels, plus `judge` for per-judge rules); the series label columns repeat
+/// them for convenient SQL and are null when a rule aggregates that label away.
+pub fn alerts_schema(labels: &[&str]) -> SchemaRef {
+    let s = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
+    let f = |n: &str| Field::new(n, DataType::Float64, true);
+    let mut fields = vec![
+        Field::new("at", ts_type(), false),
+        s("rule", false),
+        s("fingerprint", false),
+        s("from_state", false),
+        s("to_state", false),
+        s("severity", false),
+    ];
+    fields.extend(labels.iter().map(|l| s(l, true)));
+    fields.extend([
+        Field::new("labels", map_type(DataType::Utf8), false),
+        Field::new("rule_labels", map_type(DataType::Utf8), false),
+        s("signal", false),
+        f("value"),
+        f("baseline"),
+        f("effect"),
+        Field::new("threshold", DataType::Float64, false),
+        f("p_value"),
+        Field::new("n_current", DataType::Int64, false),
+        Field::new("n_baseline", DataType::Int64, false),
+        Field::new("range_start", ts_type(), false),
+        Field::new("range_end", ts_type(), false),
+        s("baseline_source", false),
+        s("reason", false),
+        s("summary", false),
+        s("description", false),
+        s("runbook_url", false),
+        Field::new(
+            "channels",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, false))),
+            false,
+        ),
+        s("action", true),
+    ]);
+    Arc::new(Schema::new(fields))
+}
+
+pub fn alerts_batch(
+    labels: &[&str],
+    rows: &[crate::alerts::Transition],
+) -> Result<RecordBatch, ArrowError> {
+    let n = rows.len();
+    let strs = |get: &dyn Fn(&crate::alerts::Transition) -> Option<&str>| -> ArrayRef {
+        let mut b = StringBuilder::with_capacity(n, n * 16);
+        rows.iter().for_each(|r| b.append_option(get(r)));
+        Arc::new(b.finish())
+    };
+    let f64s = |get: &dyn Fn(&crate::alerts::Transition) -> Option<f64>| -> ArrayRef {
+        let mut b = Float64Builder::with_capacity(n);
+        rows.iter().for_each(|r| b.append_option(get(r)));
+        Arc::new(b.finish())
+    };
+    let ts = |get: &dyn Fn(&crate::alerts::Transition) -> i64| -> ArrayRef {
+        Arc::new(
+            TimestampMillisecondArray::from_iter_values(rows.iter().map(get)).with_timezone("UTC"),
+        )
+    };
+    let mut cols: Vec<ArrayRef> = vec![
+        ts(&|r| r.at_ms),
+        strs(&|r| Some(&r.rule)),
+        strs(&|r| Some(&r.fingerprint)),
+        strs(&|r| Some(r.from.as_str())),
+        strs(&|r| Some(r.to.as_str())),
+        strs(&|r| Some(r.severity.as_str())),
+    ];
+    for l in labels {
+        cols.push(strs(&|r| {
+            r.labels
+                .iter()
+                .find(|(k, _)| k == l)
+                .map(|(_, v)| v.as_str())
+        }));
+    }
+    let map = |get: &dyn Fn(&crate::alerts::Transition) -> Vec<(&str, &str)>| -> Result<ArrayRef, ArrowError> {
+        let mut b = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+        for r in rows {
+            for (k, v) in get(r) {
+                b.keys().append_value(k);
+                b.values().append_value(v);
+            }
+            b.append(true)?;
+        }
+        Ok(Arc::new(b.finish()))
+    };
+    cols.push(map(&|r| {
+        r.labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    })?);
+    cols.push(map(&|r| {
+        r.rule_labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    })?);
+    cols.push(strs(&|r| Some(&r.signal)));
+    cols.push(f64s(&|r| r.numbers.value));
+    cols.push(f64s(&|r| r.numbers.baseline));
+    cols.push(f64s(&|r| r.numbers.effect));
+    cols.push(f64s(&|r| Some(r.threshold)));
+    cols.push(f64s(&|r| r.numbers.p_value));
+    let mut nc = Int64Builder::with_capacity(n);
+    let mut nb = Int64Builder::with_capacity(n);
+    for r in rows {
+        nc.append_value(r.numbers.n_current as i64);
+        nb.append_value(r.numbers.n_baseline as i64);
+    }
+    cols.push(Arc::new(nc.finish()));
+    cols.push(Arc::new(nb.finish()));
+    cols.push(ts(&|r| r.range_start_ms));
+    cols.push(ts(&|r| r.range_end_ms));
+    cols.push(strs(&|r| Some(&r.baseline_desc)));
+    cols.push(strs(&|r| Some(&r.reason)));
+    cols.push(strs(&|r| Some(&r.summary)));
+    cols.push(strs(&|r| Some(&r.description)));
+    cols.push(strs(&|r| Some(&r.runbook_url)));
+    let mut ch = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
+        "item",
+        DataType::Utf8,
+        false,
+    )));
+    for r in rows {
+        for c in &r.channels {
+            ch.values().append_value(c);
+        }
+        ch.append(true);
+    }
+    cols.push(Arc::new(ch.finish()));
+    cols.push(strs(&|r| {
+        r.action.map(|a| match a {
+            crate::rules::Action::CircuitBreaker => "circuit_breaker",
+        })
+    }));
+    RecordBatch::try_new(alerts_schema(labels), cols)
 }

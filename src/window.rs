@@ -52,6 +52,15 @@ struct PartitionClock {
     last_seen_wall_ms: i64,
 }
 
+/// Request and error counts of one series in one slice whose end the fast watermark passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedSlice {
+    pub series: SeriesKey,
+    pub start_ms: i64,
+    pub requests: u64,
+    pub errors: u64,
+}
+
 /// Counters kept by the window state, read by the metrics endpoint and the demo summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WindowStats {
@@ -113,6 +122,9 @@ pub struct WindowSnapshot {
     pub open: Vec<(i64, SeriesRows)>,
     /// (response id hash, window start, series label values), oldest first.
     pub responses: Vec<(u64, i64, Vec<String>)>,
+    /// Slices ending at or before this were handed to the detector.
+    #[serde(default)]
+    pub fast_watermark_ms: Option<i64>,
 }
 
 impl PartialEq for WindowSketch {
@@ -130,6 +142,11 @@ pub struct WindowState {
     idle_ms: i64,
     open: BTreeMap<i64, SeriesMap<WindowSketch>>,
     watermark_ms: i64,
+    slice_ms: i64,
+    slice_lateness_ms: i64,
+    /// Slices ending at or before this are closed for fast rules.
+    fast_watermark_ms: i64,
+    closed_slices: Vec<ClosedSlice>,
     clocks: BTreeMap<i32, PartitionClock>,
     series: SeriesRegistry,
     responses: ResponseIndex,
@@ -144,6 +161,10 @@ impl WindowState {
             idle_ms: cfg.idle_timeout.as_millis() as i64,
             open: BTreeMap::new(),
             watermark_ms: i64::MIN,
+            slice_ms: (cfg.slice.as_millis() as i64).clamp(1, cfg.width.as_millis().max(1) as i64),
+            slice_lateness_ms: cfg.slice_lateness.as_millis() as i64,
+            fast_watermark_ms: i64::MIN,
+            closed_slices: Vec::new(),
             clocks: BTreeMap::new(),
             series,
             responses: ResponseIndex {
@@ -163,6 +184,16 @@ impl WindowState {
 
     pub fn stats(&self) -> WindowStats {
         self.stats
+    }
+
+    /// Event time up to which every slice is closed; `None` before the first advance.
+    pub fn fast_watermark_ms(&self) -> Option<i64> {
+        (self.fast_watermark_ms != i64::MIN).then_some(self.fast_watermark_ms)
+    }
+
+    /// Slices closed since the last call, oldest first.
+    pub fn take_closed_slices(&mut self) -> Vec<ClosedSlice> {
+        std::mem::take(&mut self.closed_slices)
     }
 
     pub fn series(&self) -> &SeriesRegistry {
@@ -210,12 +241,13 @@ impl WindowState {
         if let Some(id) = &ev.response_id {
             self.responses.insert(id, start, key.clone());
         }
-        self.open
-            .entry(start)
-            .or_default()
-            .entry(key)
-            .or_default()
-            .observe(ev, partition, offset);
+        let slice_start = ev.timestamp_ms.div_euclid(self.slice_ms) * self.slice_ms;
+        let sketch = self.open.entry(start).or_default().entry(key).or_default();
+        sketch.observe(ev, partition, offset);
+        if slice_start + self.slice_ms > self.fast_watermark_ms {
+            let index = ((slice_start - start) / self.slice_ms) as usize;
+            sketch.add_to_slice(index, ev.status == crate::event::Status::Error);
+        }
         self.stats.windowed_events += 1;
         Observed::Windowed
     }
@@ -251,6 +283,7 @@ impl WindowState {
                 .collect(),
             open,
             responses,
+            fast_watermark_ms: self.fast_watermark_ms(),
         }
     }
 
@@ -258,6 +291,10 @@ impl WindowState {
     /// as just seen at `now_ms`.
     pub fn restore(&mut self, snap: &WindowSnapshot, now_ms: i64) {
         self.watermark_ms = snap.watermark_ms.unwrap_or(i64::MIN);
+        self.fast_watermark_ms = snap
+            .fast_watermark_ms
+            .or(snap.watermark_ms)
+            .unwrap_or(i64::MIN);
         for (p, max) in &snap.clocks {
             self.clocks.insert(
                 *p,
@@ -350,6 +387,10 @@ impl WindowState {
         };
         if let Some(c) = candidate {
             self.watermark_ms = self.watermark_ms.max(c.saturating_sub(self.lateness_ms));
+            let fast = c
+                .saturating_sub(self.slice_lateness_ms)
+                .max(self.watermark_ms);
+            self.close_slices_through(fast);
         }
         let mut closed = Vec::new();
         while let Some(entry) = self.open.first_entry() {
@@ -365,8 +406,48 @@ impl WindowState {
         closed
     }
 
+    /// Hands every slice ending in `(fast watermark, to]` to [`Self::take_closed_slices`].
+    fn close_slices_through(&mut self, to: i64) {
+        let to = to.div_euclid(self.slice_ms) * self.slice_ms;
+        if to <= self.fast_watermark_ms {
+            return;
+        }
+        let from = self.fast_watermark_ms;
+        for (start, series) in self.open.range(..to) {
+            let mut rows: Vec<_> = series.iter().collect();
+            rows.sort_by(|a, b| a.0.cmp(b.0));
+            for (i, slice_start) in (*start..*start + self.width_ms)
+                .step_by(self.slice_ms as usize)
+                .enumerate()
+            {
+                let end = slice_start + self.slice_ms;
+                if end <= from || end > to {
+                    continue;
+                }
+                for (key, sketch) in &rows {
+                    if let Some((r, e)) = sketch.slices.get(i) {
+                        if *r > 0 {
+                            self.closed_slices.push(ClosedSlice {
+                                series: (*key).clone(),
+                                start_ms: slice_start,
+                                requests: *r,
+                                errors: *e,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        self.closed_slices.sort_by_key(|s| s.start_ms);
+        self.fast_watermark_ms = to;
+    }
+
     /// Closes every open window regardless of the watermark (end of a replay or the demo).
     pub fn close_all(&mut self) -> Vec<ClosedWindow> {
+        if let Some((last, _)) = self.open.last_key_value() {
+            let end = *last + self.width_ms;
+            self.close_slices_through(end);
+        }
         let open = std::mem::take(&mut self.open);
         let closed: Vec<_> = open.into_iter().map(|(s, w)| self.finish(s, w)).collect();
         if let Some(last) = closed.last() {
@@ -411,6 +492,7 @@ mod tests {
             width: Duration::from_secs(60),
             allowed_lateness: Duration::from_secs(lateness_s),
             idle_timeout: Duration::from_secs(idle_s),
+            ..WindowsConfig::default()
         };
         WindowState::new(
             &cfg,
@@ -598,6 +680,7 @@ mod tests {
             width: Duration::from_secs(60),
             allowed_lateness: Duration::ZERO,
             idle_timeout: Duration::from_secs(3600),
+            ..WindowsConfig::default()
         };
         let mut w = WindowState::new(&cfg, SeriesRegistry::new(vec![SeriesLabel::Service], 2), 10);
         w.observe(&ev("a", T0), 0, 0, 0);

@@ -9,10 +9,14 @@ mod bad_input;
 mod cli;
 #[path = "it/compose.rs"]
 mod compose;
+#[path = "it/detection.rs"]
+mod detection;
 #[path = "it/exactly_once.rs"]
 mod exactly_once;
 #[path = "it/mock_pipeline.rs"]
 mod mock_pipeline;
+#[path = "it/rules_check.rs"]
+mod rules_check;
 #[path = "it/schema.rs"]
 mod schema;
 #[path = "it/tansu.rs"]

@@ -1,0 +1,499 @@
+//! Evaluates one rule at one time over the [`History`]: current and baseline aggregates per
+//! alert instance, the effect, the significance test and the sample counts.
+//!
+//! Pure and deterministic: the live daemon and `driftwatch backtest` call the same function
+//! with the same history and get the same answer.
+
+use std::collections::BTreeMap;
+
+use crate::history::{align, align_counts, History, Summary};
+use crate::rules::{Baseline, Category, Direction, EffectKind, Resolution, Rule, Signal, TestKind};
+use crate::sketch::Moments;
+use crate::stats::{self, Alternative};
+
+/// Label name added to instances of a judge rule that watches every judge name.
+pub const JUDGE_LABEL: &str = "judge";
+
+/// An alert instance's labels: (name, value) in series-label order.
+pub type InstanceLabels = Vec<(String, String)>;
+
+/// The result of evaluating one rule for one alert instance at one time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub labels: InstanceLabels,
+    pub n_current: u64,
+    pub n_baseline: u64,
+    pub outcome: Outcome,
+}
+
+/// What an evaluation found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Too few samples (or no baseline) to say anything; the reason says which.
+    NoData(&'static str),
+    Measured(Measured),
+}
+
+/// The numbers of a conclusive evaluation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measured {
+    /// The current statistic (for a distribution signal: the distance).
+    pub value: f64,
+    /// The baseline statistic (NaN for a distribution signal).
+    pub baseline: f64,
+    pub effect: f64,
+    /// p-value of the test; NaN for bound-based tests and when there is no test.
+    pub p_value: f64,
+    /// Effect past the firing threshold.
+    pub breached: bool,
+    /// Effect past the recovery threshold.
+    pub still_breached: bool,
+    /// The test agrees (true when the rule has none).
+    pub significant: bool,
+}
+
+/// Evaluates `rule` at `t_ms` (the end of the current range) for every instance with data.
+pub fn evaluate(
+    rule: &Rule,
+    label_names: &[&str],
+    history: &History,
+    t_ms: i64,
+) -> Vec<Evaluation> {
+    let cur_from = t_ms - rule.over_ms;
+    let range = |labels: &[String], from: i64, to: i64| match rule.resolution {
+        Resolution::Window => history.range(labels, from, to),
+        Resolution::Slice => history.slice_range(labels, from, to),
+    };
+    let matches = |labels: &[String], skip: &[usize]| {
+        rule.matchers
+            .iter()
+            .all(|(i, vals)| skip.contains(i) || vals.iter().any(|v| labels.get(*i) == Some(v)))
+    };
+
+    // Current aggregates per instance.
+    let mut current: BTreeMap<Vec<String>, Summary> = BTreeMap::new();
+    for labels in history.series() {
+        if !matches(labels, &[]) {
+            continue;
+        }
+        if let Some(s) = range(labels, cur_from, t_ms) {
+            if s.requests == 0 && s.judge.is_empty() {
+                continue;
+            }
+            let key: Vec<String> = rule.by.iter().map(|i| labels[*i].clone()).collect();
+            current.entry(key).or_default().merge(&s);
+        }
+    }
+
+    let mut out = Vec::new();
+    for (key, cur) in current {
+        let base = match &rule.baseline {
+            Baseline::Value(_) => None,
+            Baseline::Trailing {
+                range_ms,
+                offset_ms,
+                across,
+            } => {
+                let to = cur_from - offset_ms;
+                let from = to - range_ms;
+                Some(merge_where(history, &range, from, to, |l| {
+                    matches(l, across)
+                        && rule
+                            .by
+                            .iter()
+                            .zip(&key)
+                            .all(|(i, v)| across.contains(i) || &l[*i] == v)
+                }))
+            }
+            Baseline::Peer { set } => {
+                let peer_idx: Vec<usize> = set.iter().map(|(i, _)| *i).collect();
+                Some(merge_where(history, &range, cur_from, t_ms, |l| {
+                    matches(l, &peer_idx)
+                        && set.iter().all(|(i, v)| &l[*i] == v)
+                        && rule
+                            .by
+                            .iter()
+                            .zip(&key)
+                            .all(|(i, v)| peer_idx.contains(i) || &l[*i] == v)
+                }))
+            }
+        };
+        let base_labels: InstanceLabels = rule
+            .by
+            .iter()
+            .zip(&key)
+            .map(|(i, v)| (label_names[*i].to_string(), v.clone()))
+            .collect();
+        match &rule.signal {
+            Signal::JudgeMean(None) => {
+                for (name, m) in &cur.judge {
+                    let mut labels = base_labels.clone();
+                    labels.push((JUDGE_LABEL.to_string(), name.clone()));
+                    let b = base
+                        .as_ref()
+                        .map(|b| b.judge.get(name).copied().unwrap_or_default());
+                    out.push(judge(rule, labels, m, b.as_ref()));
+                }
+            }
+            Signal::JudgeMean(Some(name)) => {
+                let Some(m) = cur.judge.get(name) else {
+                    continue;
+                };
+                let b = base
+                    .as_ref()
+                    .map(|b| b.judge.get(name).copied().unwrap_or_default());
+                out.push(judge(rule, base_labels, m, b.as_ref()));
+            }
+            _ => out.push(measure(rule, base_labels, &cur, base.as_ref())),
+        }
+    }
+    out
+}
+
+/// Reads one series' summary over `[from, to)` at the rule's resolution.
+type RangeFn<'a> = dyn Fn(&[String], i64, i64) -> Option<Summary> + 'a;
+
+fn merge_where(
+    history: &History,
+    range: &RangeFn<'_>,
+    from: i64,
+    to: i64,
+    pick: impl Fn(&[String]) -> bool,
+) -> Summary {
+    let mut s = Summary::default();
+    for labels in history.series() {
+        if pick(labels) {
+            if let Some(r) = range(labels, from, to) {
+                s.merge(&r);
+            }
+        }
+    }
+    s
+}
+
+fn alternative(rule: &Rule) -> Alternative {
+    match rule.condition.direction {
+        Direction::Above => Alternative::Greater,
+        Direction::Below => Alternative::Less,
+    }
+}
+
+fn effect(kind: EffectKind, cur: f64, base: f64) -> Option<f64> {
+    let e = match kind {
+        EffectKind::Value => cur,
+        EffectKind::Ratio => {
+            if base == 0.0 {
+                if cur == 0.0 {
+                    1.0
+                } else {
+                    f64::INFINITY
+                }
+            } else {
+                cur / base
+            }
+        }
+        EffectKind::RelativeChange => {
+            if base == 0.0 {
+                return None;
+            }
+            (cur - base) / base
+        }
+        EffectKind::Difference => cur - base,
+        EffectKind::Psi | EffectKind::JensenShannon => return None,
+    };
+    (!e.is_nan()).then_some(e)
+}
+
+fn finish(
+    rule: &Rule,
+    labels: InstanceLabels,
+    (n_current, n_baseline): (u64, u64),
+    (value, baseline): (f64, f64),
+    effect: Option<f64>,
+    significance: Option<(bool, f64)>,
+) -> Evaluation {
+    let no_data = |why| Evaluation {
+        labels: labels.clone(),
+        n_current,
+        n_baseline,
+        outcome: Outcome::NoData(why),
+    };
+    if n_current < rule.min_current {
+        return no_data("too few current samples");
+    }
+    if !matches!(rule.baseline, Baseline::Value(_)) && n_baseline < rule.min_baseline {
+        return no_data("too few baseline samples");
+    }
+    let Some(effect) = effect else {
+        return no_data("effect undefined (zero baseline)");
+    };
+    let (significant, p_value) = match (rule.test, significance) {
+        (None, _) => (true, f64::NAN),
+        (Some(_), Some(s)) => s,
+        (Some(_), None) => (false, f64::NAN),
+    };
+    Evaluation {
+        labels,
+        n_current,
+        n_baseline,
+        outcome: Outcome::Measured(Measured {
+            value,
+            baseline,
+            effect,
+            p_value,
+            breached: rule.condition.breached(effect),
+            still_breached: rule.condition.still_breached(effect),
+            significant,
+        }),
+    }
+}
+
+fn judge(rule: &Rule, labels: InstanceLabels, cur: &Moments, base: Option<&Moments>) -> Evaluation {
+    let (bv, bn) = match (&rule.baseline, base) {
+        (Baseline::Value(v), _) => (*v, 0),
+        (_, Some(b)) => (b.mean, b.n),
+        (_, None) => (f64::NAN, 0),
+    };
+    let sig = match (rule.test, base) {
+        (Some(t), Some(b)) if t.kind == TestKind::WelchT => {
+            stats::welch_t(cur, b, alternative(rule)).map(|r| (r.p_value < t.alpha, r.p_value))
+        }
+        _ => None,
+    };
+    let eff = if bn == 0 && !matches!(rule.baseline, Baseline::Value(_)) {
+        None
+    } else {
+        effect(rule.condition.effect, cur.mean, bv)
+    };
+    finish(rule, labels, (cur.n, bn), (cur.mean, bv), eff, sig)
+}
+
+/// (successes, trials) of a rate signal.
+fn rate(signal: &Signal, s: &Summary) -> (u64, u64) {
+    match signal {
+        Signal::ErrorRate => (s.errors, s.requests),
+        Signal::ErrorTypeRate(t) => (s.error_types.get(t), s.requests),
+        Signal::NegativeFeedbackRate => (s.feedback[0], s.feedback.iter().sum()),
+        _ => (0, 0),
+    }
+}
+
+fn category(c: Category, s: &Summary) -> &crate::sketch::Counts {
+    match c {
+        Category::QueryType => &s.query_types,
+        Category::ErrorType => &s.error_types,
+        Category::FinishReason => &s.finish_reasons,
+        Category::ResponseModel => &s.response_models,
+        Category::HttpStatus => &s.http_statuses,
+    }
+}
+
+fn measure(
+    rule: &Rule,
+    labels: InstanceLabels,
+    cur: &Summary,
+    base: Option<&Summary>,
+) -> Evaluation {
+    let alt = alternative(rule);
+    let test = rule.test;
+    match &rule.signal {
+        Signal::ErrorRate | Signal::ErrorTypeRate(_) | Signal::NegativeFeedbackRate => {
+            let (k, n) = rate(&rule.signal, cur);
+            let value = if n == 0 {
+                f64::NAN
+            } else {
+                k as f64 / n as f64
+            };
+            let (bk, bn, bv) = match (&rule.baseline, base) {
+                (Baseline::Value(v), _) => (0, 0, *v),
+                (_, Some(b)) => {
+                    let (bk, bn) = rate(&rule.signal, b);
+                    (
+                        bk,
+                        bn,
+                        if bn == 0 {
+                            f64::NAN
+                        } else {
+                            bk as f64 / bn as f64
+                        },
+                    )
+                }
+                (_, None) => (0, 0, f64::NAN),
+            };
+            let sig = test.and_then(|t| match t.kind {
+                TestKind::TwoProportionZ => stats::two_proportion_z(k, n, bk, bn, alt)
+                    .map(|r| (r.p_value < t.alpha, r.p_value)),
+                TestKind::Binomial => {
+                    stats::binom_test(k, n, bv.clamp(0.0, 1.0), alt).map(|p| (p < t.alpha, p))
+                }
+                TestKind::Wilson => stats::wilson_interval(k, n, t.confidence).map(|(lo, hi)| {
+                    let sig = match rule.condition.direction {
+                        Direction::Above => lo > bv,
+                        Direction::Below => hi < bv,
+                    };
+                    (sig, f64::NAN)
+                }),
+                _ => None,
+            });
+            let eff = if n == 0 || bv.is_nan() {
+                None
+            } else {
+                effect(rule.condition.effect, value, bv)
+            };
+            finish(rule, labels, (n, bn), (value, bv), eff, sig)
+        }
+        Signal::Quantile { metric, q } => {
+            let scale = metric.scale();
+            let empty = crate::history::SparseHist::default();
+            let ch = cur.hist(*metric).unwrap_or(&empty);
+            let n = ch.count();
+            let value = ch
+                .quantile_units(*q)
+                .map(|u| u as f64 / scale)
+                .unwrap_or(f64::NAN);
+            let (bv, bn, bh) = match (&rule.baseline, base) {
+                (Baseline::Value(v), _) => (*v, 0, None),
+                (_, Some(b)) => {
+                    let bh = b.hist(*metric).unwrap_or(&empty);
+                    let bv = bh
+                        .quantile_units(*q)
+                        .map(|u| u as f64 / scale)
+                        .unwrap_or(f64::NAN);
+                    (bv, bh.count(), Some(bh))
+                }
+                (_, None) => (f64::NAN, 0, None),
+            };
+            let sig = match (test, bh) {
+                (Some(t), Some(bh)) => {
+                    hist_test(t, alt, ch, bh, Some(*q), rule.condition.direction)
+                }
+                _ => None,
+            };
+            let eff = if value.is_nan() || bv.is_nan() {
+                None
+            } else {
+                effect(rule.condition.effect, value, bv)
+            };
+            finish(rule, labels, (n, bn), (value, bv), eff, sig)
+        }
+        Signal::Mean { metric } => {
+            let empty = crate::history::SparseHist::default();
+            let ch = cur.hist(*metric).unwrap_or(&empty);
+            let n = ch.count();
+            let mean = |h: &crate::history::SparseHist| {
+                let n = h.count();
+                if n == 0 {
+                    f64::NAN
+                } else {
+                    h.sum / n as f64
+                }
+            };
+            let value = mean(ch);
+            let (bv, bn, bh) = match (&rule.baseline, base) {
+                (Baseline::Value(v), _) => (*v, 0, None),
+                (_, Some(b)) => {
+                    let bh = b.hist(*metric).unwrap_or(&empty);
+                    (mean(bh), bh.count(), Some(bh))
+                }
+                (_, None) => (f64::NAN, 0, None),
+            };
+            let sig = match (test, bh) {
+                (Some(t), Some(bh)) => hist_test(t, alt, ch, bh, None, rule.condition.direction),
+                _ => None,
+            };
+            let eff = if value.is_nan() || bv.is_nan() {
+                None
+            } else {
+                effect(rule.condition.effect, value, bv)
+            };
+            finish(rule, labels, (n, bn), (value, bv), eff, sig)
+        }
+        Signal::Distribution { metric } => {
+            let empty = crate::history::SparseHist::default();
+            let ch = cur.hist(*metric).unwrap_or(&empty);
+            let bh = base.and_then(|b| b.hist(*metric)).unwrap_or(&empty);
+            let (a, b) = align(ch, bh);
+            distribution(rule, labels, &a, &b, Some((ch, bh)))
+        }
+        Signal::Categorical(c) => {
+            let empty = crate::sketch::Counts::default();
+            let bc = base.map(|b| category(*c, b)).unwrap_or(&empty);
+            let (a, b) = align_counts(category(*c, cur), bc);
+            distribution(rule, labels, &a, &b, None)
+        }
+        Signal::JudgeMean(_) => unreachable!("judge signals are measured by judge()"),
+    }
+}
+
+fn distribution(
+    rule: &Rule,
+    labels: InstanceLabels,
+    a: &[u64],
+    b: &[u64],
+    hists: Option<(&crate::history::SparseHist, &crate::history::SparseHist)>,
+) -> Evaluation {
+    let n: u64 = a.iter().sum();
+    let bn: u64 = b.iter().sum();
+    let eff = match rule.condition.effect {
+        EffectKind::Psi => stats::psi(a, b, PSI_EPSILON),
+        EffectKind::JensenShannon => stats::jensen_shannon(a, b),
+        _ => None,
+    };
+    let sig = rule.test.and_then(|t| match (t.kind, hists) {
+        (TestKind::ChiSquare, _) => {
+            stats::chi_square(a, b).map(|r| (r.p_value < t.alpha, r.p_value))
+        }
+        (_, Some((ch, bh))) => hist_test(
+            t,
+            Alternative::TwoSided,
+            ch,
+            bh,
+            None,
+            rule.condition.direction,
+        ),
+        _ => None,
+    });
+    let v = eff.unwrap_or(f64::NAN);
+    finish(rule, labels, (n, bn), (v, f64::NAN), eff, sig)
+}
+
+/// Proportion used for an empty bin in PSI (the usual convention).
+pub const PSI_EPSILON: f64 = 1e-4;
+
+fn hist_test(
+    t: crate::rules::Test,
+    alt: Alternative,
+    cur: &crate::history::SparseHist,
+    base: &crate::history::SparseHist,
+    q: Option<f64>,
+    direction: Direction,
+) -> Option<(bool, f64)> {
+    match t.kind {
+        TestKind::QuantileCi => {
+            let q = q?;
+            let (n, bn) = (cur.count(), base.count());
+            let (clo, chi) = stats::quantile_ci_ranks(n, q, t.confidence)?;
+            let (blo, bhi) = stats::quantile_ci_ranks(bn, q, t.confidence)?;
+            let sig = match direction {
+                Direction::Above => cur.value_at_rank(clo)? > base.value_at_rank(bhi)?,
+                Direction::Below => cur.value_at_rank(chi)? < base.value_at_rank(blo)?,
+            };
+            Some((sig, f64::NAN))
+        }
+        TestKind::ChiSquare => {
+            let (a, b) = align(cur, base);
+            stats::chi_square(&a, &b).map(|r| (r.p_value < t.alpha, r.p_value))
+        }
+        TestKind::MannWhitney | TestKind::Ks | TestKind::AndersonDarling => {
+            let (a, b) = align(cur, base);
+            let r = match t.kind {
+                TestKind::MannWhitney => stats::mann_whitney_u(&a, &b, alt),
+                // scipy's one-sided KS alternatives refer to the CDFs, not the values: two-sided.
+                TestKind::Ks => stats::ks_2samp(&a, &b, Alternative::TwoSided),
+                _ => stats::anderson_ksamp(&a, &b),
+            }?;
+            Some((r.p_value < t.alpha, r.p_value))
+        }
+        _ => None,
+    }
+}

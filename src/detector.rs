@@ -1,0 +1,238 @@
+//! The detection stage: closed windows and fast slices in, alert transitions out.
+//!
+//! Owns the rules, the [`History`] and the [`AlertBook`]. Evaluation is driven by event
+//! time: each rule runs at every multiple of its `every` up to the detector clock (the end of
+//! the newest window closed on every partition), so a replay, a backtest and the live daemon
+//! evaluate the same ticks over the same windows. What was evaluated last is part of the
+//! snapshot, so a restart neither re-fires nor skips a tick.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::alerts::{Alert, AlertBook, Lifecycle, Transition};
+use crate::detect::evaluate;
+use crate::history::{History, Summary};
+use crate::rules::{Resolution, RuleSet};
+use crate::sketch::WindowSketch;
+
+/// Detector settings that are not in the rules.
+#[derive(Debug, Clone, Copy)]
+pub struct DetectorSettings {
+    pub window_ms: i64,
+    pub slice_ms: i64,
+    /// Windows younger than this stay at window resolution; older ones roll up to hours.
+    pub fine_history_ms: i64,
+    pub lifecycle: Lifecycle,
+}
+
+/// What a restart needs: the alert instances and the last evaluated ticks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DetectorSnapshot {
+    pub book: AlertBook,
+    pub evaluated_window_ms: Option<i64>,
+    pub evaluated_slice_ms: Option<i64>,
+}
+
+#[derive(Debug)]
+pub struct Detector {
+    rules: RuleSet,
+    label_names: Vec<&'static str>,
+    settings: DetectorSettings,
+    metrics: BTreeSet<usize>,
+    history: History,
+    book: AlertBook,
+    evaluated_window_ms: Option<i64>,
+    evaluated_slice_ms: Option<i64>,
+    evaluations: u64,
+}
+
+impl Detector {
+    pub fn new(rules: RuleSet, label_names: Vec<&'static str>, settings: DetectorSettings) -> Self {
+        let history = Self::history_for(&rules, &settings);
+        Self {
+            metrics: rules.metrics(),
+            rules,
+            label_names,
+            settings,
+            history,
+            book: AlertBook::default(),
+            evaluated_window_ms: None,
+            evaluated_slice_ms: None,
+            evaluations: 0,
+        }
+    }
+
+    fn history_for(rules: &RuleSet, s: &DetectorSettings) -> History {
+        let slice_lookback = rules
+            .rules
+            .iter()
+            .filter(|r| r.resolution == Resolution::Slice)
+            .map(|r| r.lookback_ms())
+            .max()
+            .unwrap_or(0);
+        History::new(
+            s.window_ms,
+            s.fine_history_ms,
+            rules.lookback_ms() + s.window_ms,
+            slice_lookback + s.slice_ms,
+        )
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Replaces the rules (SIGHUP). History is kept; instances of removed rules are dropped.
+    pub fn reload(&mut self, rules: RuleSet) {
+        let names: Vec<&str> = rules.rules.iter().map(|r| r.name.as_str()).collect();
+        self.book.retain_rules(&names);
+        let new_metrics = rules.metrics();
+        let lookback_grew = rules.lookback_ms() > self.rules.lookback_ms();
+        if !new_metrics.is_subset(&self.metrics) || lookback_grew {
+            // Newly read metrics or a longer lookback start from what arrives from now on.
+            let mut fresh = Self::history_for(&rules, &self.settings);
+            std::mem::swap(&mut fresh, &mut self.history);
+        }
+        self.metrics = new_metrics;
+        self.rules = rules;
+    }
+
+    /// Histogram metrics kept (indices of [`crate::sketch::Metric`]).
+    pub fn metrics(&self) -> &BTreeSet<usize> {
+        &self.metrics
+    }
+
+    /// Adds one closed window row (several rows of one series and window merge).
+    pub fn observe_window(&mut self, labels: &[String], start_ms: i64, sketch: &WindowSketch) {
+        self.history.add_window(
+            labels,
+            start_ms,
+            Summary::from_sketch(sketch, &self.metrics),
+        );
+    }
+
+    /// Adds a summary directly (history rebuilt from Parquet).
+    pub fn observe_summary(&mut self, labels: &[String], start_ms: i64, s: Summary) {
+        self.history.add_window(labels, start_ms, s);
+    }
+
+    /// Adds one fast slice of one series.
+    pub fn observe_slice(&mut self, labels: &[String], start_ms: i64, requests: u64, errors: u64) {
+        if requests > 0 {
+            self.history.add_slice(labels, start_ms, requests, errors);
+        }
+    }
+
+    /// Evaluates every due tick: window rules up to `window_clock` (every window ending at or
+    /// before it is closed), slice rules up to `slice_clock`. Transitions come out in time
+    /// order.
+    pub fn evaluate(
+        &mut self,
+        window_clock: Option<i64>,
+        slice_clock: Option<i64>,
+    ) -> Vec<Transition> {
+        let mut out = Vec::new();
+        if let Some(c) = window_clock {
+            let step = self.settings.window_ms;
+            self.evaluated_window_ms = self.run(
+                Resolution::Window,
+                c,
+                step,
+                self.evaluated_window_ms,
+                &mut out,
+            );
+            self.history.maintain(c);
+        }
+        if let Some(c) = slice_clock {
+            let step = self.settings.slice_ms;
+            self.evaluated_slice_ms = self.run(
+                Resolution::Slice,
+                c,
+                step,
+                self.evaluated_slice_ms,
+                &mut out,
+            );
+        }
+        out.sort_by_key(|t| t.at_ms);
+        out
+    }
+
+    fn run(
+        &mut self,
+        res: Resolution,
+        clock: i64,
+        step: i64,
+        last: Option<i64>,
+        out: &mut Vec<Transition>,
+    ) -> Option<i64> {
+        let due = clock.div_euclid(step) * step;
+        let mut t = match last {
+            Some(l) => l + step,
+            None => due,
+        };
+        if !self.rules.rules.iter().any(|r| r.resolution == res) {
+            return Some(due.max(last.unwrap_or(i64::MIN)));
+        }
+        while t <= due {
+            for rule in self.rules.rules.iter().filter(|r| r.resolution == res) {
+                if t.rem_euclid(rule.every_ms) != 0 {
+                    continue;
+                }
+                let evals = evaluate(rule, &self.label_names, &self.history, t);
+                self.evaluations += evals.len() as u64;
+                out.extend(self.book.apply(rule, t, evals, self.settings.lifecycle));
+            }
+            t += step;
+        }
+        Some(due.max(last.unwrap_or(i64::MIN)))
+    }
+
+    pub fn snapshot(&self) -> DetectorSnapshot {
+        DetectorSnapshot {
+            book: self.book.clone(),
+            evaluated_window_ms: self.evaluated_window_ms,
+            evaluated_slice_ms: self.evaluated_slice_ms,
+        }
+    }
+
+    pub fn restore(&mut self, snap: DetectorSnapshot) {
+        let names: Vec<&str> = self.rules.rules.iter().map(|r| r.name.as_str()).collect();
+        self.book = snap.book;
+        self.book.retain_rules(&names);
+        self.evaluated_window_ms = snap.evaluated_window_ms;
+        self.evaluated_slice_ms = snap.evaluated_slice_ms;
+    }
+
+    /// Every alert instance (pending, firing, recently resolved).
+    pub fn alerts(&self) -> Vec<Alert> {
+        self.book.alerts().cloned().collect()
+    }
+
+    /// (firing, pending) instances.
+    pub fn state_counts(&self) -> (usize, usize) {
+        let mut f = 0;
+        let mut p = 0;
+        for a in self.book.alerts() {
+            match a.state {
+                crate::alerts::AlertState::Firing => f += 1,
+                crate::alerts::AlertState::Pending => p += 1,
+                _ => {}
+            }
+        }
+        (f, p)
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Evaluations done (instances × ticks), for metrics.
+    pub fn evaluations(&self) -> u64 {
+        self.evaluations
+    }
+
+    pub fn evaluated_through(&self) -> (Option<i64>, Option<i64>) {
+        (self.evaluated_window_ms, self.evaluated_slice_ms)
+    }
+}

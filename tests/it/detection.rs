@@ -1,0 +1,440 @@
+//! Detection scenarios through the real code: generated request events → the window state
+//! (watermark, slices) → the detector with the default rules of `rules/` → alert
+//! transitions. Fixed seeds; event time is simulated, so a day runs in seconds.
+
+use std::path::Path;
+
+use driftwatch::alerts::{AlertState, Transition};
+use driftwatch::config::{Config, WindowsConfig};
+use driftwatch::detector::Detector;
+use driftwatch::event::{Deployment, RequestEvent, SeriesLabel, Status};
+use driftwatch::series::SeriesRegistry;
+use driftwatch::window::WindowState;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, LogNormal, Normal, Poisson};
+
+pub const MIN: i64 = 60_000;
+/// A Monday 00:00 UTC.
+pub const T0: i64 = 1_794_268_800_000;
+
+/// One series' traffic at a moment: requests/s and how they look.
+#[derive(Debug, Clone)]
+pub struct Traffic {
+    pub service: &'static str,
+    pub model: &'static str,
+    pub prompt_version: &'static str,
+    pub deployment: Deployment,
+    pub rate: f64,
+    pub latency_median_ms: f64,
+    pub error_rate: f64,
+    pub judge_mean: f64,
+    /// Share of requests carrying an inline judge score.
+    pub judge_share: f64,
+}
+
+impl Traffic {
+    pub fn new(service: &'static str, model: &'static str) -> Self {
+        Self {
+            service,
+            model,
+            prompt_version: "v1",
+            deployment: Deployment::Stable,
+            rate: 10.0,
+            latency_median_ms: 800.0,
+            error_rate: 0.003,
+            judge_mean: 0.8,
+            judge_share: 0.5,
+        }
+    }
+}
+
+pub struct Sim {
+    pub state: WindowState,
+    pub detector: Detector,
+    pub transitions: Vec<Transition>,
+    rng: ChaCha8Rng,
+    /// Simulated event time, ms.
+    pub now: i64,
+    seq: u64,
+    slice_lateness_ms: i64,
+}
+
+pub fn default_config() -> Config {
+    Config::default()
+}
+
+impl Sim {
+    pub fn new(seed: u64) -> Self {
+        Self::with_rules(
+            seed,
+            &driftwatch::replay::load_rules(&default_config(), Path::new("rules"))
+                .expect("default rules load"),
+        )
+    }
+
+    pub fn with_rules(seed: u64, rules: &driftwatch::rules::RuleSet) -> Self {
+        let config = default_config();
+        let labels = config.series.parsed_labels().unwrap();
+        let names: Vec<&'static str> = labels.iter().map(|l| l.as_str()).collect();
+        let windows: WindowsConfig = config.windows.clone();
+        let state = WindowState::new(&windows, SeriesRegistry::new(labels.clone(), 10_000), 0);
+        let detector = Detector::new(rules.clone(), names, config.detection.settings(&windows));
+        assert_eq!(labels[0], SeriesLabel::Service);
+        Self {
+            state,
+            detector,
+            transitions: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            now: T0,
+            seq: 0,
+            slice_lateness_ms: windows.slice_lateness.as_millis() as i64,
+        }
+    }
+
+    /// Runs `seconds` of simulated time; `traffic(t)` gives every series' traffic at `t`.
+    pub fn run(&mut self, seconds: i64, traffic: &dyn Fn(i64) -> Vec<Traffic>) {
+        for _ in 0..seconds {
+            let second = self.now;
+            let mut events = Vec::new();
+            for tr in traffic(second) {
+                let n = if tr.rate > 0.0 {
+                    Poisson::new(tr.rate).unwrap().sample(&mut self.rng) as u64
+                } else {
+                    0
+                };
+                for _ in 0..n {
+                    events.push(self.event(&tr, second));
+                }
+            }
+            events.sort_by_key(|e| e.timestamp_ms);
+            for (i, e) in events.iter().enumerate() {
+                self.state
+                    .observe(e, 0, (self.seq + i as u64) as i64, e.timestamp_ms);
+            }
+            self.seq += events.len() as u64;
+            self.now += 1000;
+            self.advance();
+        }
+    }
+
+    fn advance(&mut self) {
+        let closed = self.state.advance(self.now);
+        for s in self.state.take_closed_slices() {
+            self.detector
+                .observe_slice(s.series.values(), s.start_ms, s.requests, s.errors);
+        }
+        for w in &closed {
+            for (k, sk) in &w.series {
+                self.detector.observe_window(k.values(), w.start_ms, sk);
+            }
+        }
+        let t = self
+            .detector
+            .evaluate(self.state.watermark_ms(), self.state.fast_watermark_ms());
+        self.transitions.extend(t);
+    }
+
+    fn event(&mut self, tr: &Traffic, second: i64) -> RequestEvent {
+        let ts = second + self.rng.random_range(0..1000);
+        let lat = LogNormal::new(tr.latency_median_ms.ln(), 0.45)
+            .unwrap()
+            .sample(&mut self.rng);
+        let error = self.rng.random_bool(tr.error_rate.clamp(0.0, 1.0));
+        let mut judge_scores = Vec::new();
+        if !error && self.rng.random_bool(tr.judge_share) {
+            let s: f64 = Normal::new(tr.judge_mean, 0.12)
+                .unwrap()
+                .sample(&mut self.rng);
+            judge_scores.push(("faithfulness".to_string(), s.clamp(0.0, 1.0)));
+        }
+        RequestEvent {
+            event_id: format!("e{}", self.seq),
+            timestamp_ms: ts,
+            service: tr.service.to_string(),
+            request_model: tr.model.to_string(),
+            prompt_version: Some(tr.prompt_version.to_string()),
+            deployment: Some(tr.deployment),
+            latency_ms: lat,
+            ttft_ms: Some(lat * 0.2),
+            input_tokens: Some(500),
+            output_tokens: Some(200),
+            status: if error { Status::Error } else { Status::Ok },
+            error_type: error.then(|| "server_error".to_string()),
+            judge_scores,
+            ..Default::default()
+        }
+    }
+
+    /// Firing transitions of `rule`.
+    pub fn fired(&self, rule: &str) -> Vec<&Transition> {
+        self.transitions
+            .iter()
+            .filter(|t| t.rule == rule && t.to == AlertState::Firing)
+            .collect()
+    }
+
+    pub fn firing_rules(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .transitions
+            .iter()
+            .filter(|t| t.to == AlertState::Firing)
+            .map(|t| format!("{} {:?} at +{} min", t.rule, t.labels, (t.at_ms - T0) / MIN))
+            .collect();
+        v.dedup();
+        v
+    }
+}
+
+fn label<'a>(t: &'a Transition, name: &str) -> &'a str {
+    t.labels
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+/// Minutes from `start_ms` to the first firing of `rule`, counted to when the evaluation
+/// could run (the tick plus the window's lateness).
+fn minutes_to_fire(sim: &Sim, rule: &str, start_ms: i64) -> f64 {
+    let f = sim.fired(rule);
+    let first = f
+        .first()
+        .unwrap_or_else(|| panic!("{rule} never fired; transitions: {:#?}", sim.firing_rules()));
+    (first.at_ms + 30_000 - start_ms) as f64 / MIN as f64
+}
+
+const HOUR: i64 = 3600;
+
+#[test]
+fn p99_doubling_on_one_model_is_detected_with_its_labels() {
+    let mut sim = Sim::new(1);
+    let incident = T0 + 2 * HOUR * 1000;
+    let traffic = move |t: i64| {
+        let mut b = Traffic::new("chat", "model-b");
+        if t >= incident {
+            b.latency_median_ms *= 2.2;
+        }
+        vec![Traffic::new("chat", "model-a"), b]
+    };
+    sim.run(2 * HOUR, &traffic);
+    assert!(
+        sim.firing_rules().is_empty(),
+        "before the incident: {:?}",
+        sim.firing_rules()
+    );
+    sim.run(20 * 60, &traffic);
+    if std::env::var("DW_DEBUG").is_ok() {
+        for t in &sim.transitions {
+            eprintln!(
+                "{} {} {:?}->{:?} {:?} {:?} {}",
+                (t.at_ms - T0) / MIN,
+                t.rule,
+                t.from,
+                t.to,
+                t.labels,
+                t.numbers,
+                t.reason
+            );
+        }
+    }
+    let fired = sim.fired("p99_latency_regression");
+    assert_eq!(fired.len(), 1, "{:?}", sim.firing_rules());
+    assert_eq!(label(fired[0], "request_model"), "model-b");
+    assert_eq!(label(fired[0], "service"), "chat");
+    let m = minutes_to_fire(&sim, "p99_latency_regression", incident);
+    // 5-minute range, `for: 2m`: detected within 6 windows.
+    assert!(m <= 6.0, "took {m} minutes");
+    let n = fired[0].numbers;
+    assert!(n.effect.unwrap() > 2.0 && n.n_current >= 1000, "{n:?}");
+    // Nothing else fired: the error rate and scores did not change.
+    assert!(
+        sim.transitions
+            .iter()
+            .filter(|t| t.to == AlertState::Firing)
+            .all(|t| t.rule == "p99_latency_regression"),
+        "{:?}",
+        sim.firing_rules()
+    );
+}
+
+#[test]
+fn judge_score_drop_after_prompt_version_change_pages() {
+    let mut sim = Sim::new(2);
+    let change = T0 + 2 * HOUR * 1000;
+    let traffic = move |t: i64| {
+        let mut a = Traffic::new("support-bot", "model-a");
+        if t >= change {
+            a.prompt_version = "v2";
+            a.judge_mean = 0.8 * 0.94;
+        }
+        vec![a, Traffic::new("support-bot", "model-c")]
+    };
+    sim.run(2 * HOUR + 20 * 60, &traffic);
+    let fired = sim.fired("judge_score_drop");
+    assert_eq!(fired.len(), 1, "{:?}", sim.firing_rules());
+    let t = fired[0];
+    assert_eq!(label(t, "prompt_version"), "v2");
+    assert_eq!(label(t, "request_model"), "model-a");
+    assert_eq!(label(t, "judge"), "faithfulness");
+    assert_eq!(t.severity.as_str(), "page");
+    let n = t.numbers;
+    let effect = n.effect.unwrap();
+    assert!((-0.08..-0.05).contains(&effect), "effect {effect}");
+    assert!(n.p_value.unwrap() < 0.001);
+    // 1 minute to 200 scores, `for: 3m`: within 6 windows.
+    let m = minutes_to_fire(&sim, "judge_score_drop", change);
+    assert!(m <= 6.0, "took {m} minutes");
+    assert!(
+        t.summary.contains("faithfulness") && t.summary.contains("v2"),
+        "{}",
+        t.summary
+    );
+}
+
+#[test]
+fn error_rate_climbing_to_two_percent_alerts_but_does_not_trip_the_breaker() {
+    let mut sim = Sim::new(3);
+    let start = T0 + HOUR * 1000;
+    // 0.3 % → 2 % over ten minutes.
+    let traffic = move |t: i64| {
+        let mut a = Traffic::new("search", "model-a");
+        if t >= start {
+            let f = ((t - start) as f64 / (10.0 * MIN as f64)).min(1.0);
+            a.error_rate = 0.003 + f * (0.02 - 0.003);
+        }
+        vec![a]
+    };
+    sim.run(HOUR + 30 * 60, &traffic);
+    let fired = sim.fired("error_rate_high");
+    assert_eq!(fired.len(), 1, "{:?}", sim.firing_rules());
+    assert_eq!(label(fired[0], "service"), "search");
+    let m = minutes_to_fire(&sim, "error_rate_high", start);
+    // The rate passes 1 % four minutes in; 5-minute range, Wilson bound, `for: 2m`.
+    assert!(m <= 14.0, "took {m} minutes");
+    assert!(sim.fired("error_rate_breaker").is_empty());
+    assert!(sim.fired("canary_error_rate").is_empty());
+}
+
+#[test]
+fn canary_with_three_times_the_stable_error_rate_is_flagged() {
+    let mut sim = Sim::new(4);
+    let rollout = T0 + HOUR * 1000;
+    let traffic = move |t: i64| {
+        let mut v = vec![Traffic::new("chat", "model-a")];
+        if t >= rollout {
+            let mut c = Traffic::new("chat", "model-a");
+            c.deployment = Deployment::Canary;
+            c.prompt_version = "v1";
+            c.rate = 5.0;
+            c.error_rate = 0.009;
+            v[0].rate = 45.0;
+            v.push(c);
+        } else {
+            v[0].rate = 50.0;
+        }
+        v
+    };
+    sim.run(HOUR + 30 * 60, &traffic);
+    let fired = sim.fired("canary_error_rate");
+    assert_eq!(fired.len(), 1, "{:?}", sim.firing_rules());
+    assert_eq!(label(fired[0], "deployment"), "canary");
+    assert!(fired[0].numbers.effect.unwrap() > 2.0);
+    let m = minutes_to_fire(&sim, "canary_error_rate", rollout);
+    assert!(m <= 20.0, "took {m} minutes");
+    // 0.9 % is under the absolute 1 % rule.
+    assert!(
+        sim.fired("error_rate_high").is_empty(),
+        "{:?}",
+        sim.firing_rules()
+    );
+}
+
+#[test]
+fn circuit_breaker_fires_within_75_seconds_and_resolves_after() {
+    let mut sim = Sim::new(5);
+    let start = T0 + 30 * MIN;
+    let end = start + 5 * MIN;
+    let traffic = move |t: i64| {
+        let mut a = Traffic::new("chat", "model-a");
+        if (start..end).contains(&t) {
+            a.error_rate = 0.10;
+        }
+        vec![a]
+    };
+    sim.run(50 * 60, &traffic);
+    let fired = sim.fired("error_rate_breaker");
+    assert_eq!(fired.len(), 1, "{:?}", sim.firing_rules());
+    let reaction_ms = fired[0].at_ms + sim.slice_lateness_ms - start;
+    assert!(
+        reaction_ms <= 75_000,
+        "fired {reaction_ms} ms after the rate crossed 5 %"
+    );
+    assert_eq!(
+        fired[0].action,
+        Some(driftwatch::rules::Action::CircuitBreaker)
+    );
+    let resolved: Vec<_> = sim
+        .transitions
+        .iter()
+        .filter(|t| t.rule == "error_rate_breaker" && t.to == AlertState::Resolved)
+        .collect();
+    assert_eq!(resolved.len(), 1);
+    assert!(
+        resolved[0].at_ms > end && resolved[0].at_ms <= end + 60_000,
+        "resolved at +{} s",
+        (resolved[0].at_ms - end) / 1000
+    );
+}
+
+/// A day of realistic, noisy traffic with a diurnal cycle (nights at 10 % of the daytime
+/// load), four stable series and a canary, every default rule active: nothing fires.
+#[test]
+fn a_stable_day_raises_no_alert() {
+    let mut sim = Sim::new(6);
+    let day = 24 * HOUR;
+    let traffic = |t: i64| {
+        let hour = ((t - T0) as f64 / 3_600_000.0) % 24.0;
+        // Peak at 15:00, trough at 03:00.
+        let load = 0.1 + 0.9 * (0.5 - 0.5 * ((hour - 3.0) / 24.0 * std::f64::consts::TAU).cos());
+        let mut v = Vec::new();
+        for (svc, model, base) in [
+            ("chat", "model-a", 12.0),
+            ("chat", "model-b", 6.0),
+            ("search", "model-a", 8.0),
+            ("support-bot", "model-c", 3.0),
+        ] {
+            let mut tr = Traffic::new(svc, model);
+            tr.rate = base * load;
+            v.push(tr);
+        }
+        let mut c = Traffic::new("chat", "model-a");
+        c.deployment = Deployment::Canary;
+        c.rate = 1.5 * load;
+        v.push(c);
+        v
+    };
+    sim.run(day, &traffic);
+    if std::env::var("DW_DEBUG").is_ok() {
+        for t in &sim.transitions {
+            eprintln!(
+                "{} {} {:?}->{:?} {:?} {:?} {}",
+                (t.at_ms - T0) / MIN,
+                t.rule,
+                t.from,
+                t.to,
+                t.labels,
+                t.numbers,
+                t.reason
+            );
+        }
+        eprintln!("evaluations {}", sim.detector.evaluations());
+    }
+    let fired = sim.firing_rules();
+    assert!(fired.is_empty(), "alerts on stable traffic: {fired:#?}");
+    assert!(
+        sim.detector.evaluations() > 10_000,
+        "{}",
+        sim.detector.evaluations()
+    );
+}
