@@ -144,6 +144,10 @@ impl SeriesConfig {
     }
 }
 
+/// Default `detection.rules_dir`; when it does not exist the built-in copy of the shipped
+/// rules is used.
+pub const DEFAULT_RULES_DIR: &str = "rules";
+
 /// Rules, alert lifecycle and the detector's memory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -168,7 +172,7 @@ impl Default for DetectionConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            rules_dir: PathBuf::from("rules"),
+            rules_dir: PathBuf::from(DEFAULT_RULES_DIR),
             fine_history: Duration::from_secs(2 * 3600),
             stale_after: Duration::from_secs(3600),
             keep_resolved: Duration::from_secs(15 * 60),

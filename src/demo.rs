@@ -103,7 +103,8 @@ pub async fn demo(opts: &DemoOptions) -> Result<DemoReport, DemoError> {
     config.storage.data_dir = opts.data_dir.clone();
     config.produce.events = opts.events;
     config.produce.seed = opts.seed;
-    config.produce.span = Duration::from_secs(2 * 3600);
+    // One hour: enough requests per series and 5 minutes for the default rules' minimums.
+    config.produce.span = Duration::from_secs(3600);
     config.produce.rate = opts.rate;
     let report = produce_and_consume(&config).await?;
     drop(cluster);
@@ -158,8 +159,19 @@ pub async fn produce_and_consume(config: &Config) -> Result<DemoReport, DemoErro
         tick: Some(Duration::from_millis(100)),
     };
     let consumed_counter = metrics.messages_consumed.clone();
+    let run_ended = Arc::new(AtomicBool::new(false));
+    let running = async {
+        let r = run(config, metrics, health.clone(), interrupted, opts_run).await;
+        run_ended.store(true, Ordering::SeqCst);
+        r
+    };
     let producing = async {
         while !health.ready.load(Ordering::SeqCst) {
+            if run_ended.load(Ordering::SeqCst) {
+                // The consumer failed to start; its error is what the demo reports.
+                complete.store(true, Ordering::SeqCst);
+                return (Ok(Ok(Default::default())), Duration::ZERO);
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let produce_config = config.clone();
@@ -180,12 +192,9 @@ pub async fn produce_and_consume(config: &Config) -> Result<DemoReport, DemoErro
         }
         (result, started.elapsed())
     };
-    let (report, (produced, produce_time)) = tokio::join!(
-        run(config, metrics, health.clone(), interrupted, opts_run),
-        producing
-    );
-    let produced = produced??;
+    let (report, (produced, produce_time)) = tokio::join!(running, producing);
     let report = report?;
+    let produced = produced??;
     let consume_time = started.elapsed();
     let _ = stop_http.send(());
     let _ = server.await;
@@ -245,8 +254,35 @@ impl DemoReport {
         for (reason, n) in &p.quarantined {
             let _ = writeln!(s, "               {n:>6}  {reason}");
         }
-        let _ = writeln!(s, "  injected   latency spike (claude-sonnet-4, 30-40 % of the 2 h), error burst (code-assist, 55-60 %),");
+        let _ = writeln!(s, "  injected   latency spike (claude-sonnet-4, 30-40 % of the hour), error burst (code-assist, 55-60 %),");
         let _ = writeln!(s, "             judge-score drop (support-bot prompt v13 from 70 %), silent model update (gpt-4o at 50 %)");
+        let fired: Vec<_> = r
+            .transitions
+            .iter()
+            .filter(|t| t.to == crate::alerts::AlertState::Firing)
+            .collect();
+        let resolved = r
+            .transitions
+            .iter()
+            .filter(|t| t.to == crate::alerts::AlertState::Resolved)
+            .count();
+        let _ = writeln!(
+            s,
+            "  alerts     {} fired, {resolved} resolved (default rules in rules/; every transition in {dir}/alerts/)",
+            fired.len()
+        );
+        for t in fired {
+            let at = chrono::DateTime::from_timestamp_millis(t.at_ms)
+                .map(|d| d.format("%H:%M:%S").to_string())
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "             {at} {:<7} {}: {}",
+                t.severity.as_str(),
+                t.rule,
+                t.summary
+            );
+        }
         let _ = writeln!(s, "  files      {dir}/");
         for (table, (files, rows)) in &r.written {
             let _ = writeln!(
@@ -286,6 +322,10 @@ pub fn example_sql() -> Vec<(&'static str, &'static str)> {
         (
             "Faithfulness by prompt version: the drop after v13",
             "SELECT service, prompt_version, round(avg(judge_scores['faithfulness']), 3) AS faithfulness, count(*) AS judged FROM read_parquet('{d}/events/**/*.parquet', hive_partitioning = true) WHERE judge_scores['faithfulness'] IS NOT NULL GROUP BY ALL ORDER BY ALL",
+        ),
+        (
+            "Alert transitions with the numbers that caused them",
+            "SELECT strftime(at, '%H:%M') AS at, rule, to_state, service, request_model, round(value, 4) AS value, round(baseline, 4) AS baseline, p_value, n_current FROM read_parquet('{d}/alerts/**/*.parquet', hive_partitioning = true) WHERE to_state IN ('firing', 'resolved') ORDER BY at",
         ),
         (
             "Quarantined messages by reason",

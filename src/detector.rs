@@ -45,6 +45,9 @@ pub struct Detector {
     evaluated_window_ms: Option<i64>,
     evaluated_slice_ms: Option<i64>,
     evaluations: u64,
+    /// Earliest window start observed: a fresh detector evaluates from the end of its first
+    /// window, as a backtest does.
+    first_data_ms: Option<i64>,
 }
 
 impl Detector {
@@ -60,6 +63,7 @@ impl Detector {
             evaluated_window_ms: None,
             evaluated_slice_ms: None,
             evaluations: 0,
+            first_data_ms: None,
         }
     }
 
@@ -105,6 +109,7 @@ impl Detector {
 
     /// Adds one closed window row (several rows of one series and window merge).
     pub fn observe_window(&mut self, labels: &[String], start_ms: i64, sketch: &WindowSketch) {
+        self.note_start(start_ms);
         self.history.add_window(
             labels,
             start_ms,
@@ -114,12 +119,28 @@ impl Detector {
 
     /// Adds a summary directly (history rebuilt from Parquet).
     pub fn observe_summary(&mut self, labels: &[String], start_ms: i64, s: Summary) {
+        self.note_start(start_ms);
         self.history.add_window(labels, start_ms, s);
+    }
+
+    fn note_start(&mut self, start_ms: i64) {
+        let f = self.first_data_ms.get_or_insert(start_ms);
+        *f = (*f).min(start_ms);
+    }
+
+    /// Treats every tick up to `t_ms` as evaluated: stored history serves as baseline only
+    /// (a detector starting on old data does not replay old incidents).
+    pub fn skip_until(&mut self, t_ms: i64) {
+        let w = t_ms.div_euclid(self.settings.window_ms) * self.settings.window_ms;
+        let s = t_ms.div_euclid(self.settings.slice_ms) * self.settings.slice_ms;
+        self.evaluated_window_ms = Some(self.evaluated_window_ms.map_or(w, |e| e.max(w)));
+        self.evaluated_slice_ms = Some(self.evaluated_slice_ms.map_or(s, |e| e.max(s)));
     }
 
     /// Adds one fast slice of one series.
     pub fn observe_slice(&mut self, labels: &[String], start_ms: i64, requests: u64, errors: u64) {
         if requests > 0 {
+            self.note_start(start_ms);
             self.history.add_slice(labels, start_ms, requests, errors);
         }
     }
@@ -142,7 +163,6 @@ impl Detector {
                 self.evaluated_window_ms,
                 &mut out,
             );
-            self.history.maintain(c);
         }
         if let Some(c) = slice_clock {
             let step = self.settings.slice_ms;
@@ -153,6 +173,15 @@ impl Detector {
                 self.evaluated_slice_ms,
                 &mut out,
             );
+        }
+        // Forget only after both resolutions evaluated everything due: a clock that jumps
+        // (a backlog, a backtest) must not drop slices its own ticks still read.
+        let done = match (window_clock, slice_clock) {
+            (Some(w), Some(s)) => Some(w.min(s)),
+            (w, s) => w.or(s),
+        };
+        if let Some(c) = done {
+            self.history.maintain(c);
         }
         out.sort_by_key(|t| t.at_ms);
         out
@@ -167,9 +196,14 @@ impl Detector {
         out: &mut Vec<Transition>,
     ) -> Option<i64> {
         let due = clock.div_euclid(step) * step;
+        // First evaluation: the end of the first step after the earliest data.
+        let first = self
+            .first_data_ms
+            .map(|f| (f.div_euclid(step) + 1) * step)
+            .unwrap_or(due);
         let mut t = match last {
             Some(l) => l + step,
-            None => due,
+            None => first.min(due),
         };
         if !self.rules.rules.iter().any(|r| r.resolution == res) {
             return Some(due.max(last.unwrap_or(i64::MIN)));

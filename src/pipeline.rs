@@ -179,7 +179,7 @@ impl Pipeline {
     }
 
     /// Feeds what the partitions closed to the detector and evaluates every due tick.
-    fn detect(&mut self, closed: &[(usize, usize)]) {
+    fn detect(&mut self, closed: &[(usize, usize)], now_ms: i64) {
         let Some(d) = self.detector.as_mut() else {
             for part in self.partitions.values_mut() {
                 part.windows.take_closed_slices();
@@ -188,6 +188,7 @@ impl Pipeline {
         };
         let mut window_clock: Option<i64> = None;
         let mut slice_clock: Option<i64> = None;
+        let mut held = false;
         for (i, part) in self.partitions.values_mut().enumerate() {
             for s in part.windows.take_closed_slices() {
                 d.observe_slice(s.series.values(), s.start_ms, s.requests, s.errors);
@@ -199,12 +200,17 @@ impl Pipeline {
                     }
                 }
             }
+            held |= part.windows.holds_detector(now_ms);
             if let Some(w) = part.windows.watermark_ms() {
                 window_clock = Some(window_clock.map_or(w, |c| c.min(w)));
             }
             if let Some(f) = part.windows.fast_watermark_ms() {
                 slice_clock = Some(slice_clock.map_or(f, |c| c.min(f)));
             }
+        }
+        if held {
+            // A partition that has not delivered yet may still close windows of these ticks.
+            return;
         }
         let before = d.evaluations();
         let transitions = d.evaluate(window_clock, slice_clock);
@@ -388,7 +394,7 @@ impl Pipeline {
             fresh.push((i, part.closed.len()));
             part.closed.extend(closed);
         }
-        self.detect(&fresh);
+        self.detect(&fresh, now_ms);
         self.publish();
     }
 
@@ -426,7 +432,7 @@ impl Pipeline {
             fresh.push((i, part.closed.len()));
             part.closed.extend(closed);
         }
-        self.detect(&fresh);
+        self.detect(&fresh, i64::MAX);
         self.publish();
     }
 

@@ -36,6 +36,25 @@ pub fn rule_context(config: &Config) -> Result<RuleContext, crate::config::Confi
 /// Loads and validates the rules of `dir`.
 pub fn load_rules(config: &Config, dir: &Path) -> Result<RuleSet, SetupError> {
     let ctx = rule_context(config)?;
+    if dir == Path::new(crate::config::DEFAULT_RULES_DIR) && !dir.exists() {
+        tracing::info!(
+            "no ./{} directory: using the default rules built into this binary",
+            crate::config::DEFAULT_RULES_DIR
+        );
+        let texts: Vec<_> = crate::rules::BUILTIN_RULES
+            .iter()
+            .map(|(n, t)| {
+                (
+                    std::path::PathBuf::from(format!("(built in) {n}")),
+                    t.to_string(),
+                )
+            })
+            .collect();
+        return crate::rules::load_texts(&texts, &ctx).map_err(|errors| SetupError::Rules {
+            dir: dir.to_path_buf(),
+            errors,
+        });
+    }
     crate::rules::load_dir(dir, &ctx).map_err(|errors| SetupError::Rules {
         dir: dir.to_path_buf(),
         errors,
@@ -80,8 +99,14 @@ pub fn resume(
         feed(&mut d, w, settings.slice_ms);
         loaded += 1;
     }
-    if let Some(s) = snapshot {
-        d.restore(s);
+    match snapshot {
+        Some(s) => d.restore(s),
+        // First start on existing data: it is baseline, not news.
+        None => {
+            if let Some(n) = newest {
+                d.skip_until(n);
+            }
+        }
     }
     tracing::info!(
         rules = d.rules().rules.len(),

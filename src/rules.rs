@@ -536,7 +536,7 @@ pub fn load_dir(dir: &Path, ctx: &RuleContext) -> Result<RuleSet, Vec<RuleError>
             }])
         }
     };
-    let mut files: Vec<PathBuf> = entries
+    let files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.is_file()
@@ -546,19 +546,45 @@ pub fn load_dir(dir: &Path, ctx: &RuleContext) -> Result<RuleSet, Vec<RuleError>
                 )
         })
         .collect();
+    let mut files = files;
     files.sort();
+    let mut texts = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        match std::fs::read_to_string(&f) {
+            Ok(text) => texts.push((f, text)),
+            Err(source) => errors.push(RuleError::Io { file: f, source }),
+        }
+    }
+    match load_texts(&texts, ctx) {
+        Ok(set) if errors.is_empty() => Ok(set),
+        Ok(_) => Err(errors),
+        Err(e) => {
+            errors.extend(e);
+            Err(errors)
+        }
+    }
+}
+
+/// The rules shipped in `rules/`, compiled in: used when the configured rules directory is
+/// the default `rules` and does not exist (e.g. `driftwatch demo` run from elsewhere).
+pub const BUILTIN_RULES: [(&str, &str); 3] = [
+    ("rules/errors.yaml", include_str!("../rules/errors.yaml")),
+    ("rules/latency.yaml", include_str!("../rules/latency.yaml")),
+    ("rules/quality.yaml", include_str!("../rules/quality.yaml")),
+];
+
+/// Parses and validates rule files given as (name, text); every problem is returned.
+pub fn load_texts(
+    files: &[(PathBuf, String)],
+    ctx: &RuleContext,
+) -> Result<RuleSet, Vec<RuleError>> {
     let mut set = RuleSet::default();
     let mut errors = Vec::new();
-    for f in &files {
-        match std::fs::read_to_string(f) {
-            Ok(text) => match parse_file(f, &text, ctx) {
-                Ok(rules) => set.rules.extend(rules),
-                Err(e) => errors.extend(e),
-            },
-            Err(source) => errors.push(RuleError::Io {
-                file: f.clone(),
-                source,
-            }),
+    for (f, text) in files {
+        match parse_file(f, text, ctx) {
+            Ok(rules) => set.rules.extend(rules),
+            Err(e) => errors.extend(e),
         }
     }
     let mut seen: BTreeMap<&str, &Rule> = BTreeMap::new();
@@ -578,7 +604,7 @@ pub fn load_dir(dir: &Path, ctx: &RuleContext) -> Result<RuleSet, Vec<RuleError>
         }
     }
     if errors.is_empty() {
-        set.files = files;
+        set.files = files.iter().map(|(f, _)| f.clone()).collect();
         Ok(set)
     } else {
         Err(errors)

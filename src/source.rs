@@ -78,7 +78,12 @@ impl Health {
             rules: d.rules().rules.len(),
             evaluated_window_ms: w,
             evaluated_slice_ms: s,
-            alerts: d.alerts(),
+            // Like Prometheus: pending and firing, plus recently resolved for context.
+            alerts: d
+                .alerts()
+                .into_iter()
+                .filter(|a| a.state != crate::alerts::AlertState::Inactive)
+                .collect(),
         };
         *self.alerts.write().unwrap_or_else(|e| e.into_inner()) = view;
     }

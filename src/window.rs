@@ -191,6 +191,17 @@ impl WindowState {
         (self.fast_watermark_ms != i64::MIN).then_some(self.fast_watermark_ms)
     }
 
+    /// Whether this state may still deliver data older than every other partition's: it has
+    /// no watermark yet but a partition assigned within `idle_timeout`. The detector waits
+    /// for such a partition rather than evaluate ticks its windows belong to.
+    pub fn holds_detector(&self, now_ms: i64) -> bool {
+        self.watermark_ms().is_none()
+            && self
+                .clocks
+                .values()
+                .any(|c| now_ms - c.last_seen_wall_ms < self.idle_ms)
+    }
+
     /// Slices closed since the last call, oldest first.
     pub fn take_closed_slices(&mut self) -> Vec<ClosedSlice> {
         std::mem::take(&mut self.closed_slices)

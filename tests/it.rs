@@ -3,6 +3,8 @@
 #[path = "it/support.rs"]
 mod support;
 
+#[path = "it/alerts_e2e.rs"]
+mod alerts_e2e;
 #[path = "it/bad_input.rs"]
 mod bad_input;
 #[path = "it/cli.rs"]
