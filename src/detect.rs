@@ -343,71 +343,22 @@ fn measure(
             finish(rule, labels, (n, bn), (value, bv), eff, sig)
         }
         Signal::Quantile { metric, q } => {
+            let q = *q;
             let scale = metric.scale();
-            let empty = crate::history::SparseHist::default();
-            let ch = cur.hist(*metric).unwrap_or(&empty);
-            let n = ch.count();
-            let value = ch
-                .quantile_units(*q)
-                .map(|u| u as f64 / scale)
-                .unwrap_or(f64::NAN);
-            let (bv, bn, bh) = match (&rule.baseline, base) {
-                (Baseline::Value(v), _) => (*v, 0, None),
-                (_, Some(b)) => {
-                    let bh = b.hist(*metric).unwrap_or(&empty);
-                    let bv = bh
-                        .quantile_units(*q)
-                        .map(|u| u as f64 / scale)
-                        .unwrap_or(f64::NAN);
-                    (bv, bh.count(), Some(bh))
-                }
-                (_, None) => (f64::NAN, 0, None),
-            };
-            let sig = match (test, bh) {
-                (Some(t), Some(bh)) => {
-                    hist_test(t, alt, ch, bh, Some(*q), rule.condition.direction)
-                }
-                _ => None,
-            };
-            let eff = if value.is_nan() || bv.is_nan() {
-                None
-            } else {
-                effect(rule.condition.effect, value, bv)
-            };
-            finish(rule, labels, (n, bn), (value, bv), eff, sig)
+            hist_scalar(rule, labels, *metric, cur, base, Some(q), move |h| {
+                h.quantile_units(q)
+                    .map(|u| u as f64 / scale)
+                    .unwrap_or(f64::NAN)
+            })
         }
-        Signal::Mean { metric } => {
-            let empty = crate::history::SparseHist::default();
-            let ch = cur.hist(*metric).unwrap_or(&empty);
-            let n = ch.count();
-            let mean = |h: &crate::history::SparseHist| {
-                let n = h.count();
-                if n == 0 {
-                    f64::NAN
-                } else {
-                    h.sum / n as f64
-                }
-            };
-            let value = mean(ch);
-            let (bv, bn, bh) = match (&rule.baseline, base) {
-                (Baseline::Value(v), _) => (*v, 0, None),
-                (_, Some(b)) => {
-                    let bh = b.hist(*metric).unwrap_or(&empty);
-                    (mean(bh), bh.count(), Some(bh))
-                }
-                (_, None) => (f64::NAN, 0, None),
-            };
-            let sig = match (test, bh) {
-                (Some(t), Some(bh)) => hist_test(t, alt, ch, bh, None, rule.condition.direction),
-                _ => None,
-            };
-            let eff = if value.is_nan() || bv.is_nan() {
-                None
+        Signal::Mean { metric } => hist_scalar(rule, labels, *metric, cur, base, None, |h| {
+            let n = h.count();
+            if n == 0 {
+                f64::NAN
             } else {
-                effect(rule.condition.effect, value, bv)
-            };
-            finish(rule, labels, (n, bn), (value, bv), eff, sig)
-        }
+                h.sum / n as f64
+            }
+        }),
         Signal::Distribution { metric } => {
             let empty = crate::history::SparseHist::default();
             let ch = cur.hist(*metric).unwrap_or(&empty);
@@ -423,6 +374,39 @@ fn measure(
         }
         Signal::JudgeMean(_) => unreachable!("judge signals are measured by judge()"),
     }
+}
+
+/// A scalar statistic of a histogram metric (a quantile, the mean) against its baseline.
+fn hist_scalar(
+    rule: &Rule,
+    labels: InstanceLabels,
+    metric: crate::sketch::Metric,
+    cur: &Summary,
+    base: Option<&Summary>,
+    q: Option<f64>,
+    stat: impl Fn(&crate::history::SparseHist) -> f64,
+) -> Evaluation {
+    let empty = crate::history::SparseHist::default();
+    let ch = cur.hist(metric).unwrap_or(&empty);
+    let value = stat(ch);
+    let (bv, bn, bh) = match (&rule.baseline, base) {
+        (Baseline::Value(v), _) => (*v, 0, None),
+        (_, Some(b)) => {
+            let bh = b.hist(metric).unwrap_or(&empty);
+            (stat(bh), bh.count(), Some(bh))
+        }
+        (_, None) => (f64::NAN, 0, None),
+    };
+    let sig = match (rule.test, bh) {
+        (Some(t), Some(bh)) => hist_test(t, alternative(rule), ch, bh, q, rule.condition.direction),
+        _ => None,
+    };
+    let eff = if value.is_nan() || bv.is_nan() {
+        None
+    } else {
+        effect(rule.condition.effect, value, bv)
+    };
+    finish(rule, labels, (ch.count(), bn), (value, bv), eff, sig)
 }
 
 fn distribution(
