@@ -8,6 +8,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
 COPY tests ./tests
+COPY rules ./rules
 RUN cargo build --release --locked --bin driftwatch
 
 FROM debian:bookworm-slim
@@ -15,6 +16,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home /var/lib/driftwatch --create-home driftwatch
 COPY --from=build /src/target/release/driftwatch /usr/local/bin/driftwatch
+COPY rules /etc/driftwatch/rules
 USER driftwatch
 WORKDIR /var/lib/driftwatch
 EXPOSE 9464

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::history::{align, align_counts, History, Summary};
+use crate::history::{align, align_counts, History, Parts, Summary};
 use crate::rules::{Baseline, Category, Direction, EffectKind, Resolution, Rule, Signal, TestKind};
 use crate::sketch::Moments;
 use crate::stats::{self, Alternative};
@@ -60,8 +60,9 @@ pub fn evaluate(
     t_ms: i64,
 ) -> Vec<Evaluation> {
     let cur_from = t_ms - rule.over_ms;
+    let parts = parts_for(&rule.signal);
     let range = |labels: &[String], from: i64, to: i64| match rule.resolution {
-        Resolution::Window => history.range(labels, from, to),
+        Resolution::Window => history.range_of(labels, from, to, parts),
         Resolution::Slice => history.slice_range(labels, from, to),
     };
     let matches = |labels: &[String], skip: &[usize]| {
@@ -169,6 +170,27 @@ fn merge_where(
         }
     }
     s
+}
+
+/// What a signal reads of the summaries.
+fn parts_for(signal: &Signal) -> Parts {
+    match signal {
+        Signal::Quantile { metric, .. }
+        | Signal::Mean { metric }
+        | Signal::Distribution { metric } => Parts {
+            hists: 1 << (*metric as u8),
+            ..Parts::COUNTS_ONLY
+        },
+        Signal::ErrorRate | Signal::NegativeFeedbackRate => Parts::COUNTS_ONLY,
+        Signal::ErrorTypeRate(_) | Signal::Categorical(_) => Parts {
+            counts: true,
+            ..Parts::COUNTS_ONLY
+        },
+        Signal::JudgeMean(_) => Parts {
+            judge: true,
+            ..Parts::COUNTS_ONLY
+        },
+    }
 }
 
 fn alternative(rule: &Rule) -> Alternative {

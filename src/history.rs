@@ -132,6 +132,29 @@ pub fn align_counts(a: &Counts, b: &Counts) -> (Vec<u64>, Vec<u64>) {
     keys.into_iter().map(|k| (a.get(k), b.get(k))).unzip()
 }
 
+/// Which parts of a [`Summary`] a merge carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    /// Bit i: the histogram of `Metric` i.
+    pub hists: u8,
+    /// The categorical counters.
+    pub counts: bool,
+    pub judge: bool,
+}
+
+impl Parts {
+    pub const ALL: Parts = Parts {
+        hists: 0b1_1111,
+        counts: true,
+        judge: true,
+    };
+    pub const COUNTS_ONLY: Parts = Parts {
+        hists: 0,
+        counts: false,
+        judge: false,
+    };
+}
+
 /// What the detector keeps of one series over one window (or a merged range of windows).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -182,14 +205,33 @@ impl Summary {
     }
 
     pub fn merge(&mut self, o: &Summary) {
+        self.merge_parts(o, Parts::ALL);
+    }
+
+    /// Merges the request, error and feedback counts and the chosen `parts` of `o`.
+    pub fn merge_parts(&mut self, o: &Summary, parts: Parts) {
         self.requests += o.requests;
         self.errors += o.errors;
-        for (a, b) in self.hists.iter_mut().zip(&o.hists) {
+        for i in 0..3 {
+            self.feedback[i] += o.feedback[i];
+        }
+        for (m, (a, b)) in self.hists.iter_mut().zip(&o.hists).enumerate() {
+            if parts.hists & (1 << m) == 0 {
+                continue;
+            }
             match (a.as_mut(), b) {
                 (Some(a), Some(b)) => a.merge(b),
                 (None, Some(b)) => *a = Some(b.clone()),
                 _ => {}
             }
+        }
+        if parts.judge {
+            for (name, m) in &o.judge {
+                self.judge.entry(name.clone()).or_default().merge(m);
+            }
+        }
+        if !parts.counts {
+            return;
         }
         for (a, b) in [
             (&mut self.error_types, &o.error_types),
@@ -201,12 +243,6 @@ impl Summary {
             for (k, n) in &b.0 {
                 a.add(k, *n);
             }
-        }
-        for (name, m) in &o.judge {
-            self.judge.entry(name.clone()).or_default().merge(m);
-        }
-        for i in 0..3 {
-            self.feedback[i] += o.feedback[i];
         }
     }
 
@@ -331,11 +367,17 @@ impl History {
     /// The merged summary of `labels` over windows starting in `[from, to)`; hourly roll-ups
     /// count when their midpoint is in the range. `None` when nothing is recorded there.
     pub fn range(&self, labels: &[String], from: i64, to: i64) -> Option<Summary> {
+        self.range_of(labels, from, to, Parts::ALL)
+    }
+
+    /// [`Self::range`] merging only `parts` (counts of requests, errors and feedback always):
+    /// a rule reads one histogram or the judge moments, not everything.
+    pub fn range_of(&self, labels: &[String], from: i64, to: i64, parts: Parts) -> Option<Summary> {
         let h = self.series.get(labels)?;
         let mut out: Option<Summary> = None;
-        let mut add = |s: &Summary| match out.as_mut() {
-            Some(o) => o.merge(s),
-            None => out = Some(s.clone()),
+        let mut add = |s: &Summary| {
+            out.get_or_insert_with(Summary::default)
+                .merge_parts(s, parts)
         };
         for (start, s) in h.coarse.range(..to) {
             let mid = start + COARSE_MS / 2;

@@ -49,8 +49,20 @@ fn compose_file_is_wired_and_its_config_passes_check() {
         ["run", "--config", "/etc/driftwatch/driftwatch.toml"]
     );
 
+    // The image carries the repository's rules where the mounted config looks for them.
+    let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains("COPY rules /etc/driftwatch/rules"),
+        "{dockerfile}"
+    );
+    let mounted = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        mounted.contains("rules_dir = \"/etc/driftwatch/rules\""),
+        "{mounted}"
+    );
     let out = Command::new(bin())
-        .args(["check", "--config", config.to_str().unwrap()])
+        .args(["check", "--config", config.to_str().unwrap(), "--rules"])
+        .arg(repo_root().join("rules"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

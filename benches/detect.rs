@@ -1,0 +1,106 @@
+//! Cost of detection: one evaluation tick of each default rule over N series with a day of
+//! history (2 h at window resolution, the rest rolled up into hours), and the history's size.
+//!
+//! `cargo bench --bench detect`. Windows carry 600 requests each (10 requests/s per series)
+//! with realistic latency spreads; 16 distinct window shapes are reused across series and
+//! minutes, so building the history is quick while bucket counts stay realistic.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use driftwatch::config::Config;
+use driftwatch::detect::evaluate;
+use driftwatch::event::{Deployment, RequestEvent, Status};
+use driftwatch::history::{History, Summary};
+use driftwatch::sketch::WindowSketch;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, LogNormal, Normal};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const MIN: i64 = 60_000;
+const T0: i64 = 1_794_268_800_000;
+
+fn shapes(metrics: &std::collections::BTreeSet<usize>) -> Vec<Summary> {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    (0..16)
+        .map(|i| {
+            let mut w = WindowSketch::default();
+            let median = 600.0 + 50.0 * i as f64;
+            for k in 0..600 {
+                let lat = LogNormal::new(f64::ln(median), 0.45)
+                    .unwrap()
+                    .sample(&mut rng);
+                let error = rng.random_bool(0.004);
+                let ev = RequestEvent {
+                    latency_ms: lat,
+                    status: if error { Status::Error } else { Status::Ok },
+                    judge_scores: vec![(
+                        "faithfulness".into(),
+                        Normal::new(0.8, 0.12).unwrap().sample(&mut rng),
+                    )],
+                    deployment: Some(Deployment::Stable),
+                    ..Default::default()
+                };
+                w.observe(&ev, 0, k);
+                if k % 10 == 0 {
+                    w.add_to_slice((k / 100) as usize, error);
+                }
+            }
+            Summary::from_sketch(&w, metrics)
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let config = Config::default();
+    let rules = driftwatch::replay::load_rules(&config, Path::new("rules")).unwrap();
+    let labels: Vec<&'static str> = config
+        .series
+        .parsed_labels()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str())
+        .collect();
+    let shapes = shapes(&rules.metrics());
+    let now = T0 + 24 * 60 * MIN;
+    let mut group = c.benchmark_group("detect_tick");
+    group.sample_size(10);
+    for n in [100usize, 1000] {
+        let mut h = History::new(MIN, 2 * 60 * MIN, rules.lookback_ms() + MIN, 60_000);
+        for w in 0..(24 * 60) {
+            let start = T0 + w * MIN;
+            for s in 0..n {
+                let key = vec![
+                    format!("svc-{}", s % 10),
+                    format!("model-{}", s / 10 % 10),
+                    format!("v{}", s / 100),
+                    if s % 7 == 0 { "canary" } else { "stable" }.to_string(),
+                ];
+                h.add_window(&key, start, shapes[(s + w as usize) % shapes.len()].clone());
+                if w >= 24 * 60 - 1 {
+                    for k in 0..6 {
+                        h.add_slice(&key, start + k * 10_000, 100, 1);
+                    }
+                }
+            }
+            h.maintain(start + MIN);
+        }
+        eprintln!(
+            "{n} series: history ≈ {:.1} MB",
+            h.approx_bytes() as f64 / 1e6
+        );
+        for rule in &rules.rules {
+            group.bench_with_input(BenchmarkId::new(rule.name.clone(), n), &n, |b, _| {
+                b.iter(|| black_box(evaluate(rule, &labels, &h, now)))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
