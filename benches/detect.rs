@@ -83,7 +83,7 @@ fn bench(c: &mut Criterion) {
                 h.add_window(&key, start, shapes[(s + w as usize) % shapes.len()].clone());
                 if w >= 24 * 60 - 1 {
                     for k in 0..6 {
-                        h.add_slice(&key, start + k * 10_000, 100, 1);
+                        h.add_slice(&key, start + k * 10_000, 0, 100, 1);
                     }
                 }
             }

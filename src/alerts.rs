@@ -59,6 +59,9 @@ pub struct Alert {
     pub resolved_at_ms: Option<i64>,
     /// Last evaluation the condition held.
     pub last_active_ms: Option<i64>,
+    /// First evaluation the condition failed while firing (`keep_firing_for` counts from it).
+    #[serde(default)]
+    pub keep_firing_since_ms: Option<i64>,
     /// Last evaluation with enough data.
     pub last_data_ms: Option<i64>,
     pub last_eval_ms: i64,
@@ -160,10 +163,43 @@ impl AlertBook {
         self.instances.is_empty()
     }
 
-    /// Drops instances of rules that no longer exist (after a reload).
-    pub fn retain_rules(&mut self, names: &[&str]) {
-        self.instances
-            .retain(|(r, _), _| names.contains(&r.as_str()));
+    /// Drops instances of rules that no longer exist (after a reload). Pending and firing
+    /// ones of the `old` rules end with a transition to resolved ("rule removed"), so nothing
+    /// downstream stays firing forever.
+    pub fn retain_rules(&mut self, names: &[&str], old: &[Rule]) -> Vec<Transition> {
+        let mut out = Vec::new();
+        self.instances.retain(|(r, _), a| {
+            if names.contains(&r.as_str()) {
+                return true;
+            }
+            if matches!(a.state, AlertState::Pending | AlertState::Firing) {
+                match old.iter().find(|x| &x.name == r) {
+                    Some(rule) => {
+                        let to = if a.state == AlertState::Firing {
+                            AlertState::Resolved
+                        } else {
+                            AlertState::Inactive
+                        };
+                        out.push(transition(
+                            rule,
+                            a,
+                            a.last_eval_ms,
+                            a.state,
+                            to,
+                            "rule removed".to_string(),
+                        ));
+                    }
+                    None => tracing::warn!(
+                        rule = %r,
+                        fingerprint = %a.fingerprint,
+                        "the rule of a {} alert no longer exists; dropping it",
+                        a.state.as_str()
+                    ),
+                }
+            }
+            false
+        });
+        out
     }
 
     /// Applies the evaluations of `rule` at `t_ms` and returns the transitions, in
@@ -191,6 +227,7 @@ impl AlertBook {
                 fired_at_ms: None,
                 resolved_at_ms: None,
                 last_active_ms: None,
+                keep_firing_since_ms: None,
                 last_data_ms: None,
                 last_eval_ms: t_ms,
                 numbers: Numbers::default(),
@@ -253,14 +290,16 @@ impl AlertBook {
                 out.push(tr);
             }
         }
+        // Like Prometheus: inactive instances go at once, resolved ones after a while.
         self.instances.retain(|(r, _), a| {
             r != &rule.name
-                || matches!(a.state, AlertState::Pending | AlertState::Firing)
-                || t_ms
-                    - a.resolved_at_ms
-                        .unwrap_or(a.last_eval_ms)
-                        .max(a.last_data_ms.unwrap_or(i64::MIN))
-                    < life.forget_after_ms
+                || match a.state {
+                    AlertState::Pending | AlertState::Firing => true,
+                    AlertState::Inactive => false,
+                    AlertState::Resolved => {
+                        t_ms - a.resolved_at_ms.unwrap_or(t_ms) < life.forget_after_ms
+                    }
+                }
         });
         out.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
         out
@@ -309,10 +348,12 @@ fn step(
         (Pending, _) => Inactive,
         (Firing, Some(true)) => {
             a.last_active_ms = Some(t);
+            a.keep_firing_since_ms = None;
             Firing
         }
         (Firing, Some(false)) => {
-            if t - a.last_active_ms.unwrap_or(t) >= rule.keep_firing_for_ms {
+            let since = *a.keep_firing_since_ms.get_or_insert(t);
+            if t - since >= rule.keep_firing_for_ms {
                 a.resolved_at_ms = Some(t);
                 Resolved
             } else {
@@ -336,6 +377,9 @@ fn step(
     if to == Inactive {
         a.active_at_ms = None;
     }
+    if to != Firing {
+        a.keep_firing_since_ms = None;
+    }
     let reason = if from == Firing && to == Resolved && active.is_none() {
         format!(
             "no data for {}",
@@ -346,6 +390,20 @@ fn step(
     } else {
         reason.to_string()
     };
+    let tr = transition(rule, a, t, from, to, reason);
+    a.summary = tr.summary.clone();
+    Some(tr)
+}
+
+/// The record of `a` moving `from` → `to` at `t`, with rendered labels and annotations.
+fn transition(
+    rule: &Rule,
+    a: &Alert,
+    t: i64,
+    from: AlertState,
+    to: AlertState,
+    reason: String,
+) -> Transition {
     let mut tr = Transition {
         at_ms: t,
         rule: rule.name.clone(),
@@ -381,8 +439,7 @@ fn step(
         .get("runbook_url")
         .map(|s| render(s, rule, &tr))
         .unwrap_or_default();
-    a.summary = tr.summary.clone();
-    Some(tr)
+    tr
 }
 
 /// Human description of where the baseline comes from.
@@ -609,7 +666,8 @@ mod tests {
         use AlertState::*;
         let r = rule(0, 180);
         let mut book = AlertBook::default();
-        // for: 0 fires at once; keep_firing_for 3m holds through two healthy minutes.
+        // for: 0 fires at once; keep_firing_for 3m counts from the first healthy evaluation
+        // (minute 4, after the relapse at 3), so it resolves at 7, as Prometheus does.
         let seq = [
             Some(0.06),
             Some(0.01),
@@ -618,10 +676,11 @@ mod tests {
             Some(0.01),
             Some(0.01),
             Some(0.01),
+            Some(0.01),
         ];
         assert_eq!(
             states(&mut book, &r, &seq),
-            vec![(0, Firing), (6, Resolved)]
+            vec![(0, Firing), (7, Resolved)]
         );
         // A firing alert without data resolves only after stale_after (10 minutes).
         let mut book = AlertBook::default();
@@ -631,6 +690,39 @@ mod tests {
             states(&mut book, &r, &seq),
             vec![(0, Firing), (10, Resolved)]
         );
+    }
+
+    #[test]
+    fn inactive_instances_are_dropped_and_resolved_ones_after_keep_resolved() {
+        let r = rule(0, 0);
+        let mut book = AlertBook::default();
+        book.apply(&r, 0, eval(Some(0.01)), LIFE);
+        assert!(book.is_empty(), "an instance that never fired is not kept");
+        book.apply(&r, M, eval(Some(0.07)), LIFE);
+        book.apply(&r, 2 * M, eval(Some(0.01)), LIFE);
+        assert_eq!(book.alerts().next().unwrap().state, AlertState::Resolved);
+        // Still sending healthy data: kept for keep_resolved (15 min), then dropped.
+        for m in 3..17 {
+            book.apply(&r, m * M, eval(Some(0.01)), LIFE);
+        }
+        assert_eq!(book.len(), 1);
+        book.apply(&r, 17 * M, eval(Some(0.01)), LIFE);
+        assert!(book.is_empty());
+    }
+
+    #[test]
+    fn removing_a_rule_resolves_its_firing_alerts() {
+        let r = rule(0, 0);
+        let mut book = AlertBook::default();
+        book.apply(&r, 0, eval(Some(0.07)), LIFE);
+        let ended = book.retain_rules(&[], std::slice::from_ref(&r));
+        assert_eq!(ended.len(), 1);
+        assert_eq!(
+            (ended[0].from, ended[0].to),
+            (AlertState::Firing, AlertState::Resolved)
+        );
+        assert_eq!(ended[0].reason, "rule removed");
+        assert!(book.is_empty());
     }
 
     #[test]

@@ -186,8 +186,38 @@ impl Committer {
             Err(e) => return Err(io("reading", &ckpt_path)(e)),
         };
         let intent_path = self.path(topic, partition, "intent");
-        if let Ok(bytes) = fs::read(&intent_path) {
-            let committed_seq = checkpoint.as_ref().map_or(0, |c| c.seq);
+        self.roll_back(&intent_path, checkpoint.as_ref().map_or(0, |c| c.seq))?;
+        Ok(checkpoint)
+    }
+
+    /// Rolls back every interrupted commit of every partition in the data directory (their
+    /// files would otherwise be read as committed, e.g. by the detector's history rebuild).
+    pub fn recover_all(&self) -> Result<(), CommitError> {
+        let entries = fs::read_dir(&self.state_dir).map_err(io("listing", &self.state_dir))?;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Some(base) = name.strip_suffix(".intent.json") else {
+                continue;
+            };
+            let ckpt_path = self.state_dir.join(format!("{base}.checkpoint.json"));
+            let seq = match fs::read(&ckpt_path) {
+                Ok(bytes) => match serde_json::from_slice::<Checkpoint>(&bytes) {
+                    Ok(c) => c.seq,
+                    // An unreadable checkpoint: leave it to `load` to report.
+                    Err(_) => continue,
+                },
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => 0,
+                Err(err) => return Err(io("reading", &ckpt_path)(err)),
+            };
+            self.roll_back(&e.path(), seq)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the files of the commit `intent_path` describes unless the checkpoint
+    /// (`committed_seq`) shows it completed, then the intent.
+    fn roll_back(&self, intent_path: &Path, committed_seq: u64) -> Result<(), CommitError> {
+        if let Ok(bytes) = fs::read(intent_path) {
             match serde_json::from_slice::<Intent>(&bytes) {
                 // Compared by commit number, not offsets: a commit that only closes windows
                 // covers no new offset.
@@ -206,9 +236,9 @@ impl Committer {
                 // A torn intent: its files were never started (the intent is written first).
                 Err(_) => {}
             }
-            fs::remove_file(&intent_path).map_err(io("removing", &intent_path))?;
+            fs::remove_file(intent_path).map_err(io("removing", intent_path))?;
         }
-        Ok(checkpoint)
+        Ok(())
     }
 
     /// Writes one partition's commit; when it returns, `next_offset` may go to Kafka.

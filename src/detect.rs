@@ -74,7 +74,12 @@ pub fn evaluate(
     // Current aggregates per instance.
     let mut current: BTreeMap<Vec<String>, Summary> = BTreeMap::new();
     for labels in history.series() {
-        if !matches(labels, &[]) {
+        // The overflow series mixes whatever did not fit under series.max_active: no alert
+        // (nor circuit breaker) can be about it.
+        let overflow = labels
+            .first()
+            .is_some_and(|v| v == crate::series::OVERFLOW_LABEL);
+        if overflow || !matches(labels, &[]) {
             continue;
         }
         if let Some(s) = range(labels, cur_from, t_ms) {
@@ -386,6 +391,9 @@ fn measure(
             let ch = cur.hist(*metric).unwrap_or(&empty);
             let bh = base.and_then(|b| b.hist(*metric)).unwrap_or(&empty);
             let (a, b) = align(ch, bh);
+            // Hundreds of HDR buckets would make PSI, Jensen-Shannon and chi-square see
+            // noise: compare on the baseline's deciles.
+            let (a, b) = rebin_by_baseline(&a, &b, DISTRIBUTION_BINS);
             distribution(rule, labels, &a, &b, Some((ch, bh)))
         }
         Signal::Categorical(c) => {
@@ -463,6 +471,42 @@ fn distribution(
     finish(rule, labels, (n, bn), (v, f64::NAN), eff, sig)
 }
 
+/// Bins a histogram distribution is compared on (baseline quantiles).
+pub const DISTRIBUTION_BINS: usize = 10;
+
+/// Merges aligned bins into at most `k` bins holding about equal shares of the baseline
+/// `b` (its quantiles), the usual binning for PSI; bins past the baseline's last value merge
+/// into the last bin. With an empty baseline the bins are left as they are.
+pub fn rebin_by_baseline(a: &[u64], b: &[u64], k: usize) -> (Vec<u64>, Vec<u64>) {
+    let total: u64 = b.iter().sum();
+    if total == 0 || k == 0 || a.len() <= k {
+        return (a.to_vec(), b.to_vec());
+    }
+    let (mut ra, mut rb) = (Vec::with_capacity(k), Vec::with_capacity(k));
+    let (mut ca, mut cb, mut cum) = (0u64, 0u64, 0u64);
+    let mut next_cut = 1usize;
+    for (x, y) in a.iter().zip(b) {
+        ca += x;
+        cb += y;
+        cum += y;
+        // Close a bin once the baseline passed the next k-quantile (the last bin takes the rest).
+        if ra.len() + 1 < k && cum * k as u64 >= next_cut as u64 * total {
+            ra.push(ca);
+            rb.push(cb);
+            ca = 0;
+            cb = 0;
+            while next_cut as u64 * total <= cum * k as u64 {
+                next_cut += 1;
+            }
+        }
+    }
+    if ca > 0 || cb > 0 || ra.is_empty() {
+        ra.push(ca);
+        rb.push(cb);
+    }
+    (ra, rb)
+}
+
 /// Proportion used for an empty bin in PSI (the usual convention).
 pub const PSI_EPSILON: f64 = 1e-4;
 
@@ -494,12 +538,68 @@ fn hist_test(
             let (a, b) = align(cur, base);
             let r = match t.kind {
                 TestKind::MannWhitney => stats::mann_whitney_u(&a, &b, alt),
-                // scipy's one-sided KS alternatives refer to the CDFs, not the values: two-sided.
-                TestKind::Ks => stats::ks_2samp(&a, &b, Alternative::TwoSided),
+                // stats::ks_2samp maps the direction onto scipy's CDF-named alternatives.
+                TestKind::Ks => stats::ks_2samp(&a, &b, alt),
                 _ => stats::anderson_ksamp(&a, &b),
             }?;
             Some((r.p_value < t.alpha, r.p_value))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebinning_keeps_totals_and_cuts_at_baseline_quantiles() {
+        let b: Vec<u64> = vec![10; 100];
+        let a: Vec<u64> = (0..100).map(|i| i as u64).collect();
+        let (ra, rb) = rebin_by_baseline(&a, &b, 10);
+        assert_eq!(rb, vec![100; 10]);
+        assert_eq!(ra.iter().sum::<u64>(), a.iter().sum::<u64>());
+        assert_eq!(ra[0], (0..10).sum::<u64>());
+        // Current mass past the baseline's range lands in the last bin.
+        let (ra, rb) = rebin_by_baseline(
+            &[0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7],
+            &[0, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 0],
+            5,
+        );
+        assert_eq!(ra.iter().sum::<u64>(), 12);
+        assert_eq!(rb.iter().sum::<u64>(), 50);
+        assert_eq!(*ra.last().unwrap(), 7);
+    }
+
+    #[test]
+    fn psi_of_two_samples_of_one_distribution_is_small_after_rebinning() {
+        use rand::SeedableRng;
+        use rand_distr::Distribution;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let ln = rand_distr::LogNormal::new(6.5, 0.45).unwrap();
+        let sketch = |n: usize, rng: &mut rand_chacha::ChaCha8Rng| {
+            let mut w = crate::sketch::WindowSketch::default();
+            for i in 0..n {
+                let ev = crate::event::RequestEvent {
+                    latency_ms: ln.sample(rng),
+                    ..Default::default()
+                };
+                w.observe(&ev, 0, i as i64);
+            }
+            Summary::from_sketch(&w, &[0usize].into())
+        };
+        let cur = sketch(1_000, &mut rng);
+        let base = sketch(12_000, &mut rng);
+        let m = crate::sketch::Metric::LatencyMs;
+        let (a, b) = align(cur.hist(m).unwrap(), base.hist(m).unwrap());
+        assert!(a.len() > 100, "{} buckets", a.len());
+        let raw = stats::psi(&a, &b, PSI_EPSILON).unwrap();
+        let (ra, rb) = rebin_by_baseline(&a, &b, DISTRIBUTION_BINS);
+        let binned = stats::psi(&ra, &rb, PSI_EPSILON).unwrap();
+        assert!(
+            binned < 0.05,
+            "PSI {binned} on deciles (raw buckets: {raw})"
+        );
+        assert!(raw > binned);
     }
 }

@@ -88,18 +88,17 @@ impl Detector {
     }
 
     /// Replaces the rules (SIGHUP). History is kept; instances of removed rules are dropped.
-    pub fn reload(&mut self, rules: RuleSet) {
+    pub fn reload(&mut self, rules: RuleSet) -> Vec<Transition> {
         let names: Vec<&str> = rules.rules.iter().map(|r| r.name.as_str()).collect();
-        self.book.retain_rules(&names);
-        let new_metrics = rules.metrics();
-        let lookback_grew = rules.lookback_ms() > self.rules.lookback_ms();
-        if !new_metrics.is_subset(&self.metrics) || lookback_grew {
-            // Newly read metrics or a longer lookback start from what arrives from now on.
-            let mut fresh = Self::history_for(&rules, &self.settings);
-            std::mem::swap(&mut fresh, &mut self.history);
-        }
-        self.metrics = new_metrics;
+        let ended = self.book.retain_rules(&names, &self.rules.rules);
+        // History is kept and its retention follows the new rules: a longer lookback fills up
+        // from now on; a newly read metric is missing from older windows (those evaluate as
+        // "too few samples" until the range has filled).
+        let sized = Self::history_for(&rules, &self.settings);
+        self.history.set_retention_like(&sized);
+        self.metrics = self.metrics.union(&rules.metrics()).copied().collect();
         self.rules = rules;
+        ended
     }
 
     /// Histogram metrics kept (indices of [`crate::sketch::Metric`]).
@@ -137,11 +136,24 @@ impl Detector {
         self.evaluated_slice_ms = Some(self.evaluated_slice_ms.map_or(s, |e| e.max(s)));
     }
 
+    /// Rolls up and forgets history as of `t_ms` (after a rebuild).
+    pub fn maintain(&mut self, t_ms: i64) {
+        self.history.maintain(t_ms);
+    }
+
     /// Adds one fast slice of one series.
-    pub fn observe_slice(&mut self, labels: &[String], start_ms: i64, requests: u64, errors: u64) {
+    pub fn observe_slice(
+        &mut self,
+        labels: &[String],
+        start_ms: i64,
+        partition: i32,
+        requests: u64,
+        errors: u64,
+    ) {
         if requests > 0 {
             self.note_start(start_ms);
-            self.history.add_slice(labels, start_ms, requests, errors);
+            self.history
+                .add_slice(labels, start_ms, partition, requests, errors);
         }
     }
 
@@ -233,7 +245,7 @@ impl Detector {
     pub fn restore(&mut self, snap: DetectorSnapshot) {
         let names: Vec<&str> = self.rules.rules.iter().map(|r| r.name.as_str()).collect();
         self.book = snap.book;
-        self.book.retain_rules(&names);
+        self.book.retain_rules(&names, &[]);
         self.evaluated_window_ms = snap.evaluated_window_ms;
         self.evaluated_slice_ms = snap.evaluated_slice_ms;
     }

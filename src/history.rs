@@ -257,7 +257,9 @@ struct SeriesHistory {
     fine: BTreeMap<i64, Summary>,
     coarse: BTreeMap<i64, Summary>,
     /// Slice start → (requests, errors).
-    slices: BTreeMap<i64, (u64, u64)>,
+    /// Slice start → Kafka partition → (requests, errors). Keyed by partition so a slice
+    /// handed over twice (a restored checkpoint, the stored window) counts once.
+    slices: BTreeMap<i64, BTreeMap<i32, (u64, u64)>>,
 }
 
 impl SeriesHistory {
@@ -293,6 +295,13 @@ impl History {
         }
     }
 
+    /// Takes the retention settings of `other` (a rule reload), keeping the data.
+    pub fn set_retention_like(&mut self, other: &History) {
+        self.fine_ms = other.fine_ms;
+        self.retain_ms = other.retain_ms;
+        self.slice_retain_ms = other.slice_retain_ms;
+    }
+
     pub fn window_ms(&self) -> i64 {
         self.window_ms
     }
@@ -314,11 +323,19 @@ impl History {
     }
 
     /// Adds a fast slice of one series.
-    pub fn add_slice(&mut self, labels: &[String], start_ms: i64, requests: u64, errors: u64) {
+    pub fn add_slice(
+        &mut self,
+        labels: &[String],
+        start_ms: i64,
+        partition: i32,
+        requests: u64,
+        errors: u64,
+    ) {
         let h = self.series.entry(labels.to_vec()).or_default();
-        let e = h.slices.entry(start_ms).or_default();
-        e.0 += requests;
-        e.1 += errors;
+        h.slices
+            .entry(start_ms)
+            .or_default()
+            .insert(partition, (requests, errors));
     }
 
     /// Rolls up and forgets by the detector's clock (the end of the newest closed window).
@@ -396,7 +413,7 @@ impl History {
         let h = self.series.get(labels)?;
         let mut any = false;
         let (mut r, mut e) = (0, 0);
-        for (_, (req, err)) in h.slices.range(from..to) {
+        for (req, err) in h.slices.range(from..to).flat_map(|(_, p)| p.values()) {
             any = true;
             r += req;
             e += err;

@@ -153,6 +153,20 @@ impl Pipeline {
         self.detector.as_mut()
     }
 
+    /// Replaces the detector's rules; alerts of removed rules end with a transition that is
+    /// written with the next commit.
+    pub fn reload_rules(&mut self, rules: crate::rules::RuleSet) {
+        if let Some(d) = self.detector.as_mut() {
+            let ended = d.reload(rules);
+            for t in &ended {
+                self.metrics.alert_transitions(t.to.as_str()).inc();
+                tracing::info!(rule = %t.rule, fingerprint = %t.fingerprint, to = t.to.as_str(), "alert ended: rule removed");
+            }
+            self.transitions.extend(ended);
+            self.alerts_changed = true;
+        }
+    }
+
     /// Transitions are waiting to be written (they go out with the next commit cycle, at
     /// once, so an alert is in the table within one tick).
     pub fn alerts_pending(&self) -> bool {
@@ -189,9 +203,15 @@ impl Pipeline {
         let mut window_clock: Option<i64> = None;
         let mut slice_clock: Option<i64> = None;
         let mut held = false;
-        for (i, part) in self.partitions.values_mut().enumerate() {
+        for (i, ((_, partition), part)) in self.partitions.iter_mut().enumerate() {
             for s in part.windows.take_closed_slices() {
-                d.observe_slice(s.series.values(), s.start_ms, s.requests, s.errors);
+                d.observe_slice(
+                    s.series.values(),
+                    s.start_ms,
+                    *partition,
+                    s.requests,
+                    s.errors,
+                );
             }
             if let Some((_, from)) = closed.iter().find(|(p, _)| *p == i) {
                 for w in &part.closed[*from..] {

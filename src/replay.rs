@@ -81,26 +81,33 @@ pub fn resume(
 ) -> Result<Detector, SetupError> {
     let settings = config.detection.settings(&config.windows);
     let mut d = Detector::new(rules, label_names(config)?, settings);
-    let from = snapshot
-        .as_ref()
-        .and_then(|s| s.evaluated_window_ms)
-        .map(|t| t - d.rules().lookback_ms() - settings.window_ms);
+    // The lookback before the last evaluated tick (or, on a first start, before the newest
+    // stored hour), from an hour boundary so hourly roll-ups are whole.
+    let reference = match snapshot.as_ref().and_then(|s| s.evaluated_window_ms) {
+        Some(t) => Some(t),
+        None => crate::windows_reader::newest_hour(&config.storage.data_dir)
+            .map(|h| h + crate::history::COARSE_MS),
+    };
+    let from = reference.map(|t| {
+        let f = t - d.rules().lookback_ms() - settings.window_ms;
+        f.div_euclid(crate::history::COARSE_MS) * crate::history::COARSE_MS
+    });
     let labels = label_names(config)?;
     let stored = read_windows(&config.storage.data_dir, &labels, d.metrics(), from, None)?;
-    // Without a snapshot, keep only the lookback before the newest stored window.
     let newest = stored.iter().map(|w| w.end_ms).max();
-    let floor = match (from, newest) {
-        (Some(f), _) => f,
-        (None, Some(n)) => n - d.rules().lookback_ms() - settings.window_ms,
-        (None, None) => i64::MIN,
-    };
     let mut loaded = 0usize;
-    for w in stored.into_iter().filter(|w| w.start_ms >= floor) {
+    for w in stored {
         feed(&mut d, w, settings.slice_ms);
         loaded += 1;
     }
     match snapshot {
-        Some(s) => d.restore(s),
+        Some(s) => {
+            // Roll up what the uninterrupted run would have rolled up by now.
+            if let Some(t) = s.evaluated_window_ms {
+                d.maintain(t);
+            }
+            d.restore(s)
+        }
         // First start on existing data: it is baseline, not news.
         None => {
             if let Some(n) = newest {
@@ -119,7 +126,13 @@ pub fn resume(
 
 fn feed(d: &mut Detector, w: StoredWindow, slice_ms: i64) {
     for (i, (r, e)) in w.slices.iter().enumerate() {
-        d.observe_slice(&w.labels, w.start_ms + i as i64 * slice_ms, *r, *e);
+        d.observe_slice(
+            &w.labels,
+            w.start_ms + i as i64 * slice_ms,
+            w.partition,
+            *r,
+            *e,
+        );
     }
     d.observe_summary(&w.labels, w.start_ms, w.summary);
 }

@@ -817,6 +817,45 @@ impl Validator<'_> {
         let for_ms = r.for_.map(|d| d.as_millis() as i64).unwrap_or(0);
         let keep_firing_for_ms = r.keep_firing_for.map(|d| d.as_millis() as i64).unwrap_or(0);
 
+        // Combinations that validate field by field but could never work.
+        match &baseline {
+            Some(Baseline::Value(v)) if shape == Shape::Rate && !(0.0..=1.0).contains(v) => {
+                self.err(
+                    "baseline.value",
+                    format!("{v} is not a rate; rates are proportions between 0 and 1 (1 % = 0.01)"),
+                )
+            }
+            Some(Baseline::Value(v))
+                if *v == 0.0
+                    && matches!(
+                        r.condition.effect,
+                        EffectKind::Ratio | EffectKind::RelativeChange
+                    ) =>
+            {
+                self.err(
+                    "condition.effect",
+                    "a ratio or relative change against a baseline value of 0 is undefined; use effect value or difference",
+                )
+            }
+            Some(Baseline::Peer { set }) => {
+                for (i, v) in set {
+                    if !matchers.iter().any(|(m, _)| m == i) {
+                        let l = ctx.labels[*i].as_str();
+                        self.err(
+                            &format!("baseline.peer.{l}"),
+                            format!("add match: {{ {l}: <the other value> }} so the peer series ({l}={v}) is not compared with itself"),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+        // Template labels must be labels of the alert instance.
+        let mut instance_labels: Vec<&str> = by.iter().map(|i| ctx.labels[*i].as_str()).collect();
+        if signal == Signal::JudgeMean(None) {
+            instance_labels.push(crate::detect::JUDGE_LABEL);
+        }
+
         for (k, v) in &r.labels {
             if !valid_label_name(k) {
                 self.err(
@@ -824,10 +863,10 @@ impl Validator<'_> {
                     "label names use letters, digits and `_`",
                 );
             }
-            self.template(&format!("labels.{k}"), v, ctx);
+            self.template(&format!("labels.{k}"), v, ctx, &instance_labels);
         }
         for (k, v) in &r.annotations {
-            self.template(&format!("annotations.{k}"), v, ctx);
+            self.template(&format!("annotations.{k}"), v, ctx, &instance_labels);
         }
         if !r.annotations.contains_key("summary") {
             self.err(
@@ -1157,8 +1196,8 @@ impl Validator<'_> {
         })
     }
 
-    fn template(&mut self, field: &str, text: &str, ctx: &RuleContext) {
-        if let Err(e) = check_template(text, ctx) {
+    fn template(&mut self, field: &str, text: &str, ctx: &RuleContext, instance: &[&str]) {
+        if let Err(e) = check_template(text, ctx, instance) {
             self.err(field, e);
         }
     }
@@ -1214,14 +1253,24 @@ pub(crate) enum TemplatePart<'a> {
     Var { var: &'a str, fmt: Option<&'a str> },
 }
 
-fn check_template(text: &str, ctx: &RuleContext) -> Result<(), String> {
+fn check_template(text: &str, ctx: &RuleContext, instance: &[&str]) -> Result<(), String> {
     for p in template_parts(text)? {
         if let TemplatePart::Var { var, fmt } = p {
+            if let Some(l) = var.strip_prefix("labels.") {
+                if !instance.contains(&l)
+                    && (ctx.labels.iter().any(|x| x.as_str() == l)
+                        || l == crate::detect::JUDGE_LABEL)
+                {
+                    return Err(format!(
+                        "{{{{ {var} }}}} would be empty: alerts of this rule carry the labels [{}] (see `by`; `judge` only when signal.judge is not set)",
+                        instance.join(", ")
+                    ));
+                }
+            }
             let ok = TEMPLATE_VARS.contains(&var)
-                || var == "labels.judge"
                 || var
                     .strip_prefix("labels.")
-                    .is_some_and(|l| ctx.labels.iter().any(|x| x.as_str() == l));
+                    .is_some_and(|l| instance.contains(&l));
             if !ok {
                 let labels: Vec<_> = ctx.labels.iter().map(|l| format!("labels.{l}")).collect();
                 return Err(format!(

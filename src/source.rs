@@ -388,6 +388,8 @@ pub async fn run(
     let committer = Committer::new(sink)?;
     let mut pipeline = Pipeline::new(config, metrics.clone())?;
     if config.detection.enabled {
+        // Interrupted commits first: their windows must not enter the detector's history.
+        committer.recover_all()?;
         let rules = crate::replay::load_rules(config, &config.detection.rules_dir)?;
         let snapshot = committer.load_detector()?;
         let detector =
@@ -436,8 +438,8 @@ pub async fn run(
                     Ok(rules) => {
                         let n = rules.rules.len();
                         let mut c = lock(&core);
-                        if let Some(d) = c.pipeline.detector_mut() {
-                            d.reload(rules);
+                        c.pipeline.reload_rules(rules);
+                        if let Some(d) = c.pipeline.detector() {
                             health.publish_alerts(d);
                         }
                         tracing::info!(rules = n, dir = %config.detection.rules_dir.display(), "rules reloaded (SIGHUP)");

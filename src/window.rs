@@ -322,6 +322,25 @@ impl WindowState {
                 window.insert(key, sketch.clone());
             }
         }
+        // Slices the detector was handed before the checkpoint: hand them over again (the
+        // detector keys slices by partition, so a detector that has them keeps one copy).
+        let fast = self.fast_watermark_ms;
+        for (start, series) in &self.open {
+            for (key, sketch) in series {
+                for (i, (r, e)) in sketch.slices.iter().enumerate() {
+                    let slice_start = start + i as i64 * self.slice_ms;
+                    if *r > 0 && slice_start + self.slice_ms <= fast {
+                        self.closed_slices.push(ClosedSlice {
+                            series: key.clone(),
+                            start_ms: slice_start,
+                            requests: *r,
+                            errors: *e,
+                        });
+                    }
+                }
+            }
+        }
+        self.closed_slices.sort_by_key(|s| s.start_ms);
         for (id, start, values) in &snap.responses {
             let key = self.series.register(SeriesKey::new(values.clone()));
             if self.responses.map.insert(*id, (*start, key)).is_none() {
@@ -522,6 +541,38 @@ mod tests {
             status: Status::Ok,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn slices_close_early_and_are_handed_over_again_after_a_restore() {
+        let mut w = state(30, 3600);
+        w.observe(&ev("a", T0 + 1_000), 0, 0, 0);
+        let mut err = ev("a", T0 + 2_000);
+        err.status = Status::Error;
+        w.observe(&err, 0, 1, 0);
+        w.observe(&ev("a", T0 + 12_000), 0, 2, 0);
+        // The newest event at +20 s: slices ending by +15 s (slice lateness 5 s) are closed,
+        // the window (lateness 30 s) is not.
+        w.observe(&ev("a", T0 + 20_000), 0, 3, 0);
+        assert!(w.advance(0).is_empty());
+        let slices = w.take_closed_slices();
+        assert_eq!(
+            slices
+                .iter()
+                .map(|s| (s.start_ms - T0, s.requests, s.errors))
+                .collect::<Vec<_>>(),
+            vec![(0, 2, 1)]
+        );
+        // An event for the closed slice still counts in the window, not in the slice.
+        w.observe(&ev("a", T0 + 3_000), 0, 4, 0);
+        let snap = w.snapshot();
+        assert_eq!(snap.fast_watermark_ms, Some(T0 + 10_000));
+        let mut back = state(30, 3600);
+        back.restore(&snap, 0);
+        assert_eq!(back.take_closed_slices(), slices);
+        let (_, rows) = &snap.open[0];
+        assert_eq!(rows[0].1.event_count, 5);
+        assert_eq!(rows[0].1.slices[0], (2, 1));
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct StoredWindow {
     pub start_ms: i64,
     pub end_ms: i64,
     pub summary: Summary,
+    /// The Kafka partition the row came from (-1 when unknown).
+    pub partition: i32,
     /// (requests, errors) per slice, as the live detector saw them.
     pub slices: Vec<(u64, u64)>,
 }
@@ -78,6 +80,40 @@ pub fn read_windows(
     }
     out.sort_by(|a, b| (a.start_ms, &a.labels).cmp(&(b.start_ms, &b.labels)));
     Ok(out)
+}
+
+/// Start (ms) of the newest `date=…/hour=…` directory of the `windows` table, if any.
+pub fn newest_hour(data_dir: &Path) -> Option<i64> {
+    let root = data_dir.join("windows");
+    let mut best: Option<i64> = None;
+    for day in std::fs::read_dir(&root).ok()?.flatten() {
+        let name = day.file_name().to_string_lossy().to_string();
+        let Some(d) = name.strip_prefix("date=") else {
+            continue;
+        };
+        let Ok(date) = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") else {
+            continue;
+        };
+        let Some(midnight) = date.and_hms_opt(0, 0, 0) else {
+            continue;
+        };
+        let midnight = midnight.and_utc().timestamp_millis();
+        for hour in std::fs::read_dir(day.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = hour.file_name().to_string_lossy().to_string();
+            if let Some(h) = name
+                .strip_prefix("hour=")
+                .and_then(|h| h.parse::<i64>().ok())
+            {
+                let t = midnight + h * 3_600_000;
+                best = Some(best.map_or(t, |b| b.max(t)));
+            }
+        }
+    }
+    best
 }
 
 /// The hour a Hive directory covers, from `date=YYYY-MM-DD` and `hour=HH` components.
@@ -173,9 +209,13 @@ fn counts(m: &MapArray, row: usize) -> Counts {
         return c;
     }
     let entry = m.value(row);
-    let keys = entry.column(0).as_string::<i32>();
-    let values = entry.column(1).as_primitive::<Int64Type>();
-    for i in 0..entry.len() {
+    let (Some(keys), Some(values)) = (
+        entry.column(0).as_string_opt::<i32>(),
+        entry.column(1).as_primitive_opt::<Int64Type>(),
+    ) else {
+        return c;
+    };
+    for i in 0..entry.len().min(keys.len()).min(values.len()) {
         if values.is_valid(i) {
             c.add(keys.value(i), values.value(i).max(0) as u64);
         }
@@ -197,6 +237,9 @@ fn read_batch(
         .map(|l| col::<StringArray>(path, b, l))
         .collect::<Result<_, _>>()?;
     let start = col::<TimestampMillisecondArray>(path, b, "window_start")?;
+    let partition = b
+        .column_by_name("kafka_partition")
+        .and_then(|c| c.as_any().downcast_ref::<arrow::array::Int32Array>());
     let end = col::<TimestampMillisecondArray>(path, b, "window_end")?;
     let events = col::<Int64Array>(path, b, "event_count")?;
     let errors = col::<Int64Array>(path, b, "error_count")?;
@@ -271,11 +314,27 @@ fn read_batch(
         }
         if !jn.is_null(row) {
             let (n, mean, m2) = (jn.value(row), jmean.value(row), jm2.value(row));
-            let names = n.column(0).as_string::<i32>();
-            let nv = n.column(1).as_primitive::<Int64Type>();
-            let meanv = mean.column(1).as_primitive::<Float64Type>();
-            let m2v = m2.column(1).as_primitive::<Float64Type>();
-            for i in 0..n.len() {
+            // Written together, so they line up; anything else is skipped, not trusted.
+            let cols = (
+                n.column(0).as_string_opt::<i32>(),
+                n.column(1).as_primitive_opt::<Int64Type>(),
+                mean.column(1).as_primitive_opt::<Float64Type>(),
+                m2.column(1).as_primitive_opt::<Float64Type>(),
+            );
+            let (Some(names), Some(nv), Some(meanv), Some(m2v)) = cols else {
+                return Err(ReadError::Column {
+                    path: path.to_path_buf(),
+                    column: "judge_n/judge_mean/judge_m2".into(),
+                });
+            };
+            let len = names.len();
+            if [nv.len(), meanv.len(), m2v.len()].iter().any(|l| *l != len) {
+                return Err(ReadError::Column {
+                    path: path.to_path_buf(),
+                    column: "judge_n/judge_mean/judge_m2 (entries do not line up)".into(),
+                });
+            }
+            for i in 0..len {
                 summary.judge.insert(
                     names.value(i).to_string(),
                     Moments {
@@ -289,9 +348,13 @@ fn read_batch(
         let mut slices = Vec::new();
         if let (Some(r), Some(e)) = (slice_req, slice_err) {
             let (r, e) = (r.value(row), e.value(row));
-            let (r, e) = (r.as_primitive::<Int64Type>(), e.as_primitive::<Int64Type>());
-            for i in 0..r.len().min(e.len()) {
-                slices.push((r.value(i).max(0) as u64, e.value(i).max(0) as u64));
+            if let (Some(r), Some(e)) = (
+                r.as_primitive_opt::<Int64Type>(),
+                e.as_primitive_opt::<Int64Type>(),
+            ) {
+                for i in 0..r.len().min(e.len()) {
+                    slices.push((r.value(i).max(0) as u64, e.value(i).max(0) as u64));
+                }
             }
         }
         out.push(StoredWindow {
@@ -302,6 +365,9 @@ fn read_batch(
             start_ms: s,
             end_ms: end.value(row),
             summary,
+            partition: partition
+                .filter(|p| p.is_valid(row))
+                .map_or(-1, |p| p.value(row)),
             slices,
         });
     }

@@ -122,7 +122,7 @@ impl Sim {
         let closed = self.state.advance(self.now);
         for s in self.state.take_closed_slices() {
             self.detector
-                .observe_slice(s.series.values(), s.start_ms, s.requests, s.errors);
+                .observe_slice(s.series.values(), s.start_ms, 0, s.requests, s.errors);
         }
         for w in &closed {
             for (k, sk) in &w.series {

@@ -185,3 +185,27 @@ fn duplicate_rule_names_across_files_are_refused() {
         "error: rules in RULES:\n  RULES/b.yaml:2: rule \"same\": name: duplicate rule name; also defined at RULES/a.yaml:2\n"
     );
 }
+
+#[test]
+fn rules_that_could_never_work_are_refused() {
+    let head = |name: &str| format!("  - name: {name}\n    severity: info\n");
+    let text = format!(
+        "rules:\n{}{}{}",
+        head("percent_not_rate")
+            + "    signal: { metric: error_rate }\n    over: 5m\n    baseline: { value: 5 }\n    condition: { effect: value, above: 5 }\n    annotations: { summary: s, runbook_url: https://x }\n",
+        head("peer_without_match")
+            + "    signal: { metric: error_rate }\n    over: 5m\n    baseline: { peer: { deployment: stable } }\n    condition: { effect: ratio, above: 2 }\n    annotations: { summary: s, runbook_url: https://x }\n",
+        head("empty_labels")
+            + "    by: [service]\n    signal: { metric: error_rate }\n    over: 5m\n    baseline: { value: 0.01 }\n    condition: { effect: value, above: 0.01 }\n    annotations: { summary: \"{{ labels.request_model }} {{ labels.judge }}\", runbook_url: https://x }\n",
+    );
+    let (code, out) = check_rules(&[("never.yaml", &text)]);
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(
+        out,
+        "error: rules in RULES:
+  RULES/never.yaml:2: rule \"percent_not_rate\": baseline.value: 5 is not a rate; rates are proportions between 0 and 1 (1 % = 0.01)
+  RULES/never.yaml:9: rule \"peer_without_match\": baseline.peer.deployment: add match: { deployment: <the other value> } so the peer series (deployment=stable) is not compared with itself
+  RULES/never.yaml:16: rule \"empty_labels\": annotations.summary: {{ labels.request_model }} would be empty: alerts of this rule carry the labels [service] (see `by`; `judge` only when signal.judge is not set)
+"
+    );
+}
