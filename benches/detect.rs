@@ -69,7 +69,7 @@ fn bench(c: &mut Criterion) {
     let now = T0 + 24 * 60 * MIN;
     let mut group = c.benchmark_group("detect_tick");
     group.sample_size(10);
-    for n in [100usize, 1000] {
+    for n in [100usize, 1000, 4000] {
         let mut h = History::new(MIN, 2 * 60 * MIN, rules.lookback_ms() + MIN, 60_000);
         for w in 0..(24 * 60) {
             let start = T0 + w * MIN;

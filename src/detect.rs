@@ -91,37 +91,73 @@ pub fn evaluate(
         }
     }
 
+    // Baselines, computed once per group: a series belongs to the group of an instance when
+    // it agrees on every `by` label the baseline does not vary (`across` / `peer` labels).
+    let (from, to, vary): (i64, i64, Vec<usize>) = match &rule.baseline {
+        Baseline::Value(_) => (0, 0, Vec::new()),
+        Baseline::Trailing {
+            range_ms,
+            offset_ms,
+            across,
+        } => {
+            let to = cur_from - offset_ms;
+            (to - range_ms, to, across.clone())
+        }
+        Baseline::Peer { set } => (cur_from, t_ms, set.iter().map(|(i, _)| *i).collect()),
+    };
+    let group_of = |labels: &[String]| -> Vec<String> {
+        rule.by
+            .iter()
+            .filter(|i| !vary.contains(i))
+            .map(|i| labels[*i].clone())
+            .collect()
+    };
+    let mut baselines: std::collections::HashMap<Vec<String>, Summary> =
+        std::collections::HashMap::new();
+    if !matches!(rule.baseline, Baseline::Value(_)) {
+        let wanted: std::collections::HashSet<Vec<String>> = current
+            .keys()
+            .map(|key| {
+                rule.by
+                    .iter()
+                    .zip(key)
+                    .filter(|(i, _)| !vary.contains(i))
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            })
+            .collect();
+        for labels in history.series() {
+            let is_peer = match &rule.baseline {
+                Baseline::Peer { set } => set.iter().all(|(i, v)| &labels[*i] == v),
+                _ => true,
+            };
+            if !is_peer || !matches(labels, &vary) {
+                continue;
+            }
+            let group = group_of(labels);
+            if !wanted.contains(&group) {
+                continue;
+            }
+            if let Some(r) = range(labels, from, to) {
+                baselines.entry(group).or_default().merge(&r);
+            }
+        }
+    }
+
+    let no_baseline = Summary::default();
     let mut out = Vec::new();
     for (key, cur) in current {
-        let base = match &rule.baseline {
+        let base: Option<&Summary> = match &rule.baseline {
             Baseline::Value(_) => None,
-            Baseline::Trailing {
-                range_ms,
-                offset_ms,
-                across,
-            } => {
-                let to = cur_from - offset_ms;
-                let from = to - range_ms;
-                Some(merge_where(history, &range, from, to, |l| {
-                    matches(l, across)
-                        && rule
-                            .by
-                            .iter()
-                            .zip(&key)
-                            .all(|(i, v)| across.contains(i) || &l[*i] == v)
-                }))
-            }
-            Baseline::Peer { set } => {
-                let peer_idx: Vec<usize> = set.iter().map(|(i, _)| *i).collect();
-                Some(merge_where(history, &range, cur_from, t_ms, |l| {
-                    matches(l, &peer_idx)
-                        && set.iter().all(|(i, v)| &l[*i] == v)
-                        && rule
-                            .by
-                            .iter()
-                            .zip(&key)
-                            .all(|(i, v)| peer_idx.contains(i) || &l[*i] == v)
-                }))
+            _ => {
+                let group: Vec<String> = rule
+                    .by
+                    .iter()
+                    .zip(&key)
+                    .filter(|(i, _)| !vary.contains(i))
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                Some(baselines.get(&group).unwrap_or(&no_baseline))
             }
         };
         let base_labels: InstanceLabels = rule
@@ -150,31 +186,10 @@ pub fn evaluate(
                     .map(|b| b.judge.get(name).copied().unwrap_or_default());
                 out.push(judge(rule, base_labels, m, b.as_ref()));
             }
-            _ => out.push(measure(rule, base_labels, &cur, base.as_ref())),
+            _ => out.push(measure(rule, base_labels, &cur, base)),
         }
     }
     out
-}
-
-/// Reads one series' summary over `[from, to)` at the rule's resolution.
-type RangeFn<'a> = dyn Fn(&[String], i64, i64) -> Option<Summary> + 'a;
-
-fn merge_where(
-    history: &History,
-    range: &RangeFn<'_>,
-    from: i64,
-    to: i64,
-    pick: impl Fn(&[String]) -> bool,
-) -> Summary {
-    let mut s = Summary::default();
-    for labels in history.series() {
-        if pick(labels) {
-            if let Some(r) = range(labels, from, to) {
-                s.merge(&r);
-            }
-        }
-    }
-    s
 }
 
 /// What a signal reads of the summaries.
