@@ -325,7 +325,7 @@ pub fn example_sql() -> Vec<(&'static str, &'static str)> {
         ),
         (
             "Alert transitions with the numbers that caused them",
-            "SELECT strftime(at, '%H:%M') AS at, rule, to_state, service, request_model, round(value, 4) AS value, round(baseline, 4) AS baseline, p_value, n_current FROM read_parquet('{d}/alerts/**/*.parquet', hive_partitioning = true) WHERE to_state IN ('firing', 'resolved') ORDER BY at",
+            "SELECT strftime(evaluated_at, '%H:%M') AS t, rule, to_state, service, request_model, round(value, 4) AS value, round(baseline, 4) AS baseline, p_value, n_current FROM read_parquet('{d}/alerts/**/*.parquet', hive_partitioning = true) WHERE to_state IN ('firing', 'resolved') ORDER BY evaluated_at",
         ),
         (
             "Quarantined messages by reason",

@@ -500,7 +500,7 @@ pub fn alerts_schema(labels: &[&str]) -> SchemaRef {
     let s = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
     let f = |n: &str| Field::new(n, DataType::Float64, true);
     let mut fields = vec![
-        Field::new("at", ts_type(), false),
+        Field::new("evaluated_at", ts_type(), false),
         s("rule", false),
         s("fingerprint", false),
         s("from_state", false),

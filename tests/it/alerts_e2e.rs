@@ -38,7 +38,7 @@ fn alert_rows(data: &std::path::Path) -> Vec<(String, String, i64, String, Strin
         .iter()
         .flat_map(|b| {
             let a = b
-                .column_by_name("at")
+                .column_by_name("evaluated_at")
                 .unwrap()
                 .as_any()
                 .downcast_ref::<arrow::array::TimestampMillisecondArray>()

@@ -125,3 +125,51 @@ fn fifty_thousand_events_exactly_once_and_duckdb_agrees_on_p99() {
     assert!(checked_large > 50, "enough windows with ≥ 100 events");
     drop(cluster);
 }
+
+/// The demo's traffic through the default rules: every injected incident raises its alert,
+/// in the summary and in the `alerts` table DuckDB reads.
+#[test]
+fn demo_incidents_raise_their_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = mock_cluster("llm-logs", 3).unwrap();
+    let config = mock_config(cluster.bootstrap_servers(), dir.path(), 60_000, 42);
+    let report = runtime().block_on(produce_and_consume(&config)).unwrap();
+    let summary = report.render();
+    let rows = python("tests/duckdb_alerts.py", &[dir.path().to_str().unwrap()]);
+    let fired: Vec<(String, String, String, String)> = serde_json::from_str(&rows).unwrap();
+    for (rule, service, model) in [
+        (
+            "p99_latency_regression",
+            "search-summarizer",
+            "claude-sonnet-4",
+        ),
+        ("error_rate_high", "code-assist", "llama-3.1-70b"),
+        ("error_rate_breaker", "code-assist", "llama-3.1-70b"),
+        ("judge_score_drop", "support-bot", "gpt-4o"),
+    ] {
+        assert!(
+            fired
+                .iter()
+                .any(|f| f.0 == rule && f.1 == service && f.2 == model),
+            "{rule} on {service}/{model} missing: {fired:?}\n{summary}"
+        );
+        assert!(
+            summary.contains(rule),
+            "{rule} missing from the summary:\n{summary}"
+        );
+    }
+    assert!(
+        fired
+            .iter()
+            .any(|f| f.0 == "judge_score_drop" && f.3 == "v13"),
+        "{fired:?}"
+    );
+    // Nothing fires on the series without an incident.
+    assert!(
+        fired
+            .iter()
+            .all(|f| f.1 != "search-summarizer" || f.0 == "p99_latency_regression"),
+        "{fired:?}"
+    );
+    drop(cluster);
+}
