@@ -1,7 +1,8 @@
 //! Detection end to end on a real broker (tansu): an hour of traffic with injected incidents
 //! goes in; the alerts appear in `GET /api/v1/alerts` and in the `alerts` table with the
 //! numbers that caused them, and resolve after the incident ends; a restart neither re-fires
-//! nor forgets; `driftwatch backtest` over the written windows finds the same firings.
+//! nor forgets; SIGHUP reloads the rules; `driftwatch backtest` over the written windows finds
+//! the same firings.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -66,14 +67,23 @@ fn incidents_fire_resolve_survive_restart_and_match_backtest() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let http = format!("127.0.0.1:{}", free_port());
-    // Resolved alerts stay in the API for the whole replayed hour.
+    // A copy of the shipped rules (the test edits it for SIGHUP); resolved alerts stay in
+    // the API for the whole replayed hour.
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    for f in ["errors.yaml", "latency.yaml", "quality.yaml"] {
+        std::fs::copy(repo_root().join("rules").join(f), rules.join(f)).unwrap();
+    }
     let cfg = tansu_config(
         dir.path(),
         &broker.bootstrap(),
         "alerts-e2e",
         &data,
         &http,
-        "[detection]\nkeep_resolved = \"3h\"\n",
+        &format!(
+            "[detection]\nkeep_resolved = \"3h\"\nrules_dir = \"{}\"\n",
+            rules.display()
+        ),
     );
     produce(&cfg, &["--events", "60000", "--seed", "7", "--span", "1h"]);
 
@@ -188,6 +198,21 @@ fn incidents_fire_resolve_survive_restart_and_match_backtest() {
         "forgotten after restart"
     );
     std::thread::sleep(Duration::from_secs(5));
+
+    // SIGHUP with the quality rules removed: the rule goes, and its firing alert ends with a
+    // resolved row instead of staying firing downstream forever.
+    std::fs::remove_file(rules.join("quality.yaml")).unwrap();
+    daemon.signal("-HUP");
+    wait_for("the reload", Duration::from_secs(30), || {
+        let v = alerts_api(&http)?;
+        (v["rules"] == 4).then_some(())
+    });
+    let removed = wait_for("the rule-removed row", Duration::from_secs(30), || {
+        alert_rows(&data)
+            .into_iter()
+            .find(|r| r.0 == "judge_score_drop" && r.4 == "resolved")
+    });
+    assert_eq!(removed.3, "firing");
     drop(daemon);
     let after = alert_rows(&data);
     assert!(after.len() >= before.len());
@@ -213,7 +238,9 @@ fn incidents_fire_resolve_survive_restart_and_match_backtest() {
             data.to_str().unwrap(),
             "--config",
             cfg.to_str().unwrap(),
+            "--rules",
         ])
+        .arg(repo_root().join("rules"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
