@@ -162,6 +162,8 @@ struct MinSamplesSpec {
     current: Option<u64>,
     #[serde(default)]
     baseline: Option<u64>,
+    #[serde(default)]
+    events: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -456,6 +458,9 @@ pub struct Rule {
     pub test: Option<Test>,
     pub min_current: u64,
     pub min_baseline: u64,
+    /// Rate signals: fewest events (errors, …) in the current range for the condition to
+    /// hold — "5 errors in 144 requests" is not an incident however the interval falls.
+    pub min_events: u64,
     pub for_ms: i64,
     pub keep_firing_for_ms: i64,
     pub severity: Severity,
@@ -798,6 +803,13 @@ impl Validator<'_> {
         };
         let min_current = r.min_samples.current.unwrap_or(default_min);
         let min_baseline = r.min_samples.baseline.unwrap_or(default_min);
+        let min_events = r.min_samples.events.unwrap_or(0);
+        if r.min_samples.events.is_some() && shape != Shape::Rate {
+            self.err(
+                "min_samples.events",
+                "applies to rate signals (error_rate, error_type_rate, negative_feedback_rate) only",
+            );
+        }
         if let Signal::Quantile { q, .. } = &signal {
             let need = crate::stats::min_samples_for_quantile(*q, 10);
             if min_current < need {
@@ -902,6 +914,7 @@ impl Validator<'_> {
             test,
             min_current,
             min_baseline,
+            min_events,
             for_ms,
             keep_firing_for_ms,
             severity: r.severity,
