@@ -821,6 +821,16 @@ impl Validator<'_> {
                     ),
                 );
             }
+            let fixed = matches!(baseline, Some(Baseline::Value(_)));
+            if !fixed && min_baseline < need {
+                self.err(
+                    "min_samples.baseline",
+                    format!(
+                        "{min_baseline} is too few for the baseline's {}; use at least {need}",
+                        quantile_name(*q)
+                    ),
+                );
+            }
         }
         if min_current == 0 {
             self.err("min_samples.current", "must be at least 1");
