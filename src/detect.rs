@@ -604,6 +604,92 @@ fn hist_test(
 mod tests {
     use super::*;
 
+    fn rule(yaml_body: &str) -> crate::rules::Rule {
+        let text = format!(
+            "rules:\n  - name: r\n{yaml_body}    severity: info\n    annotations: {{ summary: s, runbook_url: https://x }}\n"
+        );
+        let ctx = crate::rules::RuleContext {
+            labels: vec![
+                crate::event::SeriesLabel::Service,
+                crate::event::SeriesLabel::PromptVersion,
+                crate::event::SeriesLabel::Deployment,
+            ],
+            window: std::time::Duration::from_secs(60),
+            slice: std::time::Duration::from_secs(10),
+        };
+        crate::rules::parse_file(std::path::Path::new("r.yaml"), &text, &ctx)
+            .unwrap()
+            .remove(0)
+    }
+
+    fn labels(v: [&str; 3]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    const T: i64 = 1_794_268_800_000;
+
+    /// History: `series` × minutes `[from, to)` with `requests`/`errors` per window.
+    fn fill(h: &mut History, series: [&str; 3], from: i64, to: i64, requests: u64, errors: u64) {
+        for m in from..to {
+            h.add_window(
+                &labels(series),
+                T + m * 60_000,
+                Summary::counts(requests, errors),
+            );
+        }
+    }
+
+    const NAMES: [&str; 3] = ["service", "prompt_version", "deployment"];
+
+    #[test]
+    fn peer_baseline_is_the_other_deployment_over_the_same_range() {
+        let r = rule("    match: { deployment: canary }\n    signal: { metric: error_rate }\n    over: 10m\n    baseline: { peer: { deployment: stable } }\n    condition: { effect: ratio, above: 2 }\n    min_samples: { current: 1, baseline: 1 }\n");
+        let mut h = History::new(60_000, 7_200_000, 7_200_000, 60_000);
+        fill(&mut h, ["chat", "v1", "canary"], 0, 10, 100, 3);
+        fill(&mut h, ["chat", "v1", "stable"], 0, 10, 1000, 10);
+        // Another service's stable must not count.
+        fill(&mut h, ["search", "v1", "stable"], 0, 10, 1000, 500);
+        let e = evaluate(&r, &NAMES, &h, T + 10 * 60_000);
+        assert_eq!(e.len(), 1, "only the canary is an instance: {e:?}");
+        assert_eq!(
+            e[0].labels[2],
+            ("deployment".to_string(), "canary".to_string())
+        );
+        assert_eq!((e[0].n_current, e[0].n_baseline), (1000, 10_000));
+        let Outcome::Measured(m) = e[0].outcome else {
+            panic!("{e:?}")
+        };
+        assert!((m.effect - 3.0).abs() < 1e-12, "{m:?}");
+    }
+
+    #[test]
+    fn trailing_baseline_with_across_merges_prompt_versions_and_by_aggregates() {
+        // v1 ran for an hour, v2 the last 10 minutes; across prompt_version: v2's baseline is
+        // the hour of v1 (and nothing of another service).
+        let r = rule("    signal: { metric: error_rate }\n    over: 10m\n    baseline: { trailing: 1h, across: [prompt_version] }\n    condition: { effect: ratio, above: 2 }\n    min_samples: { current: 1, baseline: 1 }\n");
+        let mut h = History::new(60_000, 7_200_000, 7_200_000, 60_000);
+        fill(&mut h, ["chat", "v1", "stable"], 0, 60, 100, 1);
+        fill(&mut h, ["chat", "v2", "stable"], 60, 70, 100, 5);
+        fill(&mut h, ["search", "v1", "stable"], 0, 70, 100, 50);
+        let e = evaluate(&r, &NAMES, &h, T + 70 * 60_000);
+        let v2 = e
+            .iter()
+            .find(|e| e.labels[1].1 == "v2")
+            .expect("v2 evaluated");
+        assert_eq!((v2.n_current, v2.n_baseline), (1000, 6000));
+        let Outcome::Measured(m) = v2.outcome else {
+            panic!()
+        };
+        assert!((m.effect - 5.0).abs() < 1e-12, "{m:?}");
+        // by: [service] aggregates the versions into one instance per service.
+        let r = rule("    by: [service]\n    signal: { metric: error_rate }\n    over: 10m\n    baseline: { value: 0.01 }\n    condition: { effect: value, above: 0.02 }\n    min_samples: { current: 1 }\n");
+        let e = evaluate(&r, &NAMES, &h, T + 70 * 60_000);
+        assert_eq!(e.len(), 2);
+        let chat = e.iter().find(|e| e.labels[0].1 == "chat").unwrap();
+        assert_eq!(chat.labels.len(), 1);
+        assert_eq!(chat.n_current, 1000);
+    }
+
     #[test]
     fn rare_events_use_the_exact_conditional_test() {
         // 8 errors in 687 canary requests vs 17 in 5,599 stable: 2.8 expected, exact test.
