@@ -41,6 +41,8 @@ pub struct Metrics {
     pub alerts_firing: Gauge,
     pub alerts_pending: Gauge,
     pub detector_history_series: Gauge,
+    /// Wall time spent evaluating rules, seconds.
+    pub detector_seconds: Counter<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -92,6 +94,7 @@ impl Metrics {
             alerts_firing: Gauge::default(),
             alerts_pending: Gauge::default(),
             detector_history_series: Gauge::default(),
+            detector_seconds: Counter::default(),
         };
         let mut r = Registry::with_prefix("driftwatch");
         r.register(
@@ -144,6 +147,11 @@ impl Metrics {
             "alerts_pending",
             "Alert instances pending",
             m.alerts_pending.clone(),
+        );
+        r.register(
+            "detector_evaluation_seconds",
+            "Wall time spent evaluating rules (on the ingest thread)",
+            m.detector_seconds.clone(),
         );
         r.register(
             "detector_history_series",

@@ -233,7 +233,11 @@ impl Pipeline {
             return;
         }
         let before = d.evaluations();
+        let started = std::time::Instant::now();
         let transitions = d.evaluate(window_clock, slice_clock);
+        self.metrics
+            .detector_seconds
+            .inc_by(started.elapsed().as_secs_f64());
         if d.evaluations() != before || !transitions.is_empty() {
             self.alerts_changed = true;
             let (firing, pending) = d.state_counts();
