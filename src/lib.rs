@@ -16,6 +16,7 @@ pub mod event;
 pub mod history;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod produce;
 pub mod replay;

@@ -1,0 +1,6 @@
+//! Alert delivery (issue 5, in progress): what leaves driftwatch for receivers.
+//!
+//! So far: [`signing`], the Standard Webhooks signatures every webhook carries. Channels,
+//! the outbox and the fallback breaker build on it.
+
+pub mod signing;
