@@ -171,7 +171,7 @@ mod tests {
         let s = Secret::parse(SECRET).unwrap();
         assert_eq!(
             verify(
-                &[s.clone()],
+                std::slice::from_ref(&s),
                 ID,
                 TS,
                 SIG,
@@ -182,7 +182,15 @@ mod tests {
             Err(VerifyError::Signature)
         );
         assert_eq!(
-            verify(&[s.clone()], "msg_other", TS, SIG, BODY, TS, 300),
+            verify(
+                std::slice::from_ref(&s),
+                "msg_other",
+                TS,
+                SIG,
+                BODY,
+                TS,
+                300
+            ),
             Err(VerifyError::Signature)
         );
         assert_eq!(
