@@ -95,6 +95,9 @@ pub struct Transition {
     pub runbook_url: String,
     pub channels: Vec<String>,
     pub action: Option<crate::rules::Action>,
+    /// When the alert last started firing (for resolved ones: the firing they end).
+    #[serde(default)]
+    pub fired_at_ms: Option<i64>,
 }
 
 /// Stable fingerprint (FNV-1a 64) of a rule and an instance's labels.
@@ -425,6 +428,7 @@ fn transition(
         runbook_url: String::new(),
         channels: rule.channels.clone(),
         action: rule.action,
+        fired_at_ms: a.fired_at_ms,
     };
     for (k, v) in &rule.labels {
         tr.rule_labels.insert(k.clone(), render(v, rule, &tr));

@@ -521,6 +521,7 @@ pub fn alerts_schema(labels: &[&str]) -> SchemaRef {
         Field::new("n_baseline", DataType::Int64, false),
         Field::new("range_start", ts_type(), false),
         Field::new("range_end", ts_type(), false),
+        Field::new("fired_at", ts_type(), true),
         s("baseline_source", false),
         s("reason", false),
         s("summary", false),
@@ -611,6 +612,10 @@ pub fn alerts_batch(
     cols.push(Arc::new(nb.finish()));
     cols.push(ts(&|r| r.range_start_ms));
     cols.push(ts(&|r| r.range_end_ms));
+    cols.push(Arc::new(
+        TimestampMillisecondArray::from(rows.iter().map(|r| r.fired_at_ms).collect::<Vec<_>>())
+            .with_timezone("UTC"),
+    ));
     cols.push(strs(&|r| Some(&r.baseline_desc)));
     cols.push(strs(&|r| Some(&r.reason)));
     cols.push(strs(&|r| Some(&r.summary)));
