@@ -1,8 +1,10 @@
 //! Alert delivery (issue 5, in progress): what leaves driftwatch for receivers.
 //!
-//! So far: [`signing`], the Standard Webhooks signatures every webhook carries, and
-//! [`alertmanager`], the payload Alertmanager receivers understand. Channels,
-//! the outbox and the fallback breaker build on it.
+//! So far: [`signing`], the Standard Webhooks signatures every webhook carries;
+//! [`alertmanager`], the payload Alertmanager receivers understand; and the durable
+//! [`outbox`] with its retry policy. The channels (HTTP, PagerDuty, SMTP), routing, silences
+//! and the fallback breaker build on them.
 
 pub mod alertmanager;
+pub mod outbox;
 pub mod signing;

@@ -1,0 +1,423 @@
+//! The durable outbox: a notification is written to disk before it is sent and removed only
+//! after the receiver acknowledged it, so a crash or a receiver that is down for minutes
+//! loses nothing. Retries back off exponentially with full jitter, honour `429` and
+//! `Retry-After`, and stop on a `4xx` that retrying cannot fix (the body is kept for the
+//! log and the dead-letter file).
+//!
+//! The store is a directory: `<id>.json` per pending notification (written under a temporary
+//! name, fsynced, renamed), `dead/<id>.json` for the ones given up on. The id is the
+//! idempotency key receivers see (`webhook-id`, PagerDuty `dedup_key` + transition), so a
+//! notification sent again after a crash between "delivered" and "removed" is recognisably
+//! the same.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// A problem with the outbox directory.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("outbox entry {path} is unreadable ({source}); move it away")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("outbox id {0:?} is not usable as a file name (letters, digits, `-`, `_`, `.` only)")]
+    BadId(String),
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> OutboxError + 'a {
+    move |source| OutboxError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One message to deliver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Idempotency key, unique per (alert transition, channel).
+    pub id: String,
+    /// Channel name from the configuration.
+    pub channel: String,
+    pub created_ms: i64,
+    /// Deliveries tried so far.
+    pub attempts: u32,
+    /// Not before this wall time (ms).
+    pub next_attempt_ms: i64,
+    /// The request body (JSON text).
+    pub body: String,
+    /// The last failure, for the log and `dead/`.
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// What a delivery attempt came back with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx: done.
+    Delivered,
+    /// Worth trying again (5xx, 408, 429, timeouts, refused connections); `after` is the
+    /// receiver's `Retry-After` when it sent one.
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// Retrying cannot help (other 4xx): given up, kept in `dead/`.
+    Permanent { reason: String },
+}
+
+/// Maps an HTTP response to an [`Outcome`]. `retry_after` is the header's value, either
+/// delta-seconds or an HTTP date (`now_ms` turns a date into a delay).
+pub fn classify(status: u16, retry_after: Option<&str>, body: &str, now_ms: i64) -> Outcome {
+    let snippet: String = body.chars().take(512).collect();
+    match status {
+        200..=299 => Outcome::Delivered,
+        408 | 429 | 500..=599 => Outcome::Retry {
+            reason: format!("HTTP {status}: {snippet}"),
+            after: retry_after.and_then(|v| parse_retry_after(v, now_ms)),
+        },
+        _ => Outcome::Permanent {
+            reason: format!("HTTP {status}: {snippet}"),
+        },
+    }
+}
+
+/// `Retry-After: 120` or `Retry-After: Wed, 21 Oct 2015 07:28:00 GMT`.
+pub fn parse_retry_after(v: &str, now_ms: i64) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(s) = v.parse::<u64>() {
+        return Some(Duration::from_secs(s));
+    }
+    let t = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let ms = t.timestamp_millis() - now_ms;
+    Some(Duration::from_millis(ms.max(0) as u64))
+}
+
+/// Retry timing.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+    /// A `Retry-After` longer than this is cut to it (a receiver cannot park us for a day).
+    pub max_retry_after: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Backoff {
+    /// Delay before attempt `attempts + 1`: "full jitter", uniform in
+    /// `[0, min(cap, base · 2^attempts)]`, or the receiver's `Retry-After` (capped) when given.
+    pub fn delay(
+        &self,
+        attempts: u32,
+        retry_after: Option<Duration>,
+        rng: &mut impl Rng,
+    ) -> Duration {
+        if let Some(after) = retry_after {
+            return after.min(self.max_retry_after);
+        }
+        let exp = self
+            .base
+            .saturating_mul(1u32.checked_shl(attempts.min(30)).unwrap_or(u32::MAX))
+            .min(self.cap);
+        let ms = exp.as_millis() as u64;
+        Duration::from_millis(rng.random_range(0..=ms))
+    }
+}
+
+/// The pending notifications, mirrored in a directory.
+#[derive(Debug)]
+pub struct Outbox {
+    dir: PathBuf,
+    pending: BTreeMap<String, Notification>,
+}
+
+impl Outbox {
+    /// Opens (creating) `dir` and loads what a previous run left pending.
+    pub fn open(dir: &Path) -> Result<Outbox, OutboxError> {
+        fs::create_dir_all(dir.join("dead")).map_err(io("creating", dir))?;
+        let mut pending = BTreeMap::new();
+        for e in fs::read_dir(dir).map_err(io("listing", dir))?.flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.ends_with(".tmp") {
+                let _ = fs::remove_file(&path);
+                continue;
+            }
+            if !name.ends_with(".json") {
+                continue;
+            }
+            let bytes = fs::read(&path).map_err(io("reading", &path))?;
+            let n: Notification =
+                serde_json::from_slice(&bytes).map_err(|source| OutboxError::Corrupt {
+                    path: path.clone(),
+                    source,
+                })?;
+            pending.insert(n.id.clone(), n);
+        }
+        Ok(Outbox {
+            dir: dir.to_path_buf(),
+            pending,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    fn path(&self, id: &str) -> Result<PathBuf, OutboxError> {
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(OutboxError::BadId(id.to_string()));
+        }
+        Ok(self.dir.join(format!("{id}.json")))
+    }
+
+    fn persist(&self, n: &Notification, path: &Path) -> Result<(), OutboxError> {
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec(n).expect("plain data serializes");
+        let mut f = fs::File::create(&tmp).map_err(io("creating", &tmp))?;
+        f.write_all(&bytes).map_err(io("writing", &tmp))?;
+        f.sync_all().map_err(io("syncing", &tmp))?;
+        drop(f);
+        fs::rename(&tmp, path).map_err(io("renaming", &tmp))?;
+        if let Some(d) = path.parent() {
+            fs::File::open(d)
+                .and_then(|d| d.sync_all())
+                .map_err(io("syncing", d))?;
+        }
+        Ok(())
+    }
+
+    /// Stores `n` durably before anyone tries to send it. Enqueuing an id that is already
+    /// pending keeps the pending one (the same transition, seen again after a restart).
+    pub fn enqueue(&mut self, n: Notification) -> Result<bool, OutboxError> {
+        if self.pending.contains_key(&n.id) {
+            return Ok(false);
+        }
+        let path = self.path(&n.id)?;
+        self.persist(&n, &path)?;
+        self.pending.insert(n.id.clone(), n);
+        Ok(true)
+    }
+
+    /// Notifications whose time has come, oldest first.
+    pub fn due(&self, now_ms: i64) -> Vec<Notification> {
+        let mut v: Vec<_> = self
+            .pending
+            .values()
+            .filter(|n| n.next_attempt_ms <= now_ms)
+            .cloned()
+            .collect();
+        v.sort_by_key(|n| (n.created_ms, n.id.clone()));
+        v
+    }
+
+    /// Earliest next attempt among the pending ones.
+    pub fn next_due_ms(&self) -> Option<i64> {
+        self.pending.values().map(|n| n.next_attempt_ms).min()
+    }
+
+    /// Records an attempt's outcome: delivered ones are removed, retried ones rescheduled,
+    /// permanent failures moved to `dead/`.
+    pub fn record(
+        &mut self,
+        id: &str,
+        outcome: &Outcome,
+        now_ms: i64,
+        backoff: &Backoff,
+        rng: &mut impl Rng,
+    ) -> Result<(), OutboxError> {
+        let path = self.path(id)?;
+        let Some(mut n) = self.pending.remove(id) else {
+            return Ok(());
+        };
+        match outcome {
+            Outcome::Delivered => match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("removing", &path)(e)),
+            },
+            Outcome::Retry { reason, after } => {
+                let delay = backoff.delay(n.attempts, *after, rng);
+                n.attempts += 1;
+                n.next_attempt_ms = now_ms + delay.as_millis() as i64;
+                n.last_error = Some(reason.clone());
+                self.persist(&n, &path)?;
+                self.pending.insert(n.id.clone(), n);
+            }
+            Outcome::Permanent { reason } => {
+                n.attempts += 1;
+                n.last_error = Some(reason.clone());
+                let dead = self.dir.join("dead").join(format!("{id}.json"));
+                self.persist(&n, &dead)?;
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io("removing", &path)(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn n(id: &str, created: i64) -> Notification {
+        Notification {
+            id: id.into(),
+            channel: "webhook".into(),
+            created_ms: created,
+            attempts: 0,
+            next_attempt_ms: created,
+            body: "{\"x\":1}".into(),
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn classification_follows_http_semantics() {
+        assert_eq!(classify(204, None, "", 0), Outcome::Delivered);
+        assert_eq!(
+            classify(429, Some("7"), "slow down", 0),
+            Outcome::Retry {
+                reason: "HTTP 429: slow down".into(),
+                after: Some(Duration::from_secs(7))
+            }
+        );
+        assert!(matches!(
+            classify(503, None, "", 0),
+            Outcome::Retry { after: None, .. }
+        ));
+        assert!(matches!(classify(408, None, "", 0), Outcome::Retry { .. }));
+        assert_eq!(
+            classify(400, None, "bad routing key", 0),
+            Outcome::Permanent {
+                reason: "HTTP 400: bad routing key".into()
+            }
+        );
+        assert!(matches!(
+            classify(404, None, "", 0),
+            Outcome::Permanent { .. }
+        ));
+        // An HTTP date 90 s ahead.
+        let now = chrono::DateTime::parse_from_rfc2822("Wed, 21 Oct 2015 07:28:00 GMT")
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:29:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn backoff_is_exponential_with_full_jitter_capped_and_honours_retry_after() {
+        let b = Backoff::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        for attempts in 0..12u32 {
+            let bound = (500u64 << attempts).min(60_000);
+            let mut max_seen = 0;
+            for _ in 0..200 {
+                let d = b.delay(attempts, None, &mut rng).as_millis() as u64;
+                assert!(d <= bound, "attempt {attempts}: {d} > {bound}");
+                max_seen = max_seen.max(d);
+            }
+            assert!(
+                max_seen > bound / 2,
+                "jitter spans the range: {max_seen} of {bound}"
+            );
+        }
+        assert_eq!(
+            b.delay(3, Some(Duration::from_secs(7)), &mut rng),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            b.delay(3, Some(Duration::from_secs(86_400)), &mut rng),
+            Duration::from_secs(600)
+        );
+    }
+
+    #[test]
+    fn pending_notifications_survive_a_restart_until_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Backoff::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let mut o = Outbox::open(dir.path()).unwrap();
+        assert!(o.enqueue(n("a", 1)).unwrap());
+        assert!(o.enqueue(n("b", 2)).unwrap());
+        assert!(!o.enqueue(n("a", 3)).unwrap(), "same id: kept once");
+        let retry = Outcome::Retry {
+            reason: "HTTP 503: down".into(),
+            after: None,
+        };
+        o.record("a", &retry, 1_000, &b, &mut rng).unwrap();
+        o.record(
+            "b",
+            &Outcome::Permanent {
+                reason: "HTTP 400: no".into(),
+            },
+            1_000,
+            &b,
+            &mut rng,
+        )
+        .unwrap();
+        drop(o);
+
+        // "Crash": a new process finds `a` pending with its attempt count, `b` dead.
+        let mut o = Outbox::open(dir.path()).unwrap();
+        assert_eq!(o.len(), 1);
+        let a = &o.due(i64::MAX)[0];
+        assert_eq!((a.id.as_str(), a.attempts), ("a", 1));
+        assert_eq!(a.last_error.as_deref(), Some("HTTP 503: down"));
+        assert!(a.next_attempt_ms >= 1_000 && a.next_attempt_ms <= 1_500);
+        assert!(o.due(999).is_empty());
+        let dead: Notification =
+            serde_json::from_slice(&fs::read(dir.path().join("dead").join("b.json")).unwrap())
+                .unwrap();
+        assert_eq!(dead.last_error.as_deref(), Some("HTTP 400: no"));
+
+        o.record("a", &Outcome::Delivered, 2_000, &b, &mut rng)
+            .unwrap();
+        assert!(o.is_empty());
+        assert!(Outbox::open(dir.path()).unwrap().is_empty());
+        assert!(matches!(
+            o.enqueue(n("../x", 0)),
+            Err(OutboxError::BadId(_))
+        ));
+    }
+}
