@@ -14,8 +14,7 @@
 //! offsets rewrites files of the same names. A crash at any point therefore neither loses
 //! nor double-counts an event.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -323,18 +322,11 @@ impl Committer {
 
 /// tmp + fsync + rename + directory fsync.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CommitError> {
-    let tmp = path.with_extension("json.tmp");
-    let mut f = File::create(&tmp).map_err(io("creating", &tmp))?;
-    f.write_all(bytes).map_err(io("writing", &tmp))?;
-    f.sync_all().map_err(io("syncing", &tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io("renaming", &tmp))?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("syncing", dir))?;
-    }
-    Ok(())
+    crate::durable::write_atomic(path, bytes).map_err(|e| CommitError::Io {
+        op: e.op,
+        path: e.path,
+        source: e.source,
+    })
 }
 
 #[cfg(test)]

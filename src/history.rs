@@ -271,7 +271,6 @@ impl SeriesHistory {
 /// The detector's memory of closed windows, keyed by series label values.
 #[derive(Debug, Clone)]
 pub struct History {
-    window_ms: i64,
     /// Windows newer than this (behind the newest closed window) stay at window resolution.
     fine_ms: i64,
     /// Nothing older than this behind the newest closed window is kept.
@@ -286,7 +285,6 @@ pub struct History {
 impl History {
     pub fn new(window_ms: i64, fine_ms: i64, retain_ms: i64, slice_retain_ms: i64) -> Self {
         Self {
-            window_ms,
             fine_ms: fine_ms.max(window_ms),
             retain_ms: retain_ms.max(window_ms),
             slice_retain_ms,
@@ -300,10 +298,6 @@ impl History {
         self.fine_ms = other.fine_ms;
         self.retain_ms = other.retain_ms;
         self.slice_retain_ms = other.slice_retain_ms;
-    }
-
-    pub fn window_ms(&self) -> i64 {
-        self.window_ms
     }
 
     /// Adds a closed window of one series (partial rows of one window merge).

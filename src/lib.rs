@@ -12,6 +12,7 @@ pub mod decode;
 pub mod demo;
 pub mod detect;
 pub mod detector;
+pub mod durable;
 pub mod event;
 pub mod history;
 pub mod http;

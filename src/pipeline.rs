@@ -149,10 +149,6 @@ impl Pipeline {
         self.detector.as_ref()
     }
 
-    pub fn detector_mut(&mut self) -> Option<&mut crate::detector::Detector> {
-        self.detector.as_mut()
-    }
-
     /// Replaces the detector's rules; alerts of removed rules end with a transition that is
     /// written with the next commit.
     pub fn reload_rules(&mut self, rules: crate::rules::RuleSet) {

@@ -84,20 +84,11 @@ pub fn read_windows(
 
 /// Start (ms) of the newest `date=…/hour=…` directory of the `windows` table, if any.
 pub fn newest_hour(data_dir: &Path) -> Option<i64> {
-    let root = data_dir.join("windows");
     let mut best: Option<i64> = None;
-    for day in std::fs::read_dir(&root).ok()?.flatten() {
-        let name = day.file_name().to_string_lossy().to_string();
-        let Some(d) = name.strip_prefix("date=") else {
+    for day in std::fs::read_dir(data_dir.join("windows")).ok()?.flatten() {
+        let Some(midnight) = day_start(&day.path()) else {
             continue;
         };
-        let Ok(date) = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") else {
-            continue;
-        };
-        let Some(midnight) = date.and_hms_opt(0, 0, 0) else {
-            continue;
-        };
-        let midnight = midnight.and_utc().timestamp_millis();
         for hour in std::fs::read_dir(day.path())
             .into_iter()
             .flatten()
@@ -116,15 +107,11 @@ pub fn newest_hour(data_dir: &Path) -> Option<i64> {
     best
 }
 
-/// The hour a Hive directory covers, from `date=YYYY-MM-DD` and `hour=HH` components.
-fn dir_hour(path: &Path) -> Option<(Option<i64>, Option<i64>)> {
-    let name = path.file_name()?.to_str()?;
-    if let Some(d) = name.strip_prefix("date=") {
-        let day = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()?;
-        let start = day.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis();
-        return Some((Some(start), Some(start + 86_400_000)));
-    }
-    None
+/// Start (ms) of the day a Hive `date=YYYY-MM-DD` directory covers.
+fn day_start(path: &Path) -> Option<i64> {
+    let d = path.file_name()?.to_str()?.strip_prefix("date=")?;
+    let day = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()?;
+    Some(day.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis())
 }
 
 fn collect_files(
@@ -152,7 +139,8 @@ fn collect_files(
         if p.is_dir() {
             // Prune whole days outside the range (a day's windows may reach one window
             // past midnight, hence the slack).
-            if let Some((Some(lo), Some(hi))) = dir_hour(&p) {
+            if let Some(lo) = day_start(&p) {
+                let hi = lo + 86_400_000;
                 let slack = 86_400_000;
                 if from.is_some_and(|f| hi + slack <= f) || to.is_some_and(|t| lo > t) {
                     continue;

@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -204,19 +203,12 @@ impl Outbox {
     }
 
     fn persist(&self, n: &Notification, path: &Path) -> Result<(), OutboxError> {
-        let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec(n).expect("plain data serializes");
-        let mut f = fs::File::create(&tmp).map_err(io("creating", &tmp))?;
-        f.write_all(&bytes).map_err(io("writing", &tmp))?;
-        f.sync_all().map_err(io("syncing", &tmp))?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(io("renaming", &tmp))?;
-        if let Some(d) = path.parent() {
-            fs::File::open(d)
-                .and_then(|d| d.sync_all())
-                .map_err(io("syncing", d))?;
-        }
-        Ok(())
+        crate::durable::write_atomic(path, &bytes).map_err(|e| OutboxError::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        })
     }
 
     /// Stores `n` durably before anyone tries to send it. Enqueuing an id that is already

@@ -166,6 +166,26 @@ impl Sim {
         }
     }
 
+    /// With DW_DEBUG set, prints every transition (minutes since T0) for a post-mortem.
+    pub fn debug_dump(&self) {
+        if std::env::var("DW_DEBUG").is_err() {
+            return;
+        }
+        for t in &self.transitions {
+            eprintln!(
+                "{} {} {:?}->{:?} {:?} {:?} {}",
+                (t.at_ms - T0) / MIN,
+                t.rule,
+                t.from,
+                t.to,
+                t.labels,
+                t.numbers,
+                t.reason
+            );
+        }
+        eprintln!("evaluations {}", self.detector.evaluations());
+    }
+
     /// Firing transitions of `rule`.
     pub fn fired(&self, rule: &str) -> Vec<&Transition> {
         self.transitions
@@ -224,20 +244,7 @@ fn p99_doubling_on_one_model_is_detected_with_its_labels() {
         sim.firing_rules()
     );
     sim.run(20 * 60, &traffic);
-    if std::env::var("DW_DEBUG").is_ok() {
-        for t in &sim.transitions {
-            eprintln!(
-                "{} {} {:?}->{:?} {:?} {:?} {}",
-                (t.at_ms - T0) / MIN,
-                t.rule,
-                t.from,
-                t.to,
-                t.labels,
-                t.numbers,
-                t.reason
-            );
-        }
-    }
+    sim.debug_dump();
     let fired = sim.fired("p99_latency_regression");
     assert_eq!(fired.len(), 1, "{:?}", sim.firing_rules());
     assert_eq!(label(fired[0], "request_model"), "model-b");
@@ -421,21 +428,7 @@ fn a_stable_day_raises_no_alert() {
         v
     };
     sim.run(day, &traffic);
-    if std::env::var("DW_DEBUG").is_ok() {
-        for t in &sim.transitions {
-            eprintln!(
-                "{} {} {:?}->{:?} {:?} {:?} {}",
-                (t.at_ms - T0) / MIN,
-                t.rule,
-                t.from,
-                t.to,
-                t.labels,
-                t.numbers,
-                t.reason
-            );
-        }
-        eprintln!("evaluations {}", sim.detector.evaluations());
-    }
+    sim.debug_dump();
     let fired = sim.firing_rules();
     assert!(fired.is_empty(), "alerts on stable traffic: {fired:#?}");
     assert!(
