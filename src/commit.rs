@@ -127,6 +127,7 @@ pub struct Committer {
     state_dir: PathBuf,
     failpoint: Failpoint,
     commits: AtomicU64,
+    notify: bool,
 }
 
 /// What a commit wrote.
@@ -154,6 +155,7 @@ impl Committer {
             state_dir,
             failpoint: Failpoint::from_env(),
             commits: AtomicU64::new(0),
+            notify: false,
         })
     }
 
@@ -288,15 +290,30 @@ pub const DETECTOR_STATE: &str = "detector.json";
 #[derive(Debug, Clone)]
 pub struct AlertsJob {
     pub transitions: Vec<crate::alerts::Transition>,
+    pub breakers: Vec<crate::breaker::BreakerTransition>,
     pub snapshot: crate::detector::DetectorSnapshot,
 }
 
 impl Committer {
-    /// Writes alert transitions to the `alerts` table, then the detector state. A crash in
-    /// between re-evaluates the same ticks after the restart and rewrites the same files.
+    /// Hands alert and breaker transitions to the delivery stage (an inbox under `state/`).
+    pub fn set_notify(&mut self, on: bool) {
+        self.notify = on;
+    }
+
+    /// Writes alert and breaker transitions to the `alerts` table, then (with delivery on)
+    /// to the notification inbox, then the detector state. A crash in between re-evaluates
+    /// the same ticks after the restart and rewrites the same files.
     pub fn commit_alerts(&self, job: &AlertsJob) -> Result<Vec<Written>, CommitError> {
-        let planned = self.sink.plan_alerts(&job.transitions)?;
+        let planned = self.sink.plan_alerts(&job.transitions, &job.breakers)?;
         let written = self.sink.write(&planned)?;
+        if self.notify {
+            crate::notify::service::write_inbox(&self.state_dir, &job.transitions, &job.breakers)
+                .map_err(|e| CommitError::Io {
+                    op: e.op,
+                    path: e.path,
+                    source: e.source,
+                })?;
+        }
         let path = self.state_dir.join(DETECTOR_STATE);
         let bytes = serde_json::to_vec(&job.snapshot)
             .map_err(|source| CommitError::EncodeDetector { source })?;

@@ -60,6 +60,10 @@ pub struct Config {
     pub prices: BTreeMap<String, ModelPrice>,
     pub produce: ProduceConfig,
     pub detection: DetectionConfig,
+    /// Alert delivery: channels, routes, grouping, silences, retries.
+    pub notify: crate::notify::config::NotifyConfig,
+    /// The fallback circuit breaker.
+    pub breaker: crate::breaker::BreakerConfig,
 }
 
 /// Kafka client settings shared by `run` (consumer) and `produce` (producer).
@@ -296,14 +300,19 @@ impl Default for StorageConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// Address of `/healthz`, `/readyz` and `/metrics`. Default `127.0.0.1:9464`.
+    /// Address of `/healthz`, `/readyz`, `/metrics` and the API. Default `127.0.0.1:9464`.
     pub listen: String,
+    /// Environment variable holding a bearer token that changing requests (`POST` and
+    /// `DELETE` of silences) must present. Unset (default): no token is asked for — keep
+    /// `listen` on a private interface then.
+    pub api_token_env: Option<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9464".into(),
+            api_token_env: None,
         }
     }
 }
@@ -463,6 +472,24 @@ impl Config {
 
     /// Checks every field; the error names the field and what to do.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.notify.validate()?;
+        let b = &self.breaker;
+        if b.cooldown.is_zero() || b.max_cooldown < b.cooldown {
+            return Err(invalid(
+                "breaker.cooldown",
+                "must be > 0 and at most breaker.max_cooldown",
+            ));
+        }
+        for c in &b.channels {
+            if let Some(ch) = self.notify.channels.get(c) {
+                if ch.kind() != "webhook" {
+                    return Err(invalid(
+                        "breaker.channels",
+                        format!("{c:?} is a {} channel; breakers call webhooks", ch.kind()),
+                    ));
+                }
+            }
+        }
         let k = &self.kafka;
         if k.bootstrap_servers.trim().is_empty() {
             return Err(invalid(

@@ -138,6 +138,7 @@ pub async fn produce_and_consume(config: &Config) -> Result<DemoReport, DemoErro
         "127.0.0.1:0".parse().expect("literal address"),
         registry,
         health.clone(),
+        None,
         async {
             let _ = http_stopped.await;
         },

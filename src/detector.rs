@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::{Alert, AlertBook, Lifecycle, Transition};
+use crate::breaker::{BreakerSettings, BreakerTransition, Breakers};
 use crate::detect::evaluate;
 use crate::history::{History, Summary};
 use crate::rules::{Resolution, RuleSet};
@@ -32,6 +33,9 @@ pub struct DetectorSnapshot {
     pub book: AlertBook,
     pub evaluated_window_ms: Option<i64>,
     pub evaluated_slice_ms: Option<i64>,
+    /// Circuit breakers (absent in snapshots written before breakers existed).
+    #[serde(default)]
+    pub breakers: Breakers,
 }
 
 #[derive(Debug)]
@@ -48,6 +52,10 @@ pub struct Detector {
     /// Earliest window start observed: a fresh detector evaluates from the end of its first
     /// window, as a backtest does.
     first_data_ms: Option<i64>,
+    breakers: Breakers,
+    /// `None`: breaker rules alert but trip nothing (`breaker.enabled = false`).
+    breaker_settings: Option<BreakerSettings>,
+    breaker_out: Vec<BreakerTransition>,
 }
 
 impl Detector {
@@ -64,7 +72,26 @@ impl Detector {
             evaluated_slice_ms: None,
             evaluations: 0,
             first_data_ms: None,
+            breakers: Breakers::default(),
+            breaker_settings: Some(BreakerSettings::default()),
+            breaker_out: Vec::new(),
         }
+    }
+
+    /// Breaker timing and fallbacks; `None` turns breakers off.
+    pub fn set_breaker_settings(&mut self, s: Option<BreakerSettings>) {
+        self.breaker_settings = s;
+    }
+
+    /// Breaker transitions since the last call, in time order.
+    pub fn take_breaker_transitions(&mut self) -> Vec<BreakerTransition> {
+        let mut v = std::mem::take(&mut self.breaker_out);
+        v.sort_by_key(|t| t.at_ms);
+        v
+    }
+
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
     }
 
     fn history_for(rules: &RuleSet, s: &DetectorSettings) -> History {
@@ -91,6 +118,15 @@ impl Detector {
     pub fn reload(&mut self, rules: RuleSet) -> Vec<Transition> {
         let names: Vec<&str> = rules.rules.iter().map(|r| r.name.as_str()).collect();
         let ended = self.book.retain_rules(&names, &self.rules.rules);
+        let breaker_names: Vec<&str> = rules
+            .rules
+            .iter()
+            .filter(|r| r.action == Some(crate::rules::Action::CircuitBreaker))
+            .map(|r| r.name.as_str())
+            .collect();
+        let at = self.evaluated_slice_ms.or(self.evaluated_window_ms).unwrap_or(0);
+        let closed = self.breakers.retain_rules(&breaker_names, at);
+        self.breaker_out.extend(closed);
         // History is kept and its retention follows the new rules: a longer lookback fills up
         // from now on; a newly read metric is missing from older windows (those evaluate as
         // "too few samples" until the range has filled).
@@ -227,7 +263,17 @@ impl Detector {
                 }
                 let evals = evaluate(rule, &self.label_names, &self.history, t);
                 self.evaluations += evals.len() as u64;
-                out.extend(self.book.apply(rule, t, evals, self.settings.lifecycle));
+                match (&rule.action, &self.breaker_settings) {
+                    (Some(crate::rules::Action::CircuitBreaker), Some(bs)) => {
+                        let trs =
+                            self.book
+                                .apply(rule, t, evals.clone(), self.settings.lifecycle);
+                        let changed = self.breakers.observe(rule, t, &evals, &trs, bs);
+                        self.breaker_out.extend(changed);
+                        out.extend(trs);
+                    }
+                    _ => out.extend(self.book.apply(rule, t, evals, self.settings.lifecycle)),
+                }
             }
             t += step;
         }
@@ -239,6 +285,7 @@ impl Detector {
             book: self.book.clone(),
             evaluated_window_ms: self.evaluated_window_ms,
             evaluated_slice_ms: self.evaluated_slice_ms,
+            breakers: self.breakers.clone(),
         }
     }
 
@@ -248,6 +295,7 @@ impl Detector {
         self.book.retain_rules(&names, &[]);
         self.evaluated_window_ms = snap.evaluated_window_ms;
         self.evaluated_slice_ms = snap.evaluated_slice_ms;
+        self.breakers = snap.breakers;
     }
 
     /// Every alert instance (pending, firing, recently resolved).

@@ -1,13 +1,15 @@
-//! `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /api/v1/alerts`.
+//! `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /api/v1/alerts`,
+//! `GET /api/v1/breakers`, `GET|POST /api/v1/silences`, `DELETE /api/v1/silences/{id}`,
+//! `GET /api/v1/outbox`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
 use axum::Router;
 use prometheus_client::registry::Registry;
 
@@ -19,15 +21,25 @@ const STALE_LOOP_MS: i64 = 30_000;
 struct AppState {
     registry: Registry,
     health: Arc<Health>,
+    /// Bearer token changing requests need, when configured.
+    token: Option<String>,
 }
 
-pub fn router(registry: Registry, health: Arc<Health>) -> Router {
+pub fn router(registry: Registry, health: Arc<Health>, token: Option<String>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/alerts", get(alerts))
-        .with_state(Arc::new(AppState { registry, health }))
+        .route("/api/v1/breakers", get(breakers))
+        .route("/api/v1/silences", get(list_silences).post(add_silence))
+        .route("/api/v1/silences/{id}", delete(expire_silence))
+        .route("/api/v1/outbox", get(outbox))
+        .with_state(Arc::new(AppState {
+            registry,
+            health,
+            token,
+        }))
 }
 
 /// Binds `addr` and serves until `shutdown` resolves. Returns the bound address (port 0
@@ -36,11 +48,12 @@ pub async fn serve(
     addr: SocketAddr,
     registry: Registry,
     health: Arc<Health>,
+    token: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let app = router(registry, health);
+    let app = router(registry, health, token);
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -94,4 +107,120 @@ async fn alerts(State(s): State<Arc<AppState>>) -> impl IntoResponse {
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     axum::Json(view)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": message.into() })),
+    )
+        .into_response()
+}
+
+/// Checks the bearer token of a changing request.
+fn authorized(s: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(want) = &s.token else {
+        return Ok(());
+    };
+    let got = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Constant-time comparison.
+    let same = got.len() == want.len()
+        && got
+            .bytes()
+            .zip(want.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (Authorization: Bearer <token from http.api_token_env>)",
+        ))
+    }
+}
+
+fn notify(s: &AppState) -> Result<&Arc<crate::notify::service::Shared>, Response> {
+    s.health.notify.get().ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "delivery is off: configure [notify.channels] to use silences",
+        )
+    })
+}
+
+/// Circuit breakers and their states.
+async fn breakers(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let view = s.health.alerts.read().unwrap_or_else(|e| e.into_inner());
+    axum::Json(serde_json::json!({ "breakers": view.breakers }))
+}
+
+async fn list_silences(State(s): State<Arc<AppState>>) -> Response {
+    match notify(&s) {
+        Ok(n) => axum::Json(serde_json::json!({ "silences": n.silences() })).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Adds a silence: `{"matchers":[{"name","value","isRegex","isEqual"}], "startsAt"?,
+/// "endsAt", "createdBy", "comment"}` → `{"silenceID": …}`.
+async fn add_silence(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return r;
+    }
+    let n = match notify(&s) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let req: crate::notify::service::SilenceRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid silence: {e}")),
+    };
+    match n.add_silence(req) {
+        Ok(id) => axum::Json(serde_json::json!({ "silenceID": id })).into_response(),
+        Err(crate::notify::service::SilenceApiError::Save(e)) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, e)
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+async fn expire_silence(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return r;
+    }
+    let n = match notify(&s) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    match n.expire_silence(&id) {
+        Ok(()) => axum::Json(serde_json::json!({ "expired": id })).into_response(),
+        Err(crate::notify::service::SilenceApiError::Silence(
+            crate::notify::silence::SilenceError::NotFound(_),
+        )) => error(StatusCode::NOT_FOUND, format!("no silence {id:?}")),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+/// Pending notifications per channel and dead letters.
+async fn outbox(State(s): State<Arc<AppState>>) -> Response {
+    match notify(&s) {
+        Ok(n) => {
+            let (pending, dead) = n.outbox_status();
+            axum::Json(serde_json::json!({ "pending": pending, "dead": dead })).into_response()
+        }
+        Err(r) => r,
+    }
 }

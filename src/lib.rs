@@ -6,6 +6,7 @@
 //! embedded broker.
 
 pub mod alerts;
+pub mod breaker;
 pub mod commit;
 pub mod config;
 pub mod decode;

@@ -403,12 +403,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let health = Arc::new(driftwatch::source::Health::default());
     let addr: SocketAddr = config.http.listen.parse()?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let (bound, server) = driftwatch::http::serve(addr, registry, health.clone(), async {
+    let token = match &config.http.api_token_env {
+        None => None,
+        Some(var) => Some(std::env::var(var).ok().filter(|t| !t.is_empty()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "http.api_token_env: environment variable {var} is not set; export the token or remove the setting"
+            )
+        })?),
+    };
+    let (bound, server) = driftwatch::http::serve(addr, registry, health.clone(), token, async {
         let _ = http_stopped.await;
     })
     .await
     .map_err(|e| anyhow::anyhow!("binding http.listen {addr}: {e}"))?;
-    tracing::info!(%bound, "serving /healthz /readyz /metrics /api/v1/alerts");
+    tracing::info!(%bound, "serving /healthz /readyz /metrics /api/v1/alerts /api/v1/breakers /api/v1/silences");
     let report = driftwatch::source::run(
         &config,
         metrics,

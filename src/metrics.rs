@@ -43,6 +43,16 @@ pub struct Metrics {
     pub detector_history_series: Gauge,
     /// Wall time spent evaluating rules, seconds.
     pub detector_seconds: Counter<f64, AtomicU64>,
+    /// Notifications by channel and outcome (enqueued, delivered, retried, dead,
+    /// rate_limited).
+    pub notifications: Family<Labels, Counter>,
+    /// Alerts left out of a notification because a silence matched.
+    pub notifications_silenced: Counter,
+    pub outbox_pending: Gauge,
+    pub outbox_dead: Gauge,
+    /// Per breaker: 0 closed, 1 half-open, 2 open.
+    pub breaker_state: Family<Labels, Gauge>,
+    breaker_transitions: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -54,6 +64,38 @@ impl Metrics {
             .get_or_create(&vec![("to".to_string(), state.to_string())])
             .clone();
         c
+    }
+
+    /// Counts a notification outcome of `channel`.
+    pub fn notification(&self, channel: &str, outcome: &str) {
+        self.notifications
+            .get_or_create(&vec![
+                ("channel".to_string(), channel.to_string()),
+                ("outcome".to_string(), outcome.to_string()),
+            ])
+            .inc();
+    }
+
+    /// Records a breaker transition and sets its state gauge.
+    pub fn breaker_transition(&self, t: &crate::breaker::BreakerTransition) {
+        self.breaker_transitions
+            .get_or_create(&vec![("to".to_string(), t.to.as_str().to_string())])
+            .inc();
+        self.set_breaker_state(&t.key, t.primary_model.as_deref(), t.to);
+    }
+
+    pub fn set_breaker_state(
+        &self,
+        key: &str,
+        primary: Option<&str>,
+        state: crate::breaker::BreakerState,
+    ) {
+        self.breaker_state
+            .get_or_create(&vec![
+                ("breaker".to_string(), key.to_string()),
+                ("primary_model".to_string(), primary.unwrap_or("").to_string()),
+            ])
+            .set(state.gauge());
     }
 
     pub fn new() -> (Metrics, Registry) {
@@ -95,6 +137,12 @@ impl Metrics {
             alerts_pending: Gauge::default(),
             detector_history_series: Gauge::default(),
             detector_seconds: Counter::default(),
+            notifications: Family::default(),
+            notifications_silenced: Counter::default(),
+            outbox_pending: Gauge::default(),
+            outbox_dead: Gauge::default(),
+            breaker_state: Family::default(),
+            breaker_transitions: Family::default(),
         };
         let mut r = Registry::with_prefix("driftwatch");
         r.register(
@@ -217,6 +265,36 @@ impl Metrics {
             "kafka_errors",
             "Errors reported by the Kafka client",
             m.kafka_errors.clone(),
+        );
+        r.register(
+            "notifications",
+            "Notifications by channel and outcome (enqueued, delivered, retried, dead, rate_limited)",
+            m.notifications.clone(),
+        );
+        r.register(
+            "notifications_silenced",
+            "Alerts left out of notifications by a silence",
+            m.notifications_silenced.clone(),
+        );
+        r.register(
+            "outbox_pending",
+            "Notifications waiting in the outbox",
+            m.outbox_pending.clone(),
+        );
+        r.register(
+            "outbox_dead",
+            "Notifications given up on (outbox/dead)",
+            m.outbox_dead.clone(),
+        );
+        r.register(
+            "breaker_state",
+            "Circuit breaker state per breaker: 0 closed, 1 half-open, 2 open",
+            m.breaker_state.clone(),
+        );
+        r.register(
+            "breaker_transitions",
+            "Circuit breaker transitions, by the state entered (open, half_open, closed)",
+            m.breaker_transitions.clone(),
         );
         (m, r)
     }

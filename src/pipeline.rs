@@ -110,6 +110,7 @@ pub struct Pipeline {
     detector: Option<crate::detector::Detector>,
     /// Transitions not yet written.
     transitions: Vec<crate::alerts::Transition>,
+    breaker_transitions: Vec<crate::breaker::BreakerTransition>,
     /// Last evaluated ticks written with the detector state.
     saved_ticks: (Option<i64>, Option<i64>),
     /// Alert instances changed since [`Pipeline::take_alerts_changed`].
@@ -133,6 +134,7 @@ impl Pipeline {
             metrics,
             detector: None,
             transitions: Vec::new(),
+            breaker_transitions: Vec::new(),
             saved_ticks: (None, None),
             alerts_changed: false,
         })
@@ -140,6 +142,10 @@ impl Pipeline {
 
     /// Runs `detector` on every window and slice this pipeline closes from now on.
     pub fn set_detector(&mut self, detector: crate::detector::Detector) {
+        for b in detector.breakers().iter() {
+            self.metrics
+                .set_breaker_state(&b.key, b.primary_model.as_deref(), b.state);
+        }
         self.saved_ticks = detector.evaluated_through();
         self.detector = Some(detector);
         self.alerts_changed = true;
@@ -159,6 +165,8 @@ impl Pipeline {
                 tracing::info!(rule = %t.rule, fingerprint = %t.fingerprint, to = t.to.as_str(), "alert ended: rule removed");
             }
             self.transitions.extend(ended);
+            let closed = d.take_breaker_transitions();
+            self.record_breakers(closed);
             self.alerts_changed = true;
         }
     }
@@ -166,7 +174,20 @@ impl Pipeline {
     /// Transitions are waiting to be written (they go out with the next commit cycle, at
     /// once, so an alert is in the table within one tick).
     pub fn alerts_pending(&self) -> bool {
-        !self.transitions.is_empty()
+        !self.transitions.is_empty() || !self.breaker_transitions.is_empty()
+    }
+
+    fn record_breakers(&mut self, bt: Vec<crate::breaker::BreakerTransition>) {
+        for b in &bt {
+            self.metrics.breaker_transition(b);
+            tracing::warn!(
+                rule = %b.rule, breaker = %b.key, primary = ?b.primary_model,
+                fallback = ?b.fallback_model, from = b.from.as_str(), to = b.to.as_str(),
+                at_ms = b.at_ms, cooldown_s = b.cooldown_ms / 1000,
+                "circuit breaker {}: {}", b.to.as_str(), b.reason
+            );
+        }
+        self.breaker_transitions.extend(bt);
     }
 
     /// True once after alert instances changed (for the HTTP view).
@@ -178,12 +199,16 @@ impl Pipeline {
     pub fn take_alerts_job(&mut self) -> Option<crate::commit::AlertsJob> {
         let d = self.detector.as_ref()?;
         let ticks = d.evaluated_through();
-        if self.transitions.is_empty() && ticks == self.saved_ticks {
+        if self.transitions.is_empty()
+            && self.breaker_transitions.is_empty()
+            && ticks == self.saved_ticks
+        {
             return None;
         }
         self.saved_ticks = ticks;
         Some(crate::commit::AlertsJob {
             transitions: std::mem::take(&mut self.transitions),
+            breakers: std::mem::take(&mut self.breaker_transitions),
             snapshot: d.snapshot(),
         })
     }
@@ -231,6 +256,7 @@ impl Pipeline {
         let before = d.evaluations();
         let started = std::time::Instant::now();
         let transitions = d.evaluate(window_clock, slice_clock);
+        let breakers = d.take_breaker_transitions();
         self.metrics
             .detector_seconds
             .inc_by(started.elapsed().as_secs_f64());
@@ -262,6 +288,10 @@ impl Pipeline {
             }
         }
         self.transitions.extend(transitions);
+        if !breakers.is_empty() {
+            self.alerts_changed = true;
+            self.record_breakers(breakers);
+        }
     }
 
     pub fn stats(&self) -> &PipelineStats {

@@ -81,6 +81,7 @@ pub fn resume(
 ) -> Result<Detector, SetupError> {
     let settings = config.detection.settings(&config.windows);
     let mut d = Detector::new(rules, label_names(config)?, settings);
+    d.set_breaker_settings(breaker_settings(config));
     // The lookback before the last evaluated tick (or, on a first start, before the newest
     // stored hour), from an hour boundary so hourly roll-ups are whole.
     let reference = match snapshot.as_ref().and_then(|s| s.evaluated_window_ms) {
@@ -149,6 +150,7 @@ pub fn backtest(
     let settings = config.detection.settings(&config.windows);
     let labels = label_names(config)?;
     let mut d = Detector::new(rules, labels.clone(), settings);
+    d.set_breaker_settings(breaker_settings(config));
     // Read the lookback before `from` too, so the first ticks have their baselines; ticks
     // before `from` are evaluated but their transitions are not reported.
     let read_from = from.map(|f| f - d.rules().lookback_ms() - settings.window_ms);
@@ -157,6 +159,7 @@ pub fn backtest(
     let first = stored.first().map(|w| w.start_ms);
     let last = stored.iter().map(|w| w.end_ms).max();
     let mut transitions = Vec::new();
+    let mut breakers = Vec::new();
     let mut it = stored.into_iter().peekable();
     while let Some(w) = it.next() {
         let start = w.start_ms;
@@ -165,18 +168,29 @@ pub fn backtest(
         // All rows of this window start are in: evaluate up to its end.
         if it.peek().is_none_or(|n| n.start_ms != start) {
             transitions.extend(d.evaluate(Some(end), Some(end)));
+            breakers.extend(d.take_breaker_transitions());
         }
     }
     if let Some(f) = from {
         transitions.retain(|t: &Transition| t.at_ms >= f);
+        breakers.retain(|b: &crate::breaker::BreakerTransition| b.at_ms >= f);
     }
     Ok(BacktestReport {
         windows,
         first_ms: first,
         last_ms: last,
         transitions,
+        breakers,
         evaluations: d.evaluations(),
     })
+}
+
+/// The breaker settings of `config`, `None` when breakers are off.
+pub fn breaker_settings(config: &Config) -> Option<crate::breaker::BreakerSettings> {
+    config
+        .breaker
+        .enabled
+        .then(|| crate::breaker::BreakerSettings::from(&config.breaker))
 }
 
 /// What a backtest found.
@@ -187,6 +201,8 @@ pub struct BacktestReport {
     pub first_ms: Option<i64>,
     pub last_ms: Option<i64>,
     pub transitions: Vec<Transition>,
+    /// Circuit-breaker transitions the rules would have caused.
+    pub breakers: Vec<crate::breaker::BreakerTransition>,
     /// Instance evaluations done.
     pub evaluations: u64,
 }

@@ -175,13 +175,20 @@ impl ParquetSink {
     pub fn plan_alerts(
         &self,
         transitions: &[crate::alerts::Transition],
+        breakers: &[crate::breaker::BreakerTransition],
     ) -> Result<Vec<Planned>, SinkError> {
-        let mut groups: BTreeMap<(i64, &str), Vec<crate::alerts::Transition>> = BTreeMap::new();
+        let mut groups: BTreeMap<(i64, &str), Vec<tables::AlertRecord>> = BTreeMap::new();
         for t in transitions {
             groups
                 .entry((t.at_ms, t.rule.as_str()))
                 .or_default()
-                .push(t.clone());
+                .push(t.into());
+        }
+        for b in breakers {
+            groups
+                .entry((b.at_ms, b.rule.as_str()))
+                .or_default()
+                .push(b.into());
         }
         let mut out = Vec::new();
         for ((at, rule), rows) in groups {

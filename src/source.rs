@@ -43,6 +43,8 @@ pub enum RunError {
     Commit(#[from] CommitError),
     #[error(transparent)]
     Detection(#[from] crate::replay::SetupError),
+    #[error(transparent)]
+    Notify(#[from] crate::notify::service::NotifyError),
 }
 
 /// Liveness and readiness, shared with the HTTP endpoint.
@@ -56,6 +58,8 @@ pub struct Health {
     pub draining: AtomicBool,
     /// Alert instances as of the last evaluation, for `GET /api/v1/alerts`.
     pub alerts: std::sync::RwLock<AlertsView>,
+    /// The delivery stage, when channels are configured (silences and outbox API).
+    pub notify: std::sync::OnceLock<Arc<crate::notify::service::Shared>>,
 }
 
 /// What `GET /api/v1/alerts` shows.
@@ -68,6 +72,8 @@ pub struct AlertsView {
     pub evaluated_window_ms: Option<i64>,
     pub evaluated_slice_ms: Option<i64>,
     pub alerts: Vec<crate::alerts::Alert>,
+    /// Circuit breakers (every one that ever opened since the state was created).
+    pub breakers: Vec<crate::breaker::Breaker>,
 }
 
 impl Health {
@@ -84,6 +90,7 @@ impl Health {
                 .into_iter()
                 .filter(|a| a.state != crate::alerts::AlertState::Inactive)
                 .collect(),
+            breakers: d.breakers().iter().cloned().collect(),
         };
         *self.alerts.write().unwrap_or_else(|e| e.into_inner()) = view;
     }
@@ -385,7 +392,21 @@ pub async fn run(
         .map(|l| l.as_str())
         .collect();
     let sink = ParquetSink::new(&config.storage.data_dir, config.storage.zstd_level, labels)?;
-    let committer = Committer::new(sink)?;
+    let mut committer = Committer::new(sink)?;
+    // Delivery runs beside ingest; the committer hands it transitions through `state/`.
+    let notifier = if config.detection.enabled {
+        crate::notify::service::Notifier::start(
+            config,
+            &config.storage.data_dir.join(crate::commit::STATE_DIR),
+            metrics.clone(),
+        )?
+    } else {
+        None
+    };
+    if let Some(n) = &notifier {
+        committer.set_notify(true);
+        let _ = health.notify.set(n.shared.clone());
+    }
     let mut pipeline = Pipeline::new(config, metrics.clone())?;
     if config.detection.enabled {
         // Interrupted commits first: their windows must not enter the detector's history.

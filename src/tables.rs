@@ -537,22 +537,133 @@ pub fn alerts_schema(labels: &[&str]) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// One row of the `alerts` table: an alert transition or a circuit-breaker transition
+/// (`signal = 'circuit_breaker'`, states `closed` / `open` / `half_open`).
+#[derive(Debug, Clone)]
+pub struct AlertRecord {
+    pub at_ms: i64,
+    pub rule: String,
+    pub fingerprint: String,
+    pub from: String,
+    pub to: String,
+    pub severity: String,
+    pub labels: Vec<(String, String)>,
+    pub rule_labels: std::collections::BTreeMap<String, String>,
+    pub signal: String,
+    pub numbers: crate::alerts::Numbers,
+    pub threshold: f64,
+    pub range_start_ms: i64,
+    pub range_end_ms: i64,
+    pub fired_at_ms: Option<i64>,
+    pub baseline_desc: String,
+    pub reason: String,
+    pub summary: String,
+    pub description: String,
+    pub runbook_url: String,
+    pub channels: Vec<String>,
+    pub action: Option<&'static str>,
+}
+
+impl From<&crate::alerts::Transition> for AlertRecord {
+    fn from(t: &crate::alerts::Transition) -> Self {
+        AlertRecord {
+            at_ms: t.at_ms,
+            rule: t.rule.clone(),
+            fingerprint: t.fingerprint.clone(),
+            from: t.from.as_str().to_string(),
+            to: t.to.as_str().to_string(),
+            severity: t.severity.as_str().to_string(),
+            labels: t.labels.clone(),
+            rule_labels: t.rule_labels.clone(),
+            signal: t.signal.clone(),
+            numbers: t.numbers,
+            threshold: t.threshold,
+            range_start_ms: t.range_start_ms,
+            range_end_ms: t.range_end_ms,
+            fired_at_ms: t.fired_at_ms,
+            baseline_desc: t.baseline_desc.clone(),
+            reason: t.reason.clone(),
+            summary: t.summary.clone(),
+            description: t.description.clone(),
+            runbook_url: t.runbook_url.clone(),
+            channels: t.channels.clone(),
+            action: t.action.map(|a| match a {
+                crate::rules::Action::CircuitBreaker => "circuit_breaker",
+            }),
+        }
+    }
+}
+
+impl From<&crate::breaker::BreakerTransition> for AlertRecord {
+    fn from(b: &crate::breaker::BreakerTransition) -> Self {
+        let mut rule_labels = std::collections::BTreeMap::new();
+        if let Some(p) = &b.primary_model {
+            rule_labels.insert("primary_model".to_string(), p.clone());
+        }
+        if let Some(f) = &b.fallback_model {
+            rule_labels.insert("fallback_model".to_string(), f.clone());
+        }
+        rule_labels.insert("cooldown_seconds".to_string(), (b.cooldown_ms / 1000).to_string());
+        rule_labels.insert("opens".to_string(), b.opens.to_string());
+        AlertRecord {
+            at_ms: b.at_ms,
+            rule: b.rule.clone(),
+            fingerprint: b.key.clone(),
+            from: b.from.as_str().to_string(),
+            to: b.to.as_str().to_string(),
+            severity: b.severity.as_str().to_string(),
+            labels: b.labels.clone(),
+            rule_labels,
+            signal: "circuit_breaker".to_string(),
+            numbers: crate::alerts::Numbers {
+                value: b.value,
+                n_current: b.requests,
+                ..Default::default()
+            },
+            threshold: b.threshold,
+            range_start_ms: b.range_start_ms,
+            range_end_ms: b.range_end_ms,
+            fired_at_ms: None,
+            baseline_desc: String::new(),
+            reason: b.reason.clone(),
+            summary: format!(
+                "circuit breaker of {} {} -> {}{}",
+                b.primary_model.as_deref().unwrap_or(&b.key),
+                b.from.as_str(),
+                b.to.as_str(),
+                match b.command() {
+                    Some("fallback") => format!(
+                        ": traffic to {}",
+                        b.fallback_model.as_deref().unwrap_or("the gateway's fallback")
+                    ),
+                    Some(_) => ": traffic back to the primary".to_string(),
+                    None => String::new(),
+                }
+            ),
+            description: String::new(),
+            runbook_url: String::new(),
+            channels: b.channels.clone(),
+            action: Some("circuit_breaker"),
+        }
+    }
+}
+
 pub fn alerts_batch(
     labels: &[&str],
-    rows: &[crate::alerts::Transition],
+    rows: &[AlertRecord],
 ) -> Result<RecordBatch, ArrowError> {
     let n = rows.len();
-    let strs = |get: &dyn Fn(&crate::alerts::Transition) -> Option<&str>| -> ArrayRef {
+    let strs = |get: &dyn Fn(&AlertRecord) -> Option<&str>| -> ArrayRef {
         let mut b = StringBuilder::with_capacity(n, n * 16);
         rows.iter().for_each(|r| b.append_option(get(r)));
         Arc::new(b.finish())
     };
-    let f64s = |get: &dyn Fn(&crate::alerts::Transition) -> Option<f64>| -> ArrayRef {
+    let f64s = |get: &dyn Fn(&AlertRecord) -> Option<f64>| -> ArrayRef {
         let mut b = Float64Builder::with_capacity(n);
         rows.iter().for_each(|r| b.append_option(get(r)));
         Arc::new(b.finish())
     };
-    let ts = |get: &dyn Fn(&crate::alerts::Transition) -> i64| -> ArrayRef {
+    let ts = |get: &dyn Fn(&AlertRecord) -> i64| -> ArrayRef {
         Arc::new(
             TimestampMillisecondArray::from_iter_values(rows.iter().map(get)).with_timezone("UTC"),
         )
@@ -561,9 +672,9 @@ pub fn alerts_batch(
         ts(&|r| r.at_ms),
         strs(&|r| Some(&r.rule)),
         strs(&|r| Some(&r.fingerprint)),
-        strs(&|r| Some(r.from.as_str())),
-        strs(&|r| Some(r.to.as_str())),
-        strs(&|r| Some(r.severity.as_str())),
+        strs(&|r| Some(&r.from)),
+        strs(&|r| Some(&r.to)),
+        strs(&|r| Some(&r.severity)),
     ];
     for l in labels {
         cols.push(strs(&|r| {
@@ -573,7 +684,7 @@ pub fn alerts_batch(
                 .map(|(_, v)| v.as_str())
         }));
     }
-    let map = |get: &dyn Fn(&crate::alerts::Transition) -> Vec<(&str, &str)>| -> Result<ArrayRef, ArrowError> {
+    let map = |get: &dyn Fn(&AlertRecord) -> Vec<(&str, &str)>| -> Result<ArrayRef, ArrowError> {
         let mut b = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
         for r in rows {
             for (k, v) in get(r) {
@@ -633,10 +744,6 @@ pub fn alerts_batch(
         ch.append(true);
     }
     cols.push(Arc::new(ch.finish()));
-    cols.push(strs(&|r| {
-        r.action.map(|a| match a {
-            crate::rules::Action::CircuitBreaker => "circuit_breaker",
-        })
-    }));
+    cols.push(strs(&|r| r.action));
     RecordBatch::try_new(alerts_schema(labels), cols)
 }

@@ -190,6 +190,7 @@ mod tests {
             next_attempt_ms: 0,
             body: body.into(),
             last_error: None,
+            order_key: None,
         }
     }
 
@@ -214,6 +215,7 @@ mod tests {
             base: Duration::from_millis(20),
             cap: Duration::from_millis(100),
             max_retry_after: Duration::from_secs(1),
+            give_up_after: Duration::from_secs(3600),
         };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let mut outbox = Outbox::open(dir.path()).unwrap();

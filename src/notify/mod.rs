@@ -1,13 +1,20 @@
-//! Alert delivery (issue 5, in progress): what leaves driftwatch for receivers.
+//! Alert delivery: what leaves driftwatch for receivers.
 //!
-//! So far: [`signing`], the Standard Webhooks signatures every webhook carries;
-//! [`alertmanager`], the payload Alertmanager receivers understand; [`pagerduty`] Events
-//! API v2 bodies; the durable [`outbox`] with its retry policy; and [`http`], which sends
-//! due outbox entries and records their outcomes. The channels (HTTP, PagerDuty, SMTP), routing, silences
-//! and the fallback breaker build on them.
+//! [`route`] groups alert transitions per channel (routes, `group_wait` / `group_interval` /
+//! `repeat_interval`, [`silence`]s); [`render`] turns a group notification or a breaker
+//! transition into outbox entries — driftwatch JSON or [`alertmanager`] v4 webhooks signed per
+//! [`signing`] (Standard Webhooks), [`pagerduty`] Events v2, [`email`] over SMTP; the durable
+//! [`outbox`] holds them until a receiver acknowledges, retried by [`http`] and [`email`]
+//! senders; [`service`] runs it all beside the ingest loop, configured by [`config`].
 
 pub mod alertmanager;
+pub mod config;
+pub mod email;
 pub mod http;
 pub mod outbox;
 pub mod pagerduty;
+pub mod render;
+pub mod route;
+pub mod service;
 pub mod signing;
+pub mod silence;

@@ -63,6 +63,10 @@ pub struct Notification {
     /// The last failure, for the log and `dead/`.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// Entries with the same order key are delivered one at a time, oldest first (a
+    /// `resolve` never overtakes its `trigger`, a `restore` never its `fallback`).
+    #[serde(default)]
+    pub order_key: Option<String>,
 }
 
 /// What a delivery attempt came back with.
@@ -114,6 +118,8 @@ pub struct Backoff {
     pub cap: Duration,
     /// A `Retry-After` longer than this is cut to it (a receiver cannot park us for a day).
     pub max_retry_after: Duration,
+    /// Retrying stops (the entry goes to `dead/`) this long after it was created.
+    pub give_up_after: Duration,
 }
 
 impl Default for Backoff {
@@ -122,6 +128,7 @@ impl Default for Backoff {
             base: Duration::from_millis(500),
             cap: Duration::from_secs(60),
             max_retry_after: Duration::from_secs(600),
+            give_up_after: Duration::from_secs(86_400),
         }
     }
 }
@@ -147,6 +154,10 @@ impl Backoff {
     }
 }
 
+/// Delivered ids are remembered this long (`sent/<id>`), so a notification rendered again
+/// after a crash is not sent twice.
+pub const SENT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+
 /// The pending notifications, mirrored in a directory.
 #[derive(Debug)]
 pub struct Outbox {
@@ -158,6 +169,20 @@ impl Outbox {
     /// Opens (creating) `dir` and loads what a previous run left pending.
     pub fn open(dir: &Path) -> Result<Outbox, OutboxError> {
         fs::create_dir_all(dir.join("dead")).map_err(io("creating", dir))?;
+        fs::create_dir_all(dir.join("sent")).map_err(io("creating", dir))?;
+        // Forget delivered ids after the retention.
+        let sent = dir.join("sent");
+        for e in fs::read_dir(&sent).map_err(io("listing", &sent))?.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > SENT_RETENTION);
+            if old {
+                let _ = fs::remove_file(e.path());
+            }
+        }
         let mut pending = BTreeMap::new();
         for e in fs::read_dir(dir).map_err(io("listing", dir))?.flatten() {
             let path = e.path();
@@ -212,27 +237,64 @@ impl Outbox {
     }
 
     /// Stores `n` durably before anyone tries to send it. Enqueuing an id that is already
-    /// pending keeps the pending one (the same transition, seen again after a restart).
+    /// pending, or was delivered, does nothing (the same notification, rendered again after
+    /// a restart).
     pub fn enqueue(&mut self, n: Notification) -> Result<bool, OutboxError> {
         if self.pending.contains_key(&n.id) {
             return Ok(false);
         }
         let path = self.path(&n.id)?;
+        if self.dir.join("sent").join(&n.id).exists() {
+            return Ok(false);
+        }
         self.persist(&n, &path)?;
         self.pending.insert(n.id.clone(), n);
         Ok(true)
     }
 
-    /// Notifications whose time has come, oldest first.
+    /// Notifications whose time has come, oldest first; of several with one order key only
+    /// the oldest, and only when it is due.
     pub fn due(&self, now_ms: i64) -> Vec<Notification> {
-        let mut v: Vec<_> = self
-            .pending
-            .values()
-            .filter(|n| n.next_attempt_ms <= now_ms)
-            .cloned()
-            .collect();
-        v.sort_by_key(|n| (n.created_ms, n.id.clone()));
+        self.due_where(now_ms, |_| true)
+    }
+
+    /// [`Self::due`] of one channel.
+    pub fn due_for(&self, channel: &str, now_ms: i64) -> Vec<Notification> {
+        self.due_where(now_ms, |n| n.channel == channel)
+    }
+
+    fn due_where(&self, now_ms: i64, keep: impl Fn(&Notification) -> bool) -> Vec<Notification> {
+        let mut all: Vec<&Notification> = self.pending.values().filter(|n| keep(n)).collect();
+        all.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        let mut heads = std::collections::BTreeSet::new();
+        let mut v = Vec::new();
+        for n in all {
+            if let Some(k) = &n.order_key {
+                if !heads.insert(k.clone()) {
+                    continue;
+                }
+            }
+            if n.next_attempt_ms <= now_ms {
+                v.push(n.clone());
+            }
+        }
         v
+    }
+
+    /// Pending entries per channel.
+    pub fn pending_by_channel(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for n in self.pending.values() {
+            *m.entry(n.channel.clone()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// Entries in `dead/`.
+    pub fn dead_count(&self) -> usize {
+        fs::read_dir(self.dir.join("dead"))
+            .map(|d| d.flatten().count())
+            .unwrap_or(0)
     }
 
     /// Earliest next attempt among the pending ones.
@@ -255,11 +317,25 @@ impl Outbox {
             return Ok(());
         };
         match outcome {
-            Outcome::Delivered => match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io("removing", &path)(e)),
-            },
+            Outcome::Delivered => {
+                let marker = self.dir.join("sent").join(id);
+                fs::write(&marker, b"").map_err(io("writing", &marker))?;
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io("removing", &path)(e)),
+                }
+            }
+            Outcome::Retry { reason, .. }
+                if now_ms - n.created_ms > backoff.give_up_after.as_millis() as i64 =>
+            {
+                let reason = format!(
+                    "gave up after {} attempts over {}: {reason}",
+                    n.attempts + 1,
+                    humantime::format_duration(backoff.give_up_after)
+                );
+                return self.bury(n, &path, reason);
+            }
             Outcome::Retry { reason, after } => {
                 let delay = backoff.delay(n.attempts, *after, rng);
                 n.attempts += 1;
@@ -268,19 +344,21 @@ impl Outbox {
                 self.persist(&n, &path)?;
                 self.pending.insert(n.id.clone(), n);
             }
-            Outcome::Permanent { reason } => {
-                n.attempts += 1;
-                n.last_error = Some(reason.clone());
-                let dead = self.dir.join("dead").join(format!("{id}.json"));
-                self.persist(&n, &dead)?;
-                match fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io("removing", &path)(e)),
-                }
-            }
+            Outcome::Permanent { reason } => return self.bury(n, &path, reason.clone()),
         }
         Ok(())
+    }
+
+    fn bury(&mut self, mut n: Notification, path: &Path, reason: String) -> Result<(), OutboxError> {
+        n.attempts += 1;
+        n.last_error = Some(reason);
+        let dead = self.dir.join("dead").join(format!("{}.json", n.id));
+        self.persist(&n, &dead)?;
+        match fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io("removing", path)(e)),
+        }
     }
 }
 
@@ -298,6 +376,7 @@ mod tests {
             next_attempt_ms: created,
             body: "{\"x\":1}".into(),
             last_error: None,
+            order_key: None,
         }
     }
 

@@ -1,0 +1,411 @@
+//! Turns what the router and the breakers decided into outbox entries, one per message a
+//! receiver gets: one webhook or mail per group notification, one PagerDuty event per alert
+//! that changed, one `fallback` / `restore` webhook per breaker transition.
+//!
+//! Ids are deterministic in what they carry (group, sequence, alert, transition), so a
+//! notification rendered again after a crash is recognisably the same: the outbox keeps it
+//! once and receivers can deduplicate on `webhook-id`, `dedup_key` or `Message-ID`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::config::{ChannelConfig, WebhookFormat};
+use super::outbox::Notification;
+use super::route::Dispatch;
+use crate::alerts::{AlertState, Transition};
+use crate::breaker::BreakerTransition;
+
+/// Where notifications point back to.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub external_url: String,
+    /// `payload.source` of PagerDuty events when the channel sets none.
+    pub source: String,
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn entry(id: String, channel: &str, order_key: String, body: String, now_ms: i64) -> Notification {
+    Notification {
+        id,
+        channel: channel.to_string(),
+        created_ms: now_ms,
+        attempts: 0,
+        next_attempt_ms: now_ms,
+        body,
+        last_error: None,
+        order_key: Some(order_key),
+    }
+}
+
+/// One alert in driftwatch's own webhook JSON.
+pub fn alert_json(t: &Transition) -> Value {
+    let labels: BTreeMap<&str, &str> = t
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    json!({
+        "status": if t.to == AlertState::Resolved { "resolved" } else { "firing" },
+        "rule": t.rule,
+        "fingerprint": t.fingerprint,
+        "severity": t.severity.as_str(),
+        "labels": labels,
+        "rule_labels": t.rule_labels,
+        "signal": t.signal,
+        "summary": t.summary,
+        "description": t.description,
+        "runbook_url": t.runbook_url,
+        "value": t.numbers.value,
+        "baseline": t.numbers.baseline,
+        "effect": t.numbers.effect,
+        "threshold": t.threshold,
+        "p_value": t.numbers.p_value,
+        "n_current": t.numbers.n_current,
+        "n_baseline": t.numbers.n_baseline,
+        "window_start": rfc3339(t.range_start_ms),
+        "window_end": rfc3339(t.range_end_ms),
+        "baseline_source": t.baseline_desc,
+        "reason": t.reason,
+        "fired_at": t.fired_at_ms.map(rfc3339),
+        "resolved_at": (t.to == AlertState::Resolved).then(|| rfc3339(t.at_ms)),
+    })
+}
+
+/// The mail of one group notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mail {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+fn fmt_num(v: Option<f64>) -> String {
+    match v {
+        None => "–".into(),
+        Some(x) if x.is_infinite() => "∞".into(),
+        Some(x) if x != 0.0 && x.abs() < 0.001 => format!("{x:.3e}"),
+        Some(x) => format!("{x:.4}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string(),
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// Subject, text and HTML of a group notification.
+pub fn mail(d: &Dispatch, ctx: &Context) -> Mail {
+    let status = if d.firing.is_empty() {
+        "RESOLVED".to_string()
+    } else {
+        format!("FIRING:{}", d.firing.len())
+    };
+    let group: Vec<String> = d.group_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let subject = format!(
+        "[{status}] {}{}",
+        group.join(" "),
+        if d.resolved.is_empty() || d.firing.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} resolved)", d.resolved.len())
+        }
+    );
+    let rows = |t: &Transition| -> Vec<(&'static str, String)> {
+        let labels: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        vec![
+            ("Rule", t.rule.clone()),
+            ("Severity", t.severity.as_str().to_string()),
+            ("Labels", labels.join(", ")),
+            ("Value", fmt_num(t.numbers.value)),
+            ("Baseline", fmt_num(t.numbers.baseline)),
+            ("Effect", fmt_num(t.numbers.effect)),
+            ("Threshold", fmt_num(Some(t.threshold))),
+            ("p-value", fmt_num(t.numbers.p_value)),
+            (
+                "Samples",
+                format!("{} current, {} baseline", t.numbers.n_current, t.numbers.n_baseline),
+            ),
+            (
+                "Window",
+                format!("{} .. {}", rfc3339(t.range_start_ms), rfc3339(t.range_end_ms)),
+            ),
+            ("Baseline source", t.baseline_desc.clone()),
+            ("Fired at", t.fired_at_ms.map(rfc3339).unwrap_or_default()),
+            ("Runbook", t.runbook_url.clone()),
+        ]
+    };
+    let mut text = String::new();
+    let mut html = String::from(
+        "<!DOCTYPE html><html><body style=\"font-family:sans-serif\">",
+    );
+    html.push_str(&format!("<h2>{}</h2>", html_escape(&subject)));
+    for (title, list) in [("Firing", &d.firing), ("Resolved", &d.resolved)] {
+        if list.is_empty() {
+            continue;
+        }
+        text.push_str(&format!("{title} ({}):\n\n", list.len()));
+        html.push_str(&format!("<h3>{title} ({})</h3>", list.len()));
+        for t in list.iter() {
+            let summary = if t.summary.is_empty() { &t.rule } else { &t.summary };
+            text.push_str(&format!("* {summary}\n"));
+            html.push_str(&format!(
+                "<p><b>{}</b></p><table border=\"1\" cellpadding=\"4\" style=\"border-collapse:collapse\">",
+                html_escape(summary)
+            ));
+            for (k, v) in rows(t) {
+                if v.is_empty() {
+                    continue;
+                }
+                text.push_str(&format!("    {k}: {v}\n"));
+                let cell = if k == "Runbook" {
+                    format!("<a href=\"{0}\">{0}</a>", html_escape(&v))
+                } else {
+                    html_escape(&v)
+                };
+                html.push_str(&format!("<tr><th align=\"left\">{k}</th><td>{cell}</td></tr>"));
+            }
+            text.push('\n');
+            html.push_str("</table>");
+        }
+    }
+    let alerts_url = format!("{}/api/v1/alerts", ctx.external_url.trim_end_matches('/'));
+    text.push_str(&format!("Alerts: {alerts_url}\n"));
+    html.push_str(&format!(
+        "<p><a href=\"{0}\">{0}</a></p></body></html>",
+        html_escape(&alerts_url)
+    ));
+    Mail {
+        subject,
+        text,
+        html,
+    }
+}
+
+/// The outbox entries of one group notification.
+pub fn dispatch(d: &Dispatch, channel: &ChannelConfig, ctx: &Context, now_ms: i64) -> Vec<Notification> {
+    let group_entry = |body: String| {
+        vec![entry(
+            format!("{}-{}-{}", d.channel, d.group_id, d.seq),
+            &d.channel,
+            format!("{}/{}", d.channel, d.group_id),
+            body,
+            now_ms,
+        )]
+    };
+    match channel {
+        ChannelConfig::Webhook { format, .. } => {
+            let all: Vec<&Transition> = d.firing.iter().chain(&d.resolved).collect();
+            let body = match format {
+                WebhookFormat::Alertmanager => super::alertmanager::payload(
+                    &d.channel,
+                    &d.group_key,
+                    &d.group_labels,
+                    &ctx.external_url,
+                    &all,
+                ),
+                WebhookFormat::Driftwatch => json!({
+                    "version": "1",
+                    "type": "alerts",
+                    "channel": d.channel,
+                    "group_key": d.group_key,
+                    "group_labels": d.group_labels,
+                    "status": if d.firing.is_empty() { "resolved" } else { "firing" },
+                    "repeat": d.repeat,
+                    "external_url": ctx.external_url,
+                    "alerts": all.iter().map(|t| alert_json(t)).collect::<Vec<_>>(),
+                }),
+            };
+            group_entry(body.to_string())
+        }
+        ChannelConfig::Email { .. } => {
+            group_entry(serde_json::to_string(&mail(d, ctx)).expect("plain data"))
+        }
+        ChannelConfig::Pagerduty { source, .. } => {
+            let source = source.clone().unwrap_or_else(|| ctx.source.clone());
+            let mut out = Vec::new();
+            let firing = d
+                .firing
+                .iter()
+                .filter(|t| d.repeat || d.new_firing.contains(&t.fingerprint));
+            for t in firing.chain(&d.resolved) {
+                // The routing key is added when sending: secrets stay out of the outbox.
+                let Some(ev) = super::pagerduty::event("", &source, t) else {
+                    continue;
+                };
+                let action = ev["event_action"].as_str().unwrap_or("x").to_string();
+                out.push(entry(
+                    format!(
+                        "{}-{}-{action}-{}-{}",
+                        d.channel,
+                        t.fingerprint,
+                        t.fired_at_ms.unwrap_or(t.at_ms),
+                        d.seq
+                    ),
+                    &d.channel,
+                    format!("{}/{}", d.channel, t.fingerprint),
+                    ev.to_string(),
+                    now_ms,
+                ));
+            }
+            out
+        }
+    }
+}
+
+/// Fills `{{name}}` placeholders of a breaker template with JSON-escaped values.
+fn fill(template: &str, vars: &BTreeMap<&str, String>) -> String {
+    let mut out = template.to_string();
+    for (k, v) in vars {
+        let escaped = serde_json::to_string(v).expect("string");
+        let inner = &escaped[1..escaped.len() - 1];
+        for pat in [format!("{{{{{k}}}}}"), format!("{{{{ {k} }}}}")] {
+            out = out.replace(&pat, inner);
+        }
+    }
+    out
+}
+
+/// The breaker webhook body (driftwatch JSON), for `open` (`fallback`) and `half_open`
+/// (`restore`).
+pub fn breaker_json(t: &BreakerTransition) -> Value {
+    let labels: BTreeMap<&str, &str> = t
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    json!({
+        "version": "1",
+        "type": "breaker",
+        "command": t.command(),
+        "breaker": t.key,
+        "rule": t.rule,
+        "state": t.to.as_str(),
+        "previous_state": t.from.as_str(),
+        "primary_model": t.primary_model,
+        "fallback_model": t.fallback_model,
+        "labels": labels,
+        "at": rfc3339(t.at_ms),
+        "cooldown_seconds": t.cooldown_ms / 1000,
+        "opens": t.opens,
+        "error_rate": t.value,
+        "requests": t.requests,
+        "threshold": t.threshold.is_finite().then_some(t.threshold),
+        "reason": t.reason,
+    })
+}
+
+/// The outbox entries of a breaker transition: one per configured webhook channel it names.
+pub fn breaker(
+    t: &BreakerTransition,
+    channels: &BTreeMap<String, ChannelConfig>,
+    now_ms: i64,
+) -> Vec<Notification> {
+    let Some(command) = t.command() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for name in &t.channels {
+        let Some(ChannelConfig::Webhook { templates, .. }) = channels.get(name) else {
+            continue;
+        };
+        let body = match templates.get(command) {
+            Some(tpl) => {
+                let vars: BTreeMap<&str, String> = [
+                    ("primary_model", t.primary_model.clone().unwrap_or_default()),
+                    ("fallback_model", t.fallback_model.clone().unwrap_or_default()),
+                    ("breaker", t.key.clone()),
+                    ("state", t.to.as_str().to_string()),
+                    ("command", command.to_string()),
+                    ("at", rfc3339(t.at_ms)),
+                ]
+                .into_iter()
+                .collect();
+                fill(tpl, &vars)
+            }
+            None => breaker_json(t).to_string(),
+        };
+        out.push(entry(
+            format!("{name}-brk-{}-{}-{}", t.key, t.at_ms, t.to.as_str()),
+            name,
+            format!("{name}/brk-{}", t.key),
+            body,
+            now_ms,
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::breaker::BreakerState;
+
+    #[test]
+    fn breaker_templates_fill_json_escaped_values() {
+        let t = BreakerTransition {
+            at_ms: 1_795_000_000_000,
+            rule: "brk".into(),
+            key: "00ff".into(),
+            labels: vec![("request_model".into(), "gpt-4o".into())],
+            from: BreakerState::Closed,
+            to: BreakerState::Open,
+            severity: crate::rules::Severity::Page,
+            primary_model: Some("gpt-4o".into()),
+            fallback_model: Some("claude \"haiku\"".into()),
+            cooldown_ms: 60_000,
+            opens: 1,
+            value: Some(0.1),
+            threshold: 0.05,
+            requests: 300,
+            range_start_ms: 0,
+            range_end_ms: 0,
+            reason: "r".into(),
+            channels: vec!["gw".into(), "missing".into()],
+        };
+        let channels: BTreeMap<String, ChannelConfig> = toml::from_str(
+            r#"
+[gw]
+type = "webhook"
+url = "http://127.0.0.1:1/model/update"
+templates = { fallback = '{"model_info":{"id":"{{primary_model}}"},"litellm_params":{"model":"{{ fallback_model }}"}}' }
+"#,
+        )
+        .unwrap();
+        let n = breaker(&t, &channels, 5);
+        assert_eq!(n.len(), 1, "unknown channels are skipped");
+        let v: Value = serde_json::from_str(&n[0].body).unwrap();
+        assert_eq!(v["litellm_params"]["model"], "claude \"haiku\"");
+        assert_eq!(v["model_info"]["id"], "gpt-4o");
+        assert_eq!(n[0].id, "gw-brk-00ff-1795000000000-open");
+        // Restore has no template here: the driftwatch JSON.
+        let mut r = t.clone();
+        r.from = BreakerState::Open;
+        r.to = BreakerState::HalfOpen;
+        let v: Value = serde_json::from_str(&breaker(&r, &channels, 5)[0].body).unwrap();
+        assert_eq!(v["command"], "restore");
+        assert_eq!(v["primary_model"], "gpt-4o");
+        let mut c = t;
+        c.to = BreakerState::Closed;
+        assert!(breaker(&c, &channels, 5).is_empty(), "closing sends nothing");
+    }
+}
