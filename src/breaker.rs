@@ -6,8 +6,8 @@
 //!   POSTs it to the gateway, which moves traffic to the fallback.
 //! - **open → half-open** after the cooldown: the gateway is told to restore the primary, and
 //!   the breaker watches the evaluations whose whole range lies after the restore.
-//! - **half-open → open** as soon as one of those breaches the rule's threshold (and test)
-//!   again, with the cooldown doubled up to `max_cooldown`.
+//! - **half-open → open** when those breach the rule's threshold (and test) again for the
+//!   rule's `for`, as the first trip did, with the cooldown doubled up to `max_cooldown`.
 //! - **half-open → closed** once they have stayed below the rule's *recovery* threshold for
 //!   `probe`. Between the recovery and the firing threshold the breaker stays half-open: a
 //!   rate hovering at the firing threshold neither closes nor re-opens it on noise.
@@ -55,7 +55,7 @@ pub struct BreakerConfig {
     #[serde(with = "humantime_serde")]
     pub max_cooldown: Duration,
     /// A half-open breaker closes after the primary stayed below the rule's recovery
-    /// threshold this long. Default `30s`.
+    /// threshold this long. Default `60s`.
     #[serde(with = "humantime_serde")]
     pub probe: Duration,
     /// A breaker closed for this long forgets its backoff. Default `15m`.
@@ -78,7 +78,7 @@ impl Default for BreakerConfig {
             scope: Scope::Model,
             cooldown: Duration::from_secs(60),
             max_cooldown: Duration::from_secs(600),
-            probe: Duration::from_secs(30),
+            probe: Duration::from_secs(60),
             reset_after: Duration::from_secs(900),
             fallbacks: BTreeMap::new(),
             default_fallback: None,
@@ -140,6 +140,9 @@ pub struct Breaker {
     pub closed_at_ms: Option<i64>,
     /// Half-open: first evaluation of the current healthy run.
     pub healthy_since_ms: Option<i64>,
+    /// Half-open: first evaluation of the current breaching run.
+    #[serde(default)]
+    pub breach_since_ms: Option<i64>,
     pub primary_model: Option<String>,
     pub fallback_model: Option<String>,
     /// The last numbers seen (error rate, requests).
@@ -293,6 +296,7 @@ impl Breakers {
                 b.state = BreakerState::HalfOpen;
                 b.since_ms = t_ms;
                 b.healthy_since_ms = None;
+                b.breach_since_ms = None;
                 out.push(mk(
                     b,
                     BreakerState::Open,
@@ -337,6 +341,12 @@ impl Breakers {
             b.value = Some(worst.0.value);
             b.requests = worst.1;
             if measured.iter().any(|(m, _)| m.breached && m.significant) {
+                b.healthy_since_ms = None;
+                let since = *b.breach_since_ms.get_or_insert(t_ms);
+                if t_ms - since < rule.for_ms {
+                    continue;
+                }
+                b.breach_since_ms = None;
                 b.state = BreakerState::Open;
                 b.since_ms = t_ms;
                 b.opens += 1;
@@ -353,6 +363,7 @@ impl Breakers {
                     ),
                 ));
             } else if measured.iter().all(|(m, _)| !m.still_breached) {
+                b.breach_since_ms = None;
                 let since = *b.healthy_since_ms.get_or_insert(t_ms);
                 if t_ms - since >= s.probe_ms {
                     b.state = BreakerState::Closed;
@@ -373,6 +384,7 @@ impl Breakers {
             } else {
                 // Between recovery and firing threshold: not healthy, not tripping.
                 b.healthy_since_ms = None;
+                b.breach_since_ms = None;
             }
         }
 
@@ -395,6 +407,7 @@ impl Breakers {
                 opens: 0,
                 closed_at_ms: None,
                 healthy_since_ms: None,
+                breach_since_ms: None,
                 fallback_model: s.config.fallback_for(primary.as_deref()),
                 primary_model: primary,
                 value: None,
@@ -488,6 +501,7 @@ rules:
     condition: { effect: value, above: 0.05, recover: 0.03 }
     for: 30s
     severity: page
+    annotations: { summary: "rate {{ value }}", runbook_url: https://x }
     action: circuit_breaker
 "#;
         let ctx = crate::rules::RuleContext {
@@ -604,7 +618,7 @@ rules:
         let out = drive(&mut b, &r, &s, |t| if t <= 100_000 { 0.1 } else { 0.01 }, &[60_000], 400_000);
         assert_eq!(
             path(&out),
-            vec![(60, "open", 60), (120, "half_open", 60), (180, "closed", 60)],
+            vec![(60, "open", 60), (120, "half_open", 60), (210, "closed", 60)],
             "{out:#?}"
         );
         assert_eq!(out[0].primary_model.as_deref(), Some("gpt-4o"));
@@ -624,10 +638,11 @@ rules:
         let p = path(&out);
         assert_eq!(p[0], (60, "open", 60));
         assert_eq!(p[1], (120, "half_open", 60));
-        // The first evaluation whose 30 s range lies after the restore re-opens it.
-        assert_eq!(p[2], (150, "open", 120));
-        assert_eq!(p[3], (270, "half_open", 120));
-        assert_eq!(p[4], (300, "open", 240));
+        // Breaching for the rule's `for` (30 s) from the first evaluation whose range lies
+        // after the restore re-opens it.
+        assert_eq!(p[2], (180, "open", 120));
+        assert_eq!(p[3], (300, "half_open", 120));
+        assert_eq!(p[4], (360, "open", 240));
         let cooldowns: Vec<i64> = p.iter().filter(|x| x.1 == "open").map(|x| x.2).collect();
         assert_eq!(&cooldowns[..6], &[60, 120, 240, 480, 600, 600]);
     }
@@ -657,8 +672,8 @@ rules:
         let rates = |t: i64| if t <= 100_000 || (300_000..=400_000).contains(&t) { 0.1 } else { 0.0 };
         let out = drive(&mut b, &r, &s, rates, &[60_000, 350_000, 2_500_000], 2_600_000);
         let p = path(&out);
-        assert_eq!(p[2], (180, "closed", 60));
-        assert_eq!(p[3], (350, "open", 120), "re-tripped 170 s after closing");
+        assert_eq!(p[2], (210, "closed", 60));
+        assert_eq!(p[3], (350, "open", 120), "re-tripped 140 s after closing");
         // Long after closing (> reset_after), the backoff starts over.
         let last = p.iter().rfind(|x| x.1 == "open").unwrap();
         assert_eq!(*last, (2_500, "open", 60));

@@ -15,6 +15,8 @@ mod compose;
 mod detection;
 #[path = "it/exactly_once.rs"]
 mod exactly_once;
+#[path = "it/fallback.rs"]
+mod fallback;
 #[path = "it/mock_pipeline.rs"]
 mod mock_pipeline;
 #[path = "it/rules_check.rs"]

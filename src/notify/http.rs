@@ -185,7 +185,7 @@ mod tests {
         Notification {
             id: id.into(),
             channel: "webhook".into(),
-            created_ms: 0,
+            created_ms: chrono::Utc::now().timestamp_millis(),
             attempts: 0,
             next_attempt_ms: 0,
             body: body.into(),

@@ -53,11 +53,12 @@ pub struct Sim {
     pub state: WindowState,
     pub detector: Detector,
     pub transitions: Vec<Transition>,
+    pub breakers: Vec<driftwatch::breaker::BreakerTransition>,
     rng: ChaCha8Rng,
     /// Simulated event time, ms.
     pub now: i64,
     seq: u64,
-    slice_lateness_ms: i64,
+    pub slice_lateness_ms: i64,
 }
 
 pub fn default_config() -> Config {
@@ -85,6 +86,7 @@ impl Sim {
             state,
             detector,
             transitions: Vec::new(),
+            breakers: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             now: T0,
             seq: 0,
@@ -133,6 +135,8 @@ impl Sim {
             .detector
             .evaluate(self.state.watermark_ms(), self.state.fast_watermark_ms());
         self.transitions.extend(t);
+        self.breakers
+            .extend(self.detector.take_breaker_transitions());
     }
 
     fn event(&mut self, tr: &Traffic, second: i64) -> RequestEvent {
