@@ -19,6 +19,8 @@ mod exactly_once;
 mod fallback;
 #[path = "it/mock_pipeline.rs"]
 mod mock_pipeline;
+#[path = "it/notify_channels.rs"]
+mod notify_channels;
 #[path = "it/rules_check.rs"]
 mod rules_check;
 #[path = "it/schema.rs"]

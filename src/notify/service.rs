@@ -515,6 +515,17 @@ impl Notifier {
         state_dir: &Path,
         metrics: Metrics,
     ) -> Result<Option<Notifier>, NotifyError> {
+        Self::start_with_env(config, state_dir, metrics, &|k| std::env::var(k).ok())
+    }
+
+    /// [`Self::start`] with secrets looked up through `env` instead of the process
+    /// environment.
+    pub fn start_with_env(
+        config: &crate::config::Config,
+        state_dir: &Path,
+        metrics: Metrics,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Notifier>, NotifyError> {
         let c = &config.notify;
         if !c.enabled || c.channels.is_empty() {
             return Ok(None);
@@ -524,10 +535,9 @@ impl Notifier {
                 tracing::warn!(channel = %b, "breaker.channels names no configured channel: breaker transitions are recorded but no gateway is called");
             }
         }
-        let env = |k: &str| std::env::var(k).ok();
         let mut runtimes = BTreeMap::new();
         for (name, ch) in &c.channels {
-            runtimes.insert(name.clone(), Runtime::build(name, ch, c.retry.timeout, &env)?);
+            runtimes.insert(name.clone(), Runtime::build(name, ch, c.retry.timeout, env)?);
         }
         let outbox_dir = c
             .outbox_dir
