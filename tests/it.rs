@@ -11,6 +11,8 @@ mod bad_input;
 mod cli;
 #[path = "it/compose.rs"]
 mod compose;
+#[path = "it/delivery_e2e.rs"]
+mod delivery_e2e;
 #[path = "it/detection.rs"]
 mod detection;
 #[path = "it/exactly_once.rs"]

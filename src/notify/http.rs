@@ -191,6 +191,7 @@ mod tests {
             body: body.into(),
             last_error: None,
             order_key: None,
+            seq: 0,
         }
     }
 

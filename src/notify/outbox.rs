@@ -67,6 +67,9 @@ pub struct Notification {
     /// `resolve` never overtakes its `trigger`, a `restore` never its `fallback`).
     #[serde(default)]
     pub order_key: Option<String>,
+    /// Enqueue order, set by [`Outbox::enqueue`]: delivery order within an order key.
+    #[serde(default)]
+    pub seq: u64,
 }
 
 /// What a delivery attempt came back with.
@@ -163,6 +166,7 @@ pub const SENT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 pub struct Outbox {
     dir: PathBuf,
     pending: BTreeMap<String, Notification>,
+    next_seq: u64,
 }
 
 impl Outbox {
@@ -202,9 +206,11 @@ impl Outbox {
                 })?;
             pending.insert(n.id.clone(), n);
         }
+        let next_seq = pending.values().map(|n| n.seq + 1).max().unwrap_or(1);
         Ok(Outbox {
             dir: dir.to_path_buf(),
             pending,
+            next_seq,
         })
     }
 
@@ -239,7 +245,7 @@ impl Outbox {
     /// Stores `n` durably before anyone tries to send it. Enqueuing an id that is already
     /// pending, or was delivered, does nothing (the same notification, rendered again after
     /// a restart).
-    pub fn enqueue(&mut self, n: Notification) -> Result<bool, OutboxError> {
+    pub fn enqueue(&mut self, mut n: Notification) -> Result<bool, OutboxError> {
         if self.pending.contains_key(&n.id) {
             return Ok(false);
         }
@@ -247,6 +253,8 @@ impl Outbox {
         if self.dir.join("sent").join(&n.id).exists() {
             return Ok(false);
         }
+        n.seq = self.next_seq;
+        self.next_seq += 1;
         self.persist(&n, &path)?;
         self.pending.insert(n.id.clone(), n);
         Ok(true)
@@ -265,7 +273,7 @@ impl Outbox {
 
     fn due_where(&self, now_ms: i64, keep: impl Fn(&Notification) -> bool) -> Vec<Notification> {
         let mut all: Vec<&Notification> = self.pending.values().filter(|n| keep(n)).collect();
-        all.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        all.sort_by(|a, b| (a.seq, a.created_ms, &a.id).cmp(&(b.seq, b.created_ms, &b.id)));
         let mut heads = std::collections::BTreeSet::new();
         let mut v = Vec::new();
         for n in all {
@@ -377,6 +385,7 @@ mod tests {
             body: "{\"x\":1}".into(),
             last_error: None,
             order_key: None,
+            seq: 0,
         }
     }
 
@@ -441,6 +450,36 @@ mod tests {
             b.delay(3, Some(Duration::from_secs(86_400)), &mut rng),
             Duration::from_secs(600)
         );
+    }
+
+    #[test]
+    fn one_order_key_delivers_in_enqueue_order_and_delivered_ids_are_not_requeued() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Backoff::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let mut o = Outbox::open(dir.path()).unwrap();
+        let keyed = |id: &str| Notification {
+            order_key: Some("pd/fp1".into()),
+            ..n(id, 5)
+        };
+        // Same creation time; "z-trigger" must still go before "a-resolve".
+        o.enqueue(keyed("z-trigger")).unwrap();
+        o.enqueue(keyed("a-resolve")).unwrap();
+        o.enqueue(n("other", 5)).unwrap();
+        let ids = |v: Vec<Notification>| v.into_iter().map(|n| n.id).collect::<Vec<_>>();
+        assert_eq!(ids(o.due(10)), vec!["z-trigger", "other"]);
+        // A retry holds the whole key back.
+        let retry = Outcome::Retry {
+            reason: "503".into(),
+            after: Some(Duration::from_secs(60)),
+        };
+        o.record("z-trigger", &retry, 10, &b, &mut rng).unwrap();
+        assert_eq!(ids(o.due(20)), vec!["other"]);
+        o.record("z-trigger", &Outcome::Delivered, 70_000, &b, &mut rng)
+            .unwrap();
+        assert_eq!(ids(Outbox::open(dir.path()).unwrap().due(70_000)), vec!["a-resolve", "other"]);
+        // Rendered again after a crash: already delivered, not queued again.
+        assert!(!o.enqueue(keyed("z-trigger")).unwrap());
     }
 
     #[test]

@@ -41,6 +41,7 @@ fn entry(id: String, channel: &str, order_key: String, body: String, now_ms: i64
         body,
         last_error: None,
         order_key: Some(order_key),
+        seq: 0,
     }
 }
 
@@ -246,8 +247,26 @@ pub fn dispatch(d: &Dispatch, channel: &ChannelConfig, ctx: &Context, now_ms: i6
             let firing = d
                 .firing
                 .iter()
-                .filter(|t| d.repeat || d.new_firing.contains(&t.fingerprint));
-            for t in firing.chain(&d.resolved) {
+                .filter(|t| d.repeat || d.new_firing.contains(&t.fingerprint))
+                .cloned();
+            // An alert that fired and resolved between two flushes: its trigger first, so
+            // PagerDuty records the incident it then resolves.
+            let short: Vec<Transition> = d
+                .resolved
+                .iter()
+                .filter(|t| d.unnotified_resolved.contains(&t.fingerprint))
+                .map(|t| {
+                    let mut f = t.clone();
+                    f.to = AlertState::Firing;
+                    f.at_ms = t.fired_at_ms.unwrap_or(t.at_ms);
+                    f
+                })
+                .collect();
+            let all: Vec<Transition> = firing
+                .chain(short)
+                .chain(d.resolved.iter().cloned())
+                .collect();
+            for t in &all {
                 // The routing key is added when sending: secrets stay out of the outbox.
                 let Some(ev) = super::pagerduty::event("", &source, t) else {
                     continue;

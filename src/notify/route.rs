@@ -3,8 +3,9 @@
 //! defaults), lands in an aggregation group per (channel, route, `group_by` label values),
 //! and a group notifies `group_wait` after its first alert, then at most every
 //! `group_interval` when something changed, and every `repeat_interval` while it keeps
-//! firing unchanged. Silenced alerts are left out; resolved alerts are sent only when their
-//! firing was.
+//! firing unchanged. Silenced alerts are left out. A resolved alert is sent when its firing
+//! was, and also when it fired and resolved between two flushes (a short incident, or a
+//! backlog caught up in seconds): it is news either way.
 //!
 //! Pure: time is an argument, the state serializes, and [`Router::flush`] says what to send.
 
@@ -134,6 +135,9 @@ pub struct Group {
     pub seq: u64,
     /// Fingerprints whose firing the last notification carried.
     pub notified_firing: BTreeSet<String>,
+    /// Fingerprints held back by a silence at some flush (their resolution is not news).
+    #[serde(default)]
+    pub silenced: BTreeSet<String>,
 }
 
 /// What one group flush sends.
@@ -150,6 +154,8 @@ pub struct Dispatch {
     pub resolved: Vec<Transition>,
     /// Fingerprints firing now that the previous notification did not carry.
     pub new_firing: BTreeSet<String>,
+    /// Resolved alerts whose firing was never notified (fired and resolved in between).
+    pub unnotified_resolved: BTreeSet<String>,
     /// Nothing changed: a repeat after `repeat_interval`.
     pub repeat: bool,
 }
@@ -232,6 +238,7 @@ impl Router {
                             last_sent_ms: None,
                             seq: 0,
                             notified_firing: BTreeSet::new(),
+                            silenced: BTreeSet::new(),
                         },
                     );
                 }
@@ -258,15 +265,23 @@ impl Router {
             let send_resolved = routing.channels.get(&g.channel).copied().unwrap_or(true);
             let mut firing = Vec::new();
             let mut resolved = Vec::new();
+            let mut unnotified_resolved = BTreeSet::new();
             for (fp, t) in &g.alerts {
                 let muted = silences
                     .muted_by(&super::alertmanager::labels(t), now_ms)
                     .is_some();
                 match t.to {
-                    AlertState::Firing if muted => stats.silenced += 1,
+                    AlertState::Firing if muted => {
+                        stats.silenced += 1;
+                        g.silenced.insert(fp.clone());
+                    }
                     AlertState::Firing => firing.push(t.clone()),
                     AlertState::Resolved if g.notified_firing.contains(fp) => {
                         resolved.push(t.clone())
+                    }
+                    AlertState::Resolved if !muted && !g.silenced.contains(fp) => {
+                        unnotified_resolved.insert(fp.clone());
+                        resolved.push(t.clone());
                     }
                     _ => {}
                 }
@@ -279,7 +294,12 @@ impl Router {
             let repeat_due = g
                 .last_sent_ms
                 .is_none_or(|l| now_ms - l >= r.repeat_interval_ms);
-            let resolved_to_send = send_resolved && !resolved.is_empty();
+            // Resolved alerts never notified as firing go out regardless of send_resolved:
+            // they are the first news of the incident.
+            if !send_resolved {
+                resolved.retain(|t| unnotified_resolved.contains(&t.fingerprint));
+            }
+            let resolved_to_send = !resolved.is_empty();
             let repeat = new_firing.is_empty() && !resolved_to_send && !firing.is_empty() && repeat_due;
             if !new_firing.is_empty() || resolved_to_send || repeat {
                 g.seq += 1;
@@ -291,13 +311,16 @@ impl Router {
                     group_labels: g.labels.clone(),
                     seq: g.seq,
                     firing: firing.clone(),
-                    resolved: if send_resolved { resolved } else { Vec::new() },
+                    resolved,
                     new_firing,
+                    unnotified_resolved,
                     repeat,
                 });
             }
             g.notified_firing = firing.iter().map(|t| t.fingerprint.clone()).collect();
             g.alerts.retain(|_, t| t.to == AlertState::Firing);
+            let alive: BTreeSet<String> = g.alerts.keys().cloned().collect();
+            g.silenced.retain(|fp| alive.contains(fp));
             g.next_flush_ms = now_ms + r.group_interval_ms;
         }
         self.groups.retain(|_, g| !g.alerts.is_empty());
@@ -401,10 +424,13 @@ send_resolved = false
         let (d, _) = router.flush(&r, &none, 630 * S);
         assert_eq!((d[0].firing.len(), d[0].resolved.len()), (0, 1));
         assert_eq!(router.groups().count(), 0);
-        // Fired and resolved inside group_wait: never notified, nothing to resolve.
+        // Fired and resolved inside group_wait: still news, sent once as resolved.
         router.ingest(&t("err", "c", AlertState::Firing, 700), &r, 700 * S);
         router.ingest(&t("err", "c", AlertState::Resolved, 710), &r, 710 * S);
-        assert!(router.flush(&r, &none, 800 * S).0.is_empty());
+        let (d, _) = router.flush(&r, &none, 800 * S);
+        assert_eq!((d[0].firing.len(), d[0].resolved.len()), (0, 1));
+        assert!(d[0].unnotified_resolved.contains(&d[0].resolved[0].fingerprint));
+        assert_eq!(router.groups().count(), 0);
     }
 
     #[test]
