@@ -202,6 +202,86 @@ fn parse_time(s: &str) -> Result<i64, String> {
         .map_err(|e| format!("{s:?} is neither RFC 3339 (2026-11-20T00:00:00Z) nor epoch ms: {e}"))
 }
 
+/// What `check` says about delivery: channels, routes, silences, the breaker, and what
+/// would fail at start (a secret's environment variable not set here) or be skipped (a rule
+/// naming a channel that is not configured).
+fn notify_summary(c: &Config, rules: &driftwatch::rules::RuleSet) -> Vec<String> {
+    use driftwatch::notify::config::ChannelConfig;
+    let n = &c.notify;
+    let mut out = Vec::new();
+    if !n.enabled || n.channels.is_empty() {
+        out.push("notify: no channels configured: alerts are recorded, not sent".to_string());
+    } else {
+        let names: Vec<String> = n
+            .channels
+            .iter()
+            .map(|(k, v)| format!("{k} ({})", v.kind()))
+            .collect();
+        out.push(format!(
+            "notify: ok ({}; {} routes; {} silences; group_wait {} group_interval {} repeat_interval {})",
+            names.join(", "),
+            n.routes.len(),
+            n.silences.len(),
+            humantime::format_duration(n.group_wait),
+            humantime::format_duration(n.group_interval),
+            humantime::format_duration(n.repeat_interval),
+        ));
+        for (name, ch) in &n.channels {
+            let vars: Vec<&String> = match ch {
+                ChannelConfig::Webhook { secret_env, .. } => secret_env.iter().collect(),
+                ChannelConfig::Pagerduty { routing_key_env, .. } => vec![routing_key_env],
+                ChannelConfig::Email {
+                    username_env,
+                    password_env,
+                    ..
+                } => username_env.iter().chain(password_env.iter()).collect(),
+            };
+            for v in vars {
+                if std::env::var(v).map_or(true, |x| x.is_empty()) {
+                    out.push(format!(
+                        "  warning: channel {name}: environment variable {v} is not set here; `run` refuses to start without it"
+                    ));
+                }
+            }
+        }
+        for r in &rules.rules {
+            for ch in &r.channels {
+                if !n.channels.contains_key(ch) {
+                    out.push(format!(
+                        "  note: rule {} names channel {ch:?}, which is not configured: skipped",
+                        r.name
+                    ));
+                }
+            }
+        }
+    }
+    let b = &c.breaker;
+    let breaker_rules = rules
+        .rules
+        .iter()
+        .filter(|r| r.action == Some(driftwatch::rules::Action::CircuitBreaker))
+        .count();
+    out.push(format!(
+        "breaker: {} ({} rule(s); per {}; cooldown {} doubling to {}; probe {}; gateway channels {:?}{})",
+        if b.enabled { "on" } else { "off" },
+        breaker_rules,
+        match b.scope {
+            driftwatch::breaker::Scope::Model => "model",
+            driftwatch::breaker::Scope::Series => "series",
+        },
+        humantime::format_duration(b.cooldown),
+        humantime::format_duration(b.max_cooldown),
+        humantime::format_duration(b.probe),
+        b.channels,
+        if b.channels.iter().any(|ch| n.channels.contains_key(ch)) {
+            ""
+        } else {
+            ", none configured: transitions are recorded, no gateway is called"
+        }
+    ));
+    out
+}
+
 fn fmt_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -245,6 +325,9 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 c.windows.width.as_secs(),
                 c.storage.data_dir.display()
             );
+            for line in notify_summary(&c, &set) {
+                println!("{line}");
+            }
             Ok(())
         }
         Command::Backtest {
@@ -392,6 +475,20 @@ fn render_backtest(
                 } else {
                     t.reason.clone()
                 }
+            );
+        }
+    }
+    if !r.breakers.is_empty() {
+        let _ = writeln!(out, "\ncircuit breakers: {} transition(s)", r.breakers.len());
+        for b in &r.breakers {
+            let _ = writeln!(
+                out,
+                "  {} breaker {:<9} {} -> {} {}",
+                fmt_time(b.at_ms),
+                b.primary_model.as_deref().unwrap_or(&b.key),
+                b.from.as_str(),
+                b.to.as_str(),
+                b.reason
             );
         }
     }
