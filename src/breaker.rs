@@ -416,9 +416,7 @@ impl Breakers {
             if b.state != BreakerState::Closed {
                 continue;
             }
-            let recent = b
-                .closed_at_ms
-                .is_some_and(|c| t_ms - c < s.reset_after_ms);
+            let recent = b.closed_at_ms.is_some_and(|c| t_ms - c < s.reset_after_ms);
             if recent {
                 b.cooldown_ms = (b.cooldown_ms * 2).min(s.max_cooldown_ms);
                 b.opens += 1;
@@ -441,7 +439,9 @@ impl Breakers {
                         .value
                         .map(|v| format!("{:.2} % of {} requests", v * 100.0, tr.numbers.n_current))
                         .unwrap_or_default(),
-                    b.fallback_model.as_deref().unwrap_or("the gateway's fallback"),
+                    b.fallback_model
+                        .as_deref()
+                        .unwrap_or("the gateway's fallback"),
                     humantime::format_duration(Duration::from_millis(b.cooldown_ms as u64))
                 ),
             ));
@@ -615,10 +615,21 @@ rules:
         let s = settings();
         let mut b = Breakers::default();
         // Errors 10 % until 100 s, then 1 %.
-        let out = drive(&mut b, &r, &s, |t| if t <= 100_000 { 0.1 } else { 0.01 }, &[60_000], 400_000);
+        let out = drive(
+            &mut b,
+            &r,
+            &s,
+            |t| if t <= 100_000 { 0.1 } else { 0.01 },
+            &[60_000],
+            400_000,
+        );
         assert_eq!(
             path(&out),
-            vec![(60, "open", 60), (120, "half_open", 60), (210, "closed", 60)],
+            vec![
+                (60, "open", 60),
+                (120, "half_open", 60),
+                (210, "closed", 60)
+            ],
             "{out:#?}"
         );
         assert_eq!(out[0].primary_model.as_deref(), Some("gpt-4o"));
@@ -657,7 +668,15 @@ rules:
             &mut b,
             &r,
             &s,
-            |t| if t <= 100_000 { 0.1 } else if (t / 10_000) % 2 == 0 { 0.049 } else { 0.041 },
+            |t| {
+                if t <= 100_000 {
+                    0.1
+                } else if (t / 10_000) % 2 == 0 {
+                    0.049
+                } else {
+                    0.041
+                }
+            },
             &[60_000],
             1_200_000,
         );
@@ -669,8 +688,21 @@ rules:
         let r = rule();
         let s = settings();
         let mut b = Breakers::default();
-        let rates = |t: i64| if t <= 100_000 || (300_000..=400_000).contains(&t) { 0.1 } else { 0.0 };
-        let out = drive(&mut b, &r, &s, rates, &[60_000, 350_000, 2_500_000], 2_600_000);
+        let rates = |t: i64| {
+            if t <= 100_000 || (300_000..=400_000).contains(&t) {
+                0.1
+            } else {
+                0.0
+            }
+        };
+        let out = drive(
+            &mut b,
+            &r,
+            &s,
+            rates,
+            &[60_000, 350_000, 2_500_000],
+            2_600_000,
+        );
         let p = path(&out);
         assert_eq!(p[2], (210, "closed", 60));
         assert_eq!(p[3], (350, "open", 120), "re-tripped 140 s after closing");
@@ -689,7 +721,10 @@ rules:
         let t2 = firing(&r, "gpt-4o", 10_000);
         let out = b.observe(&r, 10_000, &[], &[t1.clone(), t2.clone()], &s);
         assert_eq!(out.len(), 1, "one breaker per model");
-        assert_eq!(out[0].labels, vec![(MODEL_LABEL.to_string(), "gpt-4o".to_string())]);
+        assert_eq!(
+            out[0].labels,
+            vec![(MODEL_LABEL.to_string(), "gpt-4o".to_string())]
+        );
         s.scope = Scope::Series;
         let mut b = Breakers::default();
         assert_eq!(b.observe(&r, 10_000, &[], &[t1, t2], &s).len(), 2);

@@ -309,10 +309,10 @@ impl Committer {
         if self.notify {
             crate::notify::service::write_inbox(&self.state_dir, &job.transitions, &job.breakers)
                 .map_err(|e| CommitError::Io {
-                    op: e.op,
-                    path: e.path,
-                    source: e.source,
-                })?;
+                op: e.op,
+                path: e.path,
+                source: e.source,
+            })?;
         }
         let path = self.state_dir.join(DETECTOR_STATE);
         let bytes = serde_json::to_vec(&job.snapshot)

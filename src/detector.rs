@@ -124,7 +124,10 @@ impl Detector {
             .filter(|r| r.action == Some(crate::rules::Action::CircuitBreaker))
             .map(|r| r.name.as_str())
             .collect();
-        let at = self.evaluated_slice_ms.or(self.evaluated_window_ms).unwrap_or(0);
+        let at = self
+            .evaluated_slice_ms
+            .or(self.evaluated_window_ms)
+            .unwrap_or(0);
         let closed = self.breakers.retain_rules(&breaker_names, at);
         self.breaker_out.extend(closed);
         // History is kept and its retention follows the new rules: a longer lookback fills up
@@ -265,9 +268,9 @@ impl Detector {
                 self.evaluations += evals.len() as u64;
                 match (&rule.action, &self.breaker_settings) {
                     (Some(crate::rules::Action::CircuitBreaker), Some(bs)) => {
-                        let trs =
-                            self.book
-                                .apply(rule, t, evals.clone(), self.settings.lifecycle);
+                        let trs = self
+                            .book
+                            .apply(rule, t, evals.clone(), self.settings.lifecycle);
                         let changed = self.breakers.observe(rule, t, &evals, &trs, bs);
                         self.breaker_out.extend(changed);
                         out.extend(trs);

@@ -117,10 +117,10 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// Checks the bearer token of a changing request.
-fn authorized(s: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+/// Checks the bearer token of a changing request: `Some` is the refusal.
+fn unauthorized(s: &AppState, headers: &HeaderMap) -> Option<Response> {
     let Some(want) = &s.token else {
-        return Ok(());
+        return None;
     };
     let got = headers
         .get(header::AUTHORIZATION)
@@ -134,23 +134,19 @@ fn authorized(s: &AppState, headers: &HeaderMap) -> Result<(), Response> {
             .zip(want.bytes())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0;
-    if same {
-        Ok(())
-    } else {
-        Err(error(
+    (!same).then(|| {
+        error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token (Authorization: Bearer <token from http.api_token_env>)",
-        ))
-    }
-}
-
-fn notify(s: &AppState) -> Result<&Arc<crate::notify::service::Shared>, Response> {
-    s.health.notify.get().ok_or_else(|| {
-        error(
-            StatusCode::NOT_FOUND,
-            "delivery is off: configure [notify.channels] to use silences",
         )
     })
+}
+
+fn delivery_off() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "delivery is off: configure [notify.channels] to use silences and the outbox",
+    )
 }
 
 /// Circuit breakers and their states.
@@ -160,9 +156,9 @@ async fn breakers(State(s): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 async fn list_silences(State(s): State<Arc<AppState>>) -> Response {
-    match notify(&s) {
-        Ok(n) => axum::Json(serde_json::json!({ "silences": n.silences() })).into_response(),
-        Err(r) => r,
+    match s.health.notify.get() {
+        Some(n) => axum::Json(serde_json::json!({ "silences": n.silences() })).into_response(),
+        None => delivery_off(),
     }
 }
 
@@ -173,12 +169,11 @@ async fn add_silence(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
-    let n = match notify(&s) {
-        Ok(n) => n,
-        Err(r) => return r,
+    let Some(n) = s.health.notify.get() else {
+        return delivery_off();
     };
     let req: crate::notify::service::SilenceRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -198,12 +193,11 @@ async fn expire_silence(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
-    let n = match notify(&s) {
-        Ok(n) => n,
-        Err(r) => return r,
+    let Some(n) = s.health.notify.get() else {
+        return delivery_off();
     };
     match n.expire_silence(&id) {
         Ok(()) => axum::Json(serde_json::json!({ "expired": id })).into_response(),
@@ -216,11 +210,11 @@ async fn expire_silence(
 
 /// Pending notifications per channel and dead letters.
 async fn outbox(State(s): State<Arc<AppState>>) -> Response {
-    match notify(&s) {
-        Ok(n) => {
+    match s.health.notify.get() {
+        Some(n) => {
             let (pending, dead) = n.outbox_status();
             axum::Json(serde_json::json!({ "pending": pending, "dead": dead })).into_response()
         }
-        Err(r) => r,
+        None => delivery_off(),
     }
 }

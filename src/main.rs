@@ -229,7 +229,9 @@ fn notify_summary(c: &Config, rules: &driftwatch::rules::RuleSet) -> Vec<String>
         for (name, ch) in &n.channels {
             let vars: Vec<&String> = match ch {
                 ChannelConfig::Webhook { secret_env, .. } => secret_env.iter().collect(),
-                ChannelConfig::Pagerduty { routing_key_env, .. } => vec![routing_key_env],
+                ChannelConfig::Pagerduty {
+                    routing_key_env, ..
+                } => vec![routing_key_env],
                 ChannelConfig::Email {
                     username_env,
                     password_env,
@@ -479,7 +481,11 @@ fn render_backtest(
         }
     }
     if !r.breakers.is_empty() {
-        let _ = writeln!(out, "\ncircuit breakers: {} transition(s)", r.breakers.len());
+        let _ = writeln!(
+            out,
+            "\ncircuit breakers: {} transition(s)",
+            r.breakers.len()
+        );
         for b in &r.breakers {
             let _ = writeln!(
                 out,

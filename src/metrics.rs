@@ -93,7 +93,10 @@ impl Metrics {
         self.breaker_state
             .get_or_create(&vec![
                 ("breaker".to_string(), key.to_string()),
-                ("primary_model".to_string(), primary.unwrap_or("").to_string()),
+                (
+                    "primary_model".to_string(),
+                    primary.unwrap_or("").to_string(),
+                ),
             ])
             .set(state.gauge());
     }

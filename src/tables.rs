@@ -603,7 +603,10 @@ impl From<&crate::breaker::BreakerTransition> for AlertRecord {
         if let Some(f) = &b.fallback_model {
             rule_labels.insert("fallback_model".to_string(), f.clone());
         }
-        rule_labels.insert("cooldown_seconds".to_string(), (b.cooldown_ms / 1000).to_string());
+        rule_labels.insert(
+            "cooldown_seconds".to_string(),
+            (b.cooldown_ms / 1000).to_string(),
+        );
         rule_labels.insert("opens".to_string(), b.opens.to_string());
         AlertRecord {
             at_ms: b.at_ms,
@@ -634,7 +637,9 @@ impl From<&crate::breaker::BreakerTransition> for AlertRecord {
                 match b.command() {
                     Some("fallback") => format!(
                         ": traffic to {}",
-                        b.fallback_model.as_deref().unwrap_or("the gateway's fallback")
+                        b.fallback_model
+                            .as_deref()
+                            .unwrap_or("the gateway's fallback")
                     ),
                     Some(_) => ": traffic back to the primary".to_string(),
                     None => String::new(),
@@ -648,10 +653,7 @@ impl From<&crate::breaker::BreakerTransition> for AlertRecord {
     }
 }
 
-pub fn alerts_batch(
-    labels: &[&str],
-    rows: &[AlertRecord],
-) -> Result<RecordBatch, ArrowError> {
+pub fn alerts_batch(labels: &[&str], rows: &[AlertRecord]) -> Result<RecordBatch, ArrowError> {
     let n = rows.len();
     let strs = |get: &dyn Fn(&AlertRecord) -> Option<&str>| -> ArrayRef {
         let mut b = StringBuilder::with_capacity(n, n * 16);

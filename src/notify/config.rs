@@ -447,7 +447,8 @@ impl NotifyConfig {
         for (i, r) in self.routes.iter().enumerate() {
             known(&format!("notify.routes[{i}].channels"), &r.channels)?;
             for m in &r.matchers {
-                Matcher::parse(m).map_err(|e| invalid(&format!("notify.routes[{i}].matchers"), e))?;
+                Matcher::parse(m)
+                    .map_err(|e| invalid(&format!("notify.routes[{i}].matchers"), e))?;
             }
             if r.group_interval.is_some_and(|d| d.is_zero()) {
                 return Err(invalid(
@@ -586,6 +587,8 @@ channels = ["pd"]
             expand_env("Bearer ${TOKEN}", &env).unwrap(),
             "Bearer s3cret"
         );
-        assert!(expand_env("${MISSING}", &env).unwrap_err().contains("MISSING"));
+        assert!(expand_env("${MISSING}", &env)
+            .unwrap_err()
+            .contains("MISSING"));
     }
 }

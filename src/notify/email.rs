@@ -73,11 +73,10 @@ impl EmailSender {
             .from
             .parse()
             .map_err(|e| err(format!("from {:?}: {e}", s.from)))?;
-        let to = s
-            .to
-            .iter()
-            .map(|t| t.parse().map_err(|e| err(format!("to {t:?}: {e}"))))
-            .collect::<Result<Vec<Mailbox>, _>>()?;
+        let to =
+            s.to.iter()
+                .map(|t| t.parse().map_err(|e| err(format!("to {t:?}: {e}"))))
+                .collect::<Result<Vec<Mailbox>, _>>()?;
         Ok(EmailSender {
             transport: b.build(),
             from,

@@ -357,7 +357,12 @@ impl Outbox {
         Ok(())
     }
 
-    fn bury(&mut self, mut n: Notification, path: &Path, reason: String) -> Result<(), OutboxError> {
+    fn bury(
+        &mut self,
+        mut n: Notification,
+        path: &Path,
+        reason: String,
+    ) -> Result<(), OutboxError> {
         n.attempts += 1;
         n.last_error = Some(reason);
         let dead = self.dir.join("dead").join(format!("{}.json", n.id));
@@ -477,7 +482,10 @@ mod tests {
         assert_eq!(ids(o.due(20)), vec!["other"]);
         o.record("z-trigger", &Outcome::Delivered, 70_000, &b, &mut rng)
             .unwrap();
-        assert_eq!(ids(Outbox::open(dir.path()).unwrap().due(70_000)), vec!["a-resolve", "other"]);
+        assert_eq!(
+            ids(Outbox::open(dir.path()).unwrap().due(70_000)),
+            vec!["a-resolve", "other"]
+        );
         // Rendered again after a crash: already delivered, not queued again.
         assert!(!o.enqueue(keyed("z-trigger")).unwrap());
     }

@@ -121,7 +121,11 @@ pub fn mail(d: &Dispatch, ctx: &Context) -> Mail {
     } else {
         format!("FIRING:{}", d.firing.len())
     };
-    let group: Vec<String> = d.group_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let group: Vec<String> = d
+        .group_labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let subject = format!(
         "[{status}] {}{}",
         group.join(" "),
@@ -144,11 +148,18 @@ pub fn mail(d: &Dispatch, ctx: &Context) -> Mail {
             ("p-value", fmt_num(t.numbers.p_value)),
             (
                 "Samples",
-                format!("{} current, {} baseline", t.numbers.n_current, t.numbers.n_baseline),
+                format!(
+                    "{} current, {} baseline",
+                    t.numbers.n_current, t.numbers.n_baseline
+                ),
             ),
             (
                 "Window",
-                format!("{} .. {}", rfc3339(t.range_start_ms), rfc3339(t.range_end_ms)),
+                format!(
+                    "{} .. {}",
+                    rfc3339(t.range_start_ms),
+                    rfc3339(t.range_end_ms)
+                ),
             ),
             ("Baseline source", t.baseline_desc.clone()),
             ("Fired at", t.fired_at_ms.map(rfc3339).unwrap_or_default()),
@@ -156,9 +167,7 @@ pub fn mail(d: &Dispatch, ctx: &Context) -> Mail {
         ]
     };
     let mut text = String::new();
-    let mut html = String::from(
-        "<!DOCTYPE html><html><body style=\"font-family:sans-serif\">",
-    );
+    let mut html = String::from("<!DOCTYPE html><html><body style=\"font-family:sans-serif\">");
     html.push_str(&format!("<h2>{}</h2>", html_escape(&subject)));
     for (title, list) in [("Firing", &d.firing), ("Resolved", &d.resolved)] {
         if list.is_empty() {
@@ -167,7 +176,11 @@ pub fn mail(d: &Dispatch, ctx: &Context) -> Mail {
         text.push_str(&format!("{title} ({}):\n\n", list.len()));
         html.push_str(&format!("<h3>{title} ({})</h3>", list.len()));
         for t in list.iter() {
-            let summary = if t.summary.is_empty() { &t.rule } else { &t.summary };
+            let summary = if t.summary.is_empty() {
+                &t.rule
+            } else {
+                &t.summary
+            };
             text.push_str(&format!("* {summary}\n"));
             html.push_str(&format!(
                 "<p><b>{}</b></p><table border=\"1\" cellpadding=\"4\" style=\"border-collapse:collapse\">",
@@ -183,7 +196,9 @@ pub fn mail(d: &Dispatch, ctx: &Context) -> Mail {
                 } else {
                     html_escape(&v)
                 };
-                html.push_str(&format!("<tr><th align=\"left\">{k}</th><td>{cell}</td></tr>"));
+                html.push_str(&format!(
+                    "<tr><th align=\"left\">{k}</th><td>{cell}</td></tr>"
+                ));
             }
             text.push('\n');
             html.push_str("</table>");
@@ -203,7 +218,12 @@ pub fn mail(d: &Dispatch, ctx: &Context) -> Mail {
 }
 
 /// The outbox entries of one group notification.
-pub fn dispatch(d: &Dispatch, channel: &ChannelConfig, ctx: &Context, now_ms: i64) -> Vec<Notification> {
+pub fn dispatch(
+    d: &Dispatch,
+    channel: &ChannelConfig,
+    ctx: &Context,
+    now_ms: i64,
+) -> Vec<Notification> {
     let group_entry = |body: String| {
         vec![entry(
             format!("{}-{}-{}", d.channel, d.group_id, d.seq),
@@ -351,7 +371,10 @@ pub fn breaker(
             Some(tpl) => {
                 let vars: BTreeMap<&str, String> = [
                     ("primary_model", t.primary_model.clone().unwrap_or_default()),
-                    ("fallback_model", t.fallback_model.clone().unwrap_or_default()),
+                    (
+                        "fallback_model",
+                        t.fallback_model.clone().unwrap_or_default(),
+                    ),
                     ("breaker", t.key.clone()),
                     ("state", t.to.as_str().to_string()),
                     ("command", command.to_string()),
@@ -425,6 +448,9 @@ templates = { fallback = '{"model_info":{"id":"{{primary_model}}"},"litellm_para
         assert_eq!(v["primary_model"], "gpt-4o");
         let mut c = t;
         c.to = BreakerState::Closed;
-        assert!(breaker(&c, &channels, 5).is_empty(), "closing sends nothing");
+        assert!(
+            breaker(&c, &channels, 5).is_empty(),
+            "closing sends nothing"
+        );
     }
 }

@@ -62,9 +62,15 @@ impl Routing {
                     .collect(),
                 channels: r.channels.clone(),
                 continue_matching: r.continue_matching,
-                group_by: r.group_by.clone().unwrap_or_else(|| default.group_by.clone()),
+                group_by: r
+                    .group_by
+                    .clone()
+                    .unwrap_or_else(|| default.group_by.clone()),
                 group_wait_ms: r.group_wait.map(ms).unwrap_or(default.group_wait_ms),
-                group_interval_ms: r.group_interval.map(ms).unwrap_or(default.group_interval_ms),
+                group_interval_ms: r
+                    .group_interval
+                    .map(ms)
+                    .unwrap_or(default.group_interval_ms),
                 repeat_interval_ms: r
                     .repeat_interval
                     .map(ms)
@@ -89,7 +95,11 @@ impl Routing {
 
     /// (channel, route index) for an alert: matching routes' channels, then the rule's own
     /// configured channels (grouped like the first matching route), each channel once.
-    pub fn targets(&self, labels: &BTreeMap<String, String>, rule_channels: &[String]) -> Vec<(String, usize)> {
+    pub fn targets(
+        &self,
+        labels: &BTreeMap<String, String>,
+        rule_channels: &[String],
+    ) -> Vec<(String, usize)> {
         let mut out: Vec<(String, usize)> = Vec::new();
         let push = |c: &String, i: usize, out: &mut Vec<(String, usize)>| {
             if self.channels.contains_key(c) && !out.iter().any(|(x, _)| x == c) {
@@ -300,7 +310,8 @@ impl Router {
                 resolved.retain(|t| unnotified_resolved.contains(&t.fingerprint));
             }
             let resolved_to_send = !resolved.is_empty();
-            let repeat = new_firing.is_empty() && !resolved_to_send && !firing.is_empty() && repeat_due;
+            let repeat =
+                new_firing.is_empty() && !resolved_to_send && !firing.is_empty() && repeat_due;
             if !new_firing.is_empty() || resolved_to_send || repeat {
                 g.seq += 1;
                 g.last_sent_ms = Some(now_ms);
@@ -341,7 +352,11 @@ mod tests {
             fingerprint: crate::alerts::fingerprint(rule, &labels),
             from: AlertState::Pending,
             to,
-            severity: if rule == "p" { Severity::Page } else { Severity::Alert },
+            severity: if rule == "p" {
+                Severity::Page
+            } else {
+                Severity::Alert
+            },
             labels,
             rule_labels: BTreeMap::new(),
             signal: "error_rate".into(),
@@ -389,7 +404,11 @@ send_resolved = false
         let r = routing("");
         let mut router = Router::default();
         for i in 0..50 {
-            router.ingest(&t("err", &format!("svc{i}"), AlertState::Firing, 0), &r, i * 100);
+            router.ingest(
+                &t("err", &format!("svc{i}"), AlertState::Firing, 0),
+                &r,
+                i * 100,
+            );
         }
         let none = Silences::default();
         assert!(router.flush(&r, &none, 29 * S).0.is_empty(), "group_wait");
@@ -413,7 +432,10 @@ send_resolved = false
         assert_eq!(router.flush(&r, &none, 30 * S).0.len(), 1);
         router.ingest(&t("err", "b", AlertState::Firing, 40), &r, 40 * S);
         router.ingest(&t("err", "a", AlertState::Resolved, 50), &r, 50 * S);
-        assert!(router.flush(&r, &none, 60 * S).0.is_empty(), "group_interval");
+        assert!(
+            router.flush(&r, &none, 60 * S).0.is_empty(),
+            "group_interval"
+        );
         let (d, _) = router.flush(&r, &none, 330 * S);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].firing.len(), 1);
@@ -429,7 +451,9 @@ send_resolved = false
         router.ingest(&t("err", "c", AlertState::Resolved, 710), &r, 710 * S);
         let (d, _) = router.flush(&r, &none, 800 * S);
         assert_eq!((d[0].firing.len(), d[0].resolved.len()), (0, 1));
-        assert!(d[0].unnotified_resolved.contains(&d[0].resolved[0].fingerprint));
+        assert!(d[0]
+            .unnotified_resolved
+            .contains(&d[0].resolved[0].fingerprint));
         assert_eq!(router.groups().count(), 0);
     }
 
@@ -449,7 +473,10 @@ group_wait = "0s"
                 .collect::<BTreeMap<_, _>>()
         };
         assert_eq!(r.targets(&labels("page"), &[]), vec![("pd".to_string(), 0)]);
-        assert_eq!(r.targets(&labels("alert"), &[]), vec![("hook".to_string(), 1)]);
+        assert_eq!(
+            r.targets(&labels("alert"), &[]),
+            vec![("hook".to_string(), 1)]
+        );
         // The rule names a channel too; unknown names are skipped.
         assert_eq!(
             r.targets(&labels("page"), &["hook".into(), "sms".into()]),

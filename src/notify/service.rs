@@ -178,8 +178,7 @@ impl Runtime {
                     Some(var) => need("secret_env", var)?
                         .split_whitespace()
                         .map(|s| {
-                            Secret::parse(s)
-                                .map_err(|e| err(format!("secret_env {var}: {e}")))
+                            Secret::parse(s).map_err(|e| err(format!("secret_env {var}: {e}")))
                         })
                         .collect::<Result<_, _>>()?,
                 };
@@ -219,8 +218,7 @@ impl Runtime {
                 let ca_pem = ca_file
                     .as_ref()
                     .map(|p| {
-                        std::fs::read(p)
-                            .map_err(|e| err(format!("ca_file {}: {e}", p.display())))
+                        std::fs::read(p).map_err(|e| err(format!("ca_file {}: {e}", p.display())))
                     })
                     .transpose()?;
                 let credentials = match (username_env, password_env) {
@@ -375,7 +373,9 @@ impl Shared {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| SilenceApiError::Invalid(format!("matchers: {e}")))?;
         let starts = match &req.starts_at {
-            Some(s) => parse_time("startsAt", s).map_err(|e| SilenceApiError::Invalid(e.to_string()))?,
+            Some(s) => {
+                parse_time("startsAt", s).map_err(|e| SilenceApiError::Invalid(e.to_string()))?
+            }
             None => now,
         };
         let ends = parse_time("endsAt", &req.ends_at)
@@ -537,7 +537,10 @@ impl Notifier {
         }
         let mut runtimes = BTreeMap::new();
         for (name, ch) in &c.channels {
-            runtimes.insert(name.clone(), Runtime::build(name, ch, c.retry.timeout, env)?);
+            runtimes.insert(
+                name.clone(),
+                Runtime::build(name, ch, c.retry.timeout, env)?,
+            );
         }
         let outbox_dir = c
             .outbox_dir

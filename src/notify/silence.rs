@@ -283,7 +283,9 @@ mod tests {
         ] {
             assert_eq!(Matcher::parse(m).unwrap().matches(&l), want, "{m}");
         }
-        assert!(Matcher::parse("service=~\"(\"").unwrap_err().contains("bad regex"));
+        assert!(Matcher::parse("service=~\"(\"")
+            .unwrap_err()
+            .contains("bad regex"));
         assert!(Matcher::parse("no operator").is_err());
         let json: Matcher =
             serde_json::from_str(r#"{"name":"service","value":"ch.*","isRegex":true}"#).unwrap();

@@ -159,7 +159,11 @@ default_fallback = "claude-haiku"
         Duration::from_secs(120),
         || (daemon.consumed() >= produced).then_some(()),
     );
-    assert_eq!(receiver.answered(200), 0, "nothing can have been delivered yet");
+    assert_eq!(
+        receiver.answered(200),
+        0,
+        "nothing can have been delivered yet"
+    );
     let (_, outbox) = http_get(&http, "/api/v1/outbox").unwrap();
     let outbox: Value = serde_json::from_str(&outbox).unwrap();
     assert!(
@@ -209,10 +213,19 @@ default_fallback = "claude-haiku"
     }
     assert!(!attempted.is_empty());
     for id in &attempted {
-        assert_eq!(delivered.get(id), Some(&1), "{id} delivered {:?} times", delivered.get(id));
+        assert_eq!(
+            delivered.get(id),
+            Some(&1),
+            "{id} delivered {:?} times",
+            delivered.get(id)
+        );
     }
     for id in &after_kill {
-        assert_eq!(delivered.get(id.as_str()), Some(&1), "{id} (left by kill -9)");
+        assert_eq!(
+            delivered.get(id.as_str()),
+            Some(&1),
+            "{id} (left by kill -9)"
+        );
     }
     eprintln!(
         "{} requests, {} notifications delivered once each ({} were in the outbox at kill -9)",
@@ -227,7 +240,9 @@ default_fallback = "claude-haiku"
         .into_iter()
         .zip(strings(&alerts, "to_state"))
         .zip(strings(&alerts, "rule"))
-        .filter(|((_, to), r)| to.as_deref() == Some("firing") && r.as_deref() == Some("error_rate_high"))
+        .filter(|((_, to), r)| {
+            to.as_deref() == Some("firing") && r.as_deref() == Some("error_rate_high")
+        })
         .map(|((f, _), _)| f.unwrap())
         .collect();
     assert!(!fired.is_empty());
@@ -266,15 +281,24 @@ default_fallback = "claude-haiku"
         .filter(|r| r.2 == 200 && r.0 == "/gateway")
         .map(|r| serde_json::from_str(&r.3).unwrap())
         .collect();
-    let commands: Vec<&str> = gateway.iter().map(|v| v["command"].as_str().unwrap()).collect();
-    assert!(commands.starts_with(&["fallback", "restore"]), "{commands:?}");
+    let commands: Vec<&str> = gateway
+        .iter()
+        .map(|v| v["command"].as_str().unwrap())
+        .collect();
+    assert!(
+        commands.starts_with(&["fallback", "restore"]),
+        "{commands:?}"
+    );
     let fallback = &gateway[0];
     let at = chrono::DateTime::parse_from_rfc3339(fallback["at"].as_str().unwrap())
         .unwrap()
         .timestamp_millis();
     // The webhook leaves when the 10 s slice closes, 5 s after its end.
     let reaction = at + 5_000 - burst_start;
-    eprintln!("fallback POST {} s after the burst started: {fallback}", reaction / 1000);
+    eprintln!(
+        "fallback POST {} s after the burst started: {fallback}",
+        reaction / 1000
+    );
     assert!(reaction <= 75_000, "fallback {reaction} ms after the burst");
     assert_eq!(fallback["primary_model"], "llama-3.1-70b");
     assert_eq!(fallback["fallback_model"], "gpt-4o-mini");
@@ -286,7 +310,10 @@ default_fallback = "claude-haiku"
         .filter(|(s, _)| s.as_deref() == Some("circuit_breaker"))
         .collect();
     let states: Vec<&str> = rows.iter().map(|r| r.1.as_deref().unwrap()).collect();
-    assert!(states.contains(&"open") && states.contains(&"half_open"), "{states:?}");
+    assert!(
+        states.contains(&"open") && states.contains(&"half_open"),
+        "{states:?}"
+    );
 
     let (_, breakers) = http_get(&http, "/api/v1/breakers").unwrap();
     let breakers: Value = serde_json::from_str(&breakers).unwrap();
@@ -315,7 +342,10 @@ default_fallback = "claude-haiku"
         .unwrap()
         .to_string();
     let (_, list) = http_get(&http, "/api/v1/silences").unwrap();
-    assert!(list.contains(&id) && list.contains("\"status\":\"active\""), "{list}");
+    assert!(
+        list.contains(&id) && list.contains("\"status\":\"active\""),
+        "{list}"
+    );
     let (code, body) = http_send(
         &http,
         "POST",

@@ -23,11 +23,9 @@ fn run_with_gateway(sim: &mut Sim, seconds: i64, primary_error: impl Fn(i64) -> 
             vec![a, Traffic::new("search", "model-b")]
         };
         sim.run(1, &traffic);
-        let open = sim
-            .detector
-            .breakers()
-            .iter()
-            .any(|b| b.primary_model.as_deref() == Some("model-a") && b.state == BreakerState::Open);
+        let open = sim.detector.breakers().iter().any(|b| {
+            b.primary_model.as_deref() == Some("model-a") && b.state == BreakerState::Open
+        });
         on_fallback.set(open);
     }
 }
@@ -68,7 +66,11 @@ fn a_burst_falls_back_within_75_seconds_and_comes_back_after_it_ends() {
     let states: Vec<_> = sim.breakers.iter().map(|b| b.to).collect();
     assert_eq!(
         states,
-        vec![BreakerState::Open, BreakerState::HalfOpen, BreakerState::Closed]
+        vec![
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+            BreakerState::Closed
+        ]
     );
     assert_eq!(sim.breakers[1].at_ms - sim.breakers[0].at_ms, 60_000);
     assert_eq!(sim.breakers[1].command(), Some("restore"));

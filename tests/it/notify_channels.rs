@@ -169,7 +169,12 @@ struct Smtp {
 }
 
 impl Smtp {
-    fn start(dir: &Path, mode: &str, tls: Option<(&Path, &Path)>, login: Option<(&str, &str)>) -> Smtp {
+    fn start(
+        dir: &Path,
+        mode: &str,
+        tls: Option<(&Path, &Path)>,
+        login: Option<(&str, &str)>,
+    ) -> Smtp {
         std::fs::create_dir_all(dir).unwrap();
         let mut cmd = Command::new("python3");
         cmd.arg(repo_root().join("tests/smtp_sink.py"))
@@ -259,7 +264,10 @@ fn transition(rule: &str, service: &str, i: usize, to: AlertState, at_ms: i64) -
         range_end_ms: at_ms,
         baseline_desc: "fixed 0.01".into(),
         reason: "threshold breached and significant".into(),
-        summary: format!("Error rate of {service}/gpt-4o is {:.2} %", (0.02 + i as f64 / 10_000.0) * 100.0),
+        summary: format!(
+            "Error rate of {service}/gpt-4o is {:.2} %",
+            (0.02 + i as f64 / 10_000.0) * 100.0
+        ),
         description: "Error rate above 1 %".into(),
         runbook_url: "https://runbooks.example/error-rate".into(),
         channels: vec![],
@@ -321,17 +329,29 @@ async fn every_channel_delivers_to_a_real_receiver() {
     // A certificate for the TLS SMTP servers, trusted through the channel's ca_file.
     let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
     let ok = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
         .arg(&cert)
-        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
         .stderr(Stdio::null())
         .status()
         .expect("the openssl command line tool (see .ci/run)");
     assert!(ok.success());
-    let starttls = Smtp::start(&d.join("mail-starttls"), "starttls", Some((&cert, &key)), Some(("dw-user", "dw-pass")));
+    let starttls = Smtp::start(
+        &d.join("mail-starttls"),
+        "starttls",
+        Some((&cert, &key)),
+        Some(("dw-user", "dw-pass")),
+    );
     let implicit = Smtp::start(&d.join("mail-tls"), "tls", Some((&cert, &key)), None);
     let plain = Smtp::start(&d.join("mail-plain"), "plain", None, None);
 
@@ -446,13 +466,38 @@ channels = ["gateway"]
     // rate-limited channel, and the breaker opening.
     let t1 = 1_795_000_000_000;
     let mut firing: Vec<Transition> = (0..50)
-        .map(|i| transition("error_rate_high", &format!("svc{i:02}"), i, AlertState::Firing, t1))
+        .map(|i| {
+            transition(
+                "error_rate_high",
+                &format!("svc{i:02}"),
+                i,
+                AlertState::Firing,
+                t1,
+            )
+        })
         .collect();
-    firing.push(transition("error_rate_high", "svc-muted", 99, AlertState::Firing, t1));
+    firing.push(transition(
+        "error_rate_high",
+        "svc-muted",
+        99,
+        AlertState::Firing,
+        t1,
+    ));
     for i in 0..5 {
-        firing.push(transition("latency_high", &format!("lat{i}"), i, AlertState::Firing, t1));
+        firing.push(transition(
+            "latency_high",
+            &format!("lat{i}"),
+            i,
+            AlertState::Firing,
+            t1,
+        ));
     }
-    write_inbox(&state, &firing, &[breaker(BreakerState::Closed, BreakerState::Open, t1)]).unwrap();
+    write_inbox(
+        &state,
+        &firing,
+        &[breaker(BreakerState::Closed, BreakerState::Open, t1)],
+    )
+    .unwrap();
 
     let r = receiver.clone();
     wait_until("the firing notifications", Duration::from_secs(30), || {
@@ -470,24 +515,51 @@ channels = ["gateway"]
     // Resolve: the 50 (and the silenced one), the breaker probes the primary.
     let t2 = t1 + 600_000;
     let resolved: Vec<Transition> = (0..50)
-        .map(|i| transition("error_rate_high", &format!("svc{i:02}"), i, AlertState::Resolved, t2))
-        .chain([transition("error_rate_high", "svc-muted", 99, AlertState::Resolved, t2)])
+        .map(|i| {
+            transition(
+                "error_rate_high",
+                &format!("svc{i:02}"),
+                i,
+                AlertState::Resolved,
+                t2,
+            )
+        })
+        .chain([transition(
+            "error_rate_high",
+            "svc-muted",
+            99,
+            AlertState::Resolved,
+            t2,
+        )])
         .collect();
-    write_inbox(&state, &resolved, &[breaker(BreakerState::Open, BreakerState::HalfOpen, t2)]).unwrap();
-    wait_until("the resolved notifications", Duration::from_secs(30), || {
-        r.on("/hook").len() == 2
-            && r.on("/am").len() == 2
-            && r.on("/pd").len() == 100
-            && r.on("/gateway").len() == 2
-            && starttls.mails().len() == 2
-            && implicit.mails().len() == 2
-    })
+    write_inbox(
+        &state,
+        &resolved,
+        &[breaker(BreakerState::Open, BreakerState::HalfOpen, t2)],
+    )
+    .unwrap();
+    wait_until(
+        "the resolved notifications",
+        Duration::from_secs(30),
+        || {
+            r.on("/hook").len() == 2
+                && r.on("/am").len() == 2
+                && r.on("/pd").len() == 100
+                && r.on("/gateway").len() == 2
+                && starttls.mails().len() == 2
+                && implicit.mails().len() == 2
+        },
+    )
     .await;
     // Let the outbox settle: nothing else may arrive (mail_plain does not send resolved).
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (pending, dead) = notifier.shared.outbox_status();
     assert!(pending.is_empty() && dead == 0, "{pending:?} dead {dead}");
-    assert_eq!(plain.mails().len(), 1, "mail_plain has send_resolved = false");
+    assert_eq!(
+        plain.mails().len(),
+        1,
+        "mail_plain has send_resolved = false"
+    );
     assert_eq!(receiver.on("/hook").len(), 2);
 
     // --- Webhooks: one per group notification, signed; the receiver knows only the new
@@ -502,11 +574,21 @@ channels = ["gateway"]
         "standardwebhooks refused a signature:\n{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), hooks.len());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        hooks.len()
+    );
     let wrong = verify_signatures(&hooks, "whsec_d3Jvbmcgc2VjcmV0IGZvciB0aGUgdGVzdA==", d);
     assert!(!wrong.status.success(), "a wrong secret must not verify");
-    let ids: BTreeSet<&str> = hooks.iter().map(|g| g.headers["webhook-id"].as_str()).collect();
-    assert_eq!(ids.len(), hooks.len(), "one idempotency key per notification");
+    let ids: BTreeSet<&str> = hooks
+        .iter()
+        .map(|g| g.headers["webhook-id"].as_str())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        hooks.len(),
+        "one idempotency key per notification"
+    );
 
     let first: Value = serde_json::from_str(&receiver.on("/hook")[0].body).unwrap();
     assert_eq!(first["status"], "firing");
@@ -514,7 +596,10 @@ channels = ["gateway"]
     let alerts = first["alerts"].as_array().unwrap();
     assert_eq!(alerts.len(), 50, "the silenced series is left out");
     assert!(alerts.iter().all(|a| a["labels"]["service"] != "svc-muted"));
-    let a7 = alerts.iter().find(|a| a["labels"]["service"] == "svc07").unwrap();
+    let a7 = alerts
+        .iter()
+        .find(|a| a["labels"]["service"] == "svc07")
+        .unwrap();
     assert_eq!(a7["value"], 0.0207);
     assert_eq!(a7["p_value"], 1e-6);
     assert_eq!(a7["n_current"], 3007);
@@ -547,7 +632,10 @@ channels = ["gateway"]
     // --- Rate limit: burst 1, then one a second.
     let lim = receiver.on("/limited");
     let span = lim.last().unwrap().at - lim[0].at;
-    assert!(span >= Duration::from_millis(3500), "5 deliveries in {span:?}");
+    assert!(
+        span >= Duration::from_millis(3500),
+        "5 deliveries in {span:?}"
+    );
 
     // --- PagerDuty: every event passed the field rules; resolve shares the trigger's key.
     assert!(receiver.pd_refused.lock().unwrap().is_empty());
@@ -586,35 +674,46 @@ channels = ["gateway"]
     assert!(m["message_id"].as_str().unwrap().ends_with("@driftwatch>"));
     let text = m["text"].as_str().unwrap();
     assert!(text.contains("Firing (50):"), "{text}");
-    assert!(text.contains("Error rate of svc07/gpt-4o is 2.07 %"), "{text}");
+    assert!(
+        text.contains("Error rate of svc07/gpt-4o is 2.07 %"),
+        "{text}"
+    );
     assert!(text.contains("Value: 0.0207"), "{text}");
     assert!(text.contains("p-value: 1.000e-6"), "{text}");
     assert!(text.contains("Samples: 3007 current"), "{text}");
     assert!(!text.contains("svc-muted"));
     let html = m["html"].as_str().unwrap();
-    assert!(html.contains("<a href=\"https://runbooks.example/error-rate\">"), "{html}");
+    assert!(
+        html.contains("<a href=\"https://runbooks.example/error-rate\">"),
+        "{html}"
+    );
     assert!(html.contains("<td>0.0207</td>"), "{html}");
-    let envelope: Value = serde_json::from_slice(
-        &std::fs::read(starttls.mails()[0].with_extension("json")).unwrap(),
-    )
-    .unwrap();
+    let envelope: Value =
+        serde_json::from_slice(&std::fs::read(starttls.mails()[0].with_extension("json")).unwrap())
+            .unwrap();
     assert_eq!(envelope["auth_user"], "dw-user");
     assert_eq!(envelope["tls"], true);
     assert_eq!(envelope["rcpt_tos"].as_array().unwrap().len(), 2);
     let r2 = parsed(&starttls.mails()[1]);
     assert_eq!(r2["subject"], "[RESOLVED] alertname=error_rate_high");
     assert!(r2["text"].as_str().unwrap().contains("Resolved (50):"));
-    let tls_env: Value = serde_json::from_slice(
-        &std::fs::read(implicit.mails()[0].with_extension("json")).unwrap(),
-    )
-    .unwrap();
+    let tls_env: Value =
+        serde_json::from_slice(&std::fs::read(implicit.mails()[0].with_extension("json")).unwrap())
+            .unwrap();
     assert_eq!(tls_env["tls"], true);
     let plain_mail = parsed(&plain.mails()[0]);
-    assert_eq!(plain_mail["subject"], "[FIRING:50] alertname=error_rate_high");
+    assert_eq!(
+        plain_mail["subject"],
+        "[FIRING:50] alertname=error_rate_high"
+    );
 
     // --- Metrics.
     let text = driftwatch::metrics::render(&registry);
-    let silenced = crate::support::metric_value(&text, "driftwatch_notifications_silenced_total").unwrap();
+    let silenced =
+        crate::support::metric_value(&text, "driftwatch_notifications_silenced_total").unwrap();
     assert!(silenced >= 1.0, "{silenced}");
-    assert!(text.contains("driftwatch_notifications_total{channel=\"pd\",outcome=\"delivered\"} 100"), "{text}");
+    assert!(
+        text.contains("driftwatch_notifications_total{channel=\"pd\",outcome=\"delivered\"} 100"),
+        "{text}"
+    );
 }
