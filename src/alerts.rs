@@ -100,23 +100,31 @@ pub struct Transition {
     pub fired_at_ms: Option<i64>,
 }
 
-/// Stable fingerprint (FNV-1a 64) of a rule and an instance's labels.
-pub fn fingerprint(rule: &str, labels: &InstanceLabels) -> String {
+/// FNV-1a 64 over `parts`, each followed by a 0xff separator (so `("ab","c")` and
+/// `("a","bc")` differ), as 16 hex digits. Stable across versions: fingerprints, group ids
+/// and file names are built from it.
+pub fn fnv_hex<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
+    for bytes in parts {
         for b in bytes {
             h ^= u64::from(*b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
         h ^= 0xff;
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    };
-    eat(rule.as_bytes());
-    for (k, v) in labels {
-        eat(k.as_bytes());
-        eat(v.as_bytes());
     }
     format!("{h:016x}")
+}
+
+/// Stable fingerprint (FNV-1a 64) of a rule and an instance's labels.
+pub fn fingerprint(rule: &str, labels: &InstanceLabels) -> String {
+    fnv_hex(
+        std::iter::once(rule.as_bytes()).chain(
+            labels
+                .iter()
+                .flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()]),
+        ),
+    )
 }
 
 /// Every alert instance, by (rule, fingerprint). Saved as a list of instances.

@@ -13,7 +13,7 @@ pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .map(|_| super::rfc3339(ms))
         .unwrap_or_else(|| ZERO_TIME.to_string())
 }
 

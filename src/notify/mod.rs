@@ -18,3 +18,10 @@ pub mod route;
 pub mod service;
 pub mod signing;
 pub mod silence;
+
+/// An epoch-ms time as RFC 3339 UTC with milliseconds (empty when out of range).
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}

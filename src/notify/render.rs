@@ -25,10 +25,14 @@ pub struct Context {
     pub source: String,
 }
 
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
+use super::rfc3339;
+
+/// Instance labels as a JSON object.
+fn labels_map(labels: &[(String, String)]) -> BTreeMap<&str, &str> {
+    labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
 fn entry(id: String, channel: &str, order_key: String, body: String, now_ms: i64) -> Notification {
@@ -47,11 +51,7 @@ fn entry(id: String, channel: &str, order_key: String, body: String, now_ms: i64
 
 /// One alert in driftwatch's own webhook JSON.
 pub fn alert_json(t: &Transition) -> Value {
-    let labels: BTreeMap<&str, &str> = t
-        .labels
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let labels = labels_map(&t.labels);
     json!({
         "status": if t.to == AlertState::Resolved { "resolved" } else { "firing" },
         "rule": t.rule,
@@ -327,11 +327,7 @@ fn fill(template: &str, vars: &BTreeMap<&str, String>) -> String {
 /// The breaker webhook body (driftwatch JSON), for `open` (`fallback`) and `half_open`
 /// (`restore`).
 pub fn breaker_json(t: &BreakerTransition) -> Value {
-    let labels: BTreeMap<&str, &str> = t
-        .labels
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let labels = labels_map(&t.labels);
     json!({
         "version": "1",
         "type": "breaker",

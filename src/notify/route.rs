@@ -183,22 +183,14 @@ pub struct Router {
 }
 
 fn group_id(channel: &str, route: usize, labels: &BTreeMap<String, String>) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |b: &[u8]| {
-        for x in b {
-            h ^= u64::from(*x);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    };
-    eat(channel.as_bytes());
-    eat(&route.to_le_bytes());
-    for (k, v) in labels {
-        eat(k.as_bytes());
-        eat(v.as_bytes());
-    }
-    format!("{h:016x}")
+    let route = route.to_le_bytes();
+    crate::alerts::fnv_hex(
+        [channel.as_bytes(), &route[..]].into_iter().chain(
+            labels
+                .iter()
+                .flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()]),
+        ),
+    )
 }
 
 fn group_key(labels: &BTreeMap<String, String>) -> String {

@@ -91,12 +91,8 @@ pub fn write_inbox(
         .chain(batch.breakers.iter().map(|b| b.at_ms))
         .max()
         .unwrap_or(0);
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in &bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    crate::durable::write_atomic(&dir.join(format!("{last:016}-{h:016x}.json")), &bytes)
+    let h = crate::alerts::fnv_hex([&bytes[..]]);
+    crate::durable::write_atomic(&dir.join(format!("{last:016}-{h}.json")), &bytes)
 }
 
 fn now_ms() -> i64 {
@@ -349,12 +345,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
 impl Shared {
     fn save_silences(&self, s: &Silences) -> Result<(), SilenceApiError> {
         let bytes = serde_json::to_vec(s).expect("plain data serializes");
@@ -426,8 +416,8 @@ impl Shared {
             .map(|s| SilenceView {
                 id: s.id.clone(),
                 matchers: s.matchers.iter().cloned().map(MatcherJson::from).collect(),
-                starts_at: rfc3339(s.starts_at_ms),
-                ends_at: rfc3339(s.ends_at_ms),
+                starts_at: super::rfc3339(s.starts_at_ms),
+                ends_at: super::rfc3339(s.ends_at_ms),
                 created_by: s.created_by.clone(),
                 comment: s.comment.clone(),
                 status: s.state(now),

@@ -35,19 +35,7 @@ fn find<'a>(
 fn alert_rows(data: &std::path::Path) -> Vec<(String, String, i64, String, String, String)> {
     let b = read_table(data, "alerts");
     let col = |c: &str| strings(&b, c).into_iter().map(|s| s.unwrap_or_default());
-    let at: Vec<i64> = b
-        .iter()
-        .flat_map(|b| {
-            let a = b
-                .column_by_name("evaluated_at")
-                .unwrap()
-                .as_any()
-                .downcast_ref::<arrow::array::TimestampMillisecondArray>()
-                .unwrap()
-                .clone();
-            (0..a.len()).map(move |i| a.value(i)).collect::<Vec<_>>()
-        })
-        .collect();
+    let at = timestamps(&b, "evaluated_at");
     let mut rows: Vec<_> = col("rule")
         .zip(col("fingerprint"))
         .zip(at)

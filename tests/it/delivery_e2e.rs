@@ -260,19 +260,7 @@ default_fallback = "claude-haiku"
     // The breaker: fallback within 75 s of the burst start (code-assist, 25 % errors from
     // 55 % of the hour), then restore, each delivered once.
     let events = read_table(&data, "events");
-    let ts: Vec<i64> = events
-        .iter()
-        .flat_map(|b| {
-            let a = b
-                .column_by_name("timestamp")
-                .unwrap()
-                .as_any()
-                .downcast_ref::<arrow::array::TimestampMillisecondArray>()
-                .unwrap()
-                .clone();
-            (0..a.len()).map(move |i| a.value(i)).collect::<Vec<_>>()
-        })
-        .collect();
+    let ts = timestamps(&events, "timestamp");
     let t0 = *ts.iter().min().unwrap();
     let t_end = *ts.iter().max().unwrap();
     let burst_start = t0 + ((t_end - t0) as f64 * 0.55) as i64;

@@ -133,6 +133,11 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )?;
+    read_response(s)
+}
+
+/// (status, body) of a `Connection: close` response.
+fn read_response(mut s: TcpStream) -> std::io::Result<(u16, String)> {
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
     let status = buf
@@ -145,6 +150,23 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// Every value of a timestamp column.
+pub fn timestamps(batches: &[RecordBatch], col: &str) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = b
+                .column_by_name(col)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow::array::TimestampMillisecondArray>()
+                .unwrap()
+                .clone();
+            (0..a.len()).map(move |i| a.value(i)).collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// A request with a body over plain HTTP/1.1; returns (status, body).
@@ -165,18 +187,7 @@ pub fn http_send(
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     write!(s, "{head}\r\n{body}")?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    let status = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+    read_response(s)
 }
 
 /// Polls `f` until it returns `Some`, or panics after `timeout`.
