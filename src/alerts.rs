@@ -200,12 +200,45 @@ impl AlertBook {
                             "rule removed".to_string(),
                         ));
                     }
-                    None => tracing::warn!(
-                        rule = %r,
-                        fingerprint = %a.fingerprint,
-                        "the rule of a {} alert no longer exists; dropping it",
-                        a.state.as_str()
-                    ),
+                    // Restored state whose rule is gone (edited while stopped): the alert
+                    // still ends with a row and a notification, so no receiver keeps an
+                    // incident open for a rule that no longer exists.
+                    None => {
+                        tracing::warn!(
+                            rule = %r,
+                            fingerprint = %a.fingerprint,
+                            "the rule of a {} alert no longer exists; ending it",
+                            a.state.as_str()
+                        );
+                        let to = if a.state == AlertState::Firing {
+                            AlertState::Resolved
+                        } else {
+                            AlertState::Inactive
+                        };
+                        out.push(Transition {
+                            at_ms: a.last_eval_ms,
+                            rule: a.rule.clone(),
+                            fingerprint: a.fingerprint.clone(),
+                            from: a.state,
+                            to,
+                            severity: a.severity,
+                            labels: a.labels.clone(),
+                            rule_labels: BTreeMap::new(),
+                            signal: String::new(),
+                            numbers: a.numbers,
+                            threshold: f64::NAN,
+                            range_start_ms: a.last_eval_ms,
+                            range_end_ms: a.last_eval_ms,
+                            baseline_desc: String::new(),
+                            reason: "rule removed".to_string(),
+                            summary: a.summary.clone(),
+                            description: String::new(),
+                            runbook_url: String::new(),
+                            channels: Vec::new(),
+                            action: None,
+                            fired_at_ms: a.fired_at_ms,
+                        });
+                    }
                 }
             }
             false

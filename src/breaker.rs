@@ -176,13 +176,16 @@ pub struct BreakerTransition {
 }
 
 impl BreakerTransition {
-    /// What the gateway is asked to do: `fallback` on open, `restore` on half-open, none on
-    /// close (traffic is already on the primary).
+    /// What the gateway is asked to do: `fallback` on open, `restore` on half-open (and on
+    /// an open breaker closed because its rule went away), none on a half-open breaker
+    /// closing (traffic is already on the primary).
     pub fn command(&self) -> Option<&'static str> {
-        match self.to {
-            BreakerState::Open => Some("fallback"),
-            BreakerState::HalfOpen => Some("restore"),
-            BreakerState::Closed => None,
+        match (self.from, self.to) {
+            (_, BreakerState::Open) => Some("fallback"),
+            (_, BreakerState::HalfOpen) | (BreakerState::Open, BreakerState::Closed) => {
+                Some("restore")
+            }
+            _ => None,
         }
     }
 }
@@ -449,9 +452,15 @@ impl Breakers {
         out
     }
 
-    /// Drops breakers of rules that no longer exist (a reload); they are closed first, so
-    /// traffic is not left on the fallback.
-    pub fn retain_rules(&mut self, names: &[&str], t_ms: i64) -> Vec<BreakerTransition> {
+    /// Drops breakers of rules that no longer exist (a reload, a restart with other rules);
+    /// open ones are closed with a `restore` to `channels`, so traffic is not left on the
+    /// fallback.
+    pub fn retain_rules(
+        &mut self,
+        names: &[&str],
+        t_ms: i64,
+        channels: &[String],
+    ) -> Vec<BreakerTransition> {
         let mut out = Vec::new();
         self.breakers.retain(|_, b| {
             if names.contains(&b.rule.as_str()) {
@@ -464,7 +473,7 @@ impl Breakers {
                     key: b.key.clone(),
                     labels: b.labels.clone(),
                     from: b.state,
-                    to: BreakerState::HalfOpen,
+                    to: BreakerState::Closed,
                     severity: Severity::Page,
                     primary_model: b.primary_model.clone(),
                     fallback_model: b.fallback_model.clone(),
@@ -476,7 +485,7 @@ impl Breakers {
                     range_start_ms: t_ms,
                     range_end_ms: t_ms,
                     reason: "rule removed: restoring the primary".into(),
-                    channels: Vec::new(),
+                    channels: channels.to_vec(),
                 });
             }
             false

@@ -56,6 +56,9 @@ pub struct Detector {
     /// `None`: breaker rules alert but trip nothing (`breaker.enabled = false`).
     breaker_settings: Option<BreakerSettings>,
     breaker_out: Vec<BreakerTransition>,
+    /// Transitions made outside an evaluation (a restore ending alerts of removed rules),
+    /// handed out with the next [`Self::evaluate`].
+    pending_out: Vec<Transition>,
 }
 
 impl Detector {
@@ -75,6 +78,7 @@ impl Detector {
             breakers: Breakers::default(),
             breaker_settings: Some(BreakerSettings::default()),
             breaker_out: Vec::new(),
+            pending_out: Vec::new(),
         }
     }
 
@@ -124,12 +128,7 @@ impl Detector {
             .filter(|r| r.action == Some(crate::rules::Action::CircuitBreaker))
             .map(|r| r.name.as_str())
             .collect();
-        let at = self
-            .evaluated_slice_ms
-            .or(self.evaluated_window_ms)
-            .unwrap_or(0);
-        let closed = self.breakers.retain_rules(&breaker_names, at);
-        self.breaker_out.extend(closed);
+        self.close_orphan_breakers(&breaker_names);
         // History is kept and its retention follows the new rules: a longer lookback fills up
         // from now on; a newly read metric is missing from older windows (those evaluate as
         // "too few samples" until the range has filled).
@@ -204,7 +203,7 @@ impl Detector {
         window_clock: Option<i64>,
         slice_clock: Option<i64>,
     ) -> Vec<Transition> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.pending_out);
         if let Some(c) = window_clock {
             let step = self.settings.window_ms;
             self.evaluated_window_ms = self.run(
@@ -295,10 +294,41 @@ impl Detector {
     pub fn restore(&mut self, snap: DetectorSnapshot) {
         let names: Vec<&str> = self.rules.rules.iter().map(|r| r.name.as_str()).collect();
         self.book = snap.book;
-        self.book.retain_rules(&names, &[]);
+        let ended = self.book.retain_rules(&names, &[]);
+        self.pending_out.extend(ended);
         self.evaluated_window_ms = snap.evaluated_window_ms;
         self.evaluated_slice_ms = snap.evaluated_slice_ms;
         self.breakers = snap.breakers;
+        let breaker_names: Vec<String> = self
+            .rules
+            .rules
+            .iter()
+            .filter(|r| r.action == Some(crate::rules::Action::CircuitBreaker))
+            .map(|r| r.name.clone())
+            .collect();
+        let breaker_names: Vec<&str> = breaker_names.iter().map(String::as_str).collect();
+        self.close_orphan_breakers(&breaker_names);
+    }
+
+    /// Closes (with a `restore` to the gateway) breakers whose rule is gone, or all of them
+    /// when breakers are turned off: traffic must not stay on a fallback nobody watches.
+    fn close_orphan_breakers(&mut self, breaker_rules: &[&str]) {
+        let at = self
+            .evaluated_slice_ms
+            .or(self.evaluated_window_ms)
+            .unwrap_or(0);
+        let keep: &[&str] = if self.breaker_settings.is_some() {
+            breaker_rules
+        } else {
+            &[]
+        };
+        let channels = self
+            .breaker_settings
+            .as_ref()
+            .map(|s| s.config.channels.clone())
+            .unwrap_or_else(|| crate::breaker::BreakerConfig::default().channels);
+        let closed = self.breakers.retain_rules(keep, at, &channels);
+        self.breaker_out.extend(closed);
     }
 
     /// Every alert instance (pending, firing, recently resolved).

@@ -22,6 +22,13 @@ pub enum SetupError {
     Read(#[from] ReadError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error("rule {rule} ({file}:{line}): {message}")]
+    Breaker {
+        rule: String,
+        file: std::path::PathBuf,
+        line: u64,
+        message: String,
+    },
 }
 
 /// What rule validation needs from `config`.
@@ -35,6 +42,43 @@ pub fn rule_context(config: &Config) -> Result<RuleContext, crate::config::Confi
 
 /// Loads and validates the rules of `dir`.
 pub fn load_rules(config: &Config, dir: &Path) -> Result<RuleSet, SetupError> {
+    let set = load_rule_files(config, dir)?;
+    check_breakers(config, &set)?;
+    Ok(set)
+}
+
+/// A model-scoped breaker needs the model: a breaker rule must keep `request_model` among
+/// its instance labels (`by`), or the gateway would be told to fall back from nothing.
+fn check_breakers(config: &Config, set: &RuleSet) -> Result<(), SetupError> {
+    if !config.breaker.enabled || config.breaker.scope != crate::breaker::Scope::Model {
+        return Ok(());
+    }
+    let labels = config.series.parsed_labels()?;
+    for r in &set.rules {
+        if r.action != Some(crate::rules::Action::CircuitBreaker) {
+            continue;
+        }
+        let keeps_model = r.by.iter().any(|&i| {
+            labels
+                .get(i)
+                .is_some_and(|l| l.as_str() == crate::breaker::MODEL_LABEL)
+        });
+        if !keeps_model {
+            return Err(SetupError::Breaker {
+                rule: r.name.clone(),
+                file: r.file.clone(),
+                line: r.line,
+                message: format!(
+                    "action: circuit_breaker with breaker.scope = \"model\" needs `{}` among the rule's labels (add it to `by`, and to series.labels), or set breaker.scope = \"series\"",
+                    crate::breaker::MODEL_LABEL
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn load_rule_files(config: &Config, dir: &Path) -> Result<RuleSet, SetupError> {
     let ctx = rule_context(config)?;
     if dir == Path::new(crate::config::DEFAULT_RULES_DIR) && !dir.exists() {
         tracing::info!(

@@ -170,8 +170,10 @@ impl ParquetSink {
     }
 
     /// Plans the `alerts` files of a batch of transitions: one file per rule and evaluation
-    /// time, `alerts-<at ms>-<rule>.parquet`, in the hour of the evaluation. A rule is
-    /// evaluated once per tick, so re-evaluating a tick after a crash rewrites the same file.
+    /// time, `alerts-<at ms>-<rule>-<rows hash>.parquet`, in the hour of the evaluation. A
+    /// rule is evaluated once per tick, so re-evaluating a tick after a crash rewrites the
+    /// same file; rows made for the same tick outside an evaluation (a reload ending alerts
+    /// or closing breakers) get a file of their own instead of replacing the tick's.
     pub fn plan_alerts(
         &self,
         transitions: &[crate::alerts::Transition],
@@ -192,11 +194,18 @@ impl ParquetSink {
         }
         let mut out = Vec::new();
         for ((at, rule), rows) in groups {
+            let ids: Vec<String> = rows
+                .iter()
+                .map(|r| format!("{} {} {}", r.fingerprint, r.from, r.to))
+                .collect();
+            let hash = crate::alerts::fnv_hex(ids.iter().map(|s| s.as_bytes()));
             out.push(Planned {
                 table: ALERTS,
-                path: self
-                    .partition_dir(ALERTS, at)
-                    .join(format!("alerts-{at}-{}.parquet", file_safe(rule))),
+                path: self.partition_dir(ALERTS, at).join(format!(
+                    "alerts-{at}-{}-{}.parquet",
+                    file_safe(rule),
+                    &hash[..8]
+                )),
                 batch: tables::alerts_batch(&self.labels, &rows)?,
             });
         }

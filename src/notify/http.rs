@@ -44,8 +44,10 @@ impl Sender {
             req = req.header(*k, v);
         }
         match req.send().await {
+            // Only the origin: a path or query may carry a token (Slack-style URLs), and the
+            // reason is logged and kept in the outbox.
             Err(e) => Outcome::Retry {
-                reason: format!("{url}: {e}"),
+                reason: format!("{}: {}", origin(url), e.without_url()),
                 after: None,
             },
             Ok(resp) => {
@@ -61,6 +63,13 @@ impl Sender {
             }
         }
     }
+}
+
+/// `scheme://host:port` of a URL, for messages.
+pub fn origin(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| "<invalid url>".to_string())
 }
 
 /// How a delivery round went.

@@ -174,19 +174,6 @@ impl Outbox {
     pub fn open(dir: &Path) -> Result<Outbox, OutboxError> {
         fs::create_dir_all(dir.join("dead")).map_err(io("creating", dir))?;
         fs::create_dir_all(dir.join("sent")).map_err(io("creating", dir))?;
-        // Forget delivered ids after the retention.
-        let sent = dir.join("sent");
-        for e in fs::read_dir(&sent).map_err(io("listing", &sent))?.flatten() {
-            let old = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > SENT_RETENTION);
-            if old {
-                let _ = fs::remove_file(e.path());
-            }
-        }
         let mut pending = BTreeMap::new();
         for e in fs::read_dir(dir).map_err(io("listing", dir))?.flatten() {
             let path = e.path();
@@ -207,11 +194,31 @@ impl Outbox {
             pending.insert(n.id.clone(), n);
         }
         let next_seq = pending.values().map(|n| n.seq + 1).max().unwrap_or(1);
-        Ok(Outbox {
+        let o = Outbox {
             dir: dir.to_path_buf(),
             pending,
             next_seq,
-        })
+        };
+        o.prune_sent();
+        Ok(o)
+    }
+
+    /// Forgets delivered ids older than [`SENT_RETENTION`] (at start and hourly).
+    pub fn prune_sent(&self) {
+        let Ok(entries) = fs::read_dir(self.dir.join("sent")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > SENT_RETENTION);
+            if old {
+                let _ = fs::remove_file(e.path());
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -488,6 +495,56 @@ mod tests {
         );
         // Rendered again after a crash: already delivered, not queued again.
         assert!(!o.enqueue(keyed("z-trigger")).unwrap());
+    }
+
+    /// A receiver down for two minutes, in simulated time with the default backoff: every
+    /// notification made during the outage arrives after it, once, and within the backoff
+    /// cap of the receiver's return.
+    #[test]
+    fn a_two_minute_outage_delays_but_loses_nothing_and_duplicates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Backoff {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(300),
+            max_retry_after: Duration::from_secs(600),
+            give_up_after: Duration::from_secs(86_400),
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let mut o = Outbox::open(dir.path()).unwrap();
+        let up_at = 120_000;
+        let mut delivered: BTreeMap<String, (u32, i64)> = BTreeMap::new();
+        let mut t = 0;
+        while t < 3_600_000 {
+            // A notification every 10 s during the outage.
+            if t < up_at && t % 10_000 == 0 {
+                o.enqueue(n(&format!("n{t}"), t)).unwrap();
+            }
+            for due in o.due(t) {
+                let outcome = if t < up_at {
+                    Outcome::Retry {
+                        reason: "connection refused".into(),
+                        after: None,
+                    }
+                } else {
+                    let e = delivered.entry(due.id.clone()).or_insert((0, t));
+                    e.0 += 1;
+                    Outcome::Delivered
+                };
+                o.record(&due.id, &outcome, t, &b, &mut rng).unwrap();
+            }
+            t += 100;
+        }
+        assert!(o.is_empty());
+        assert_eq!(delivered.len(), 12);
+        assert!(delivered.values().all(|(times, _)| *times == 1));
+        let last = delivered.values().map(|(_, at)| *at).max().unwrap();
+        // Attempt k waits up to 2^k s; an entry made at the start has waited ~2 min, so its
+        // next wait is at most 128 s, well inside the 5 min cap.
+        assert!(
+            last - up_at <= 300_000,
+            "last delivery {} s after the return",
+            (last - up_at) / 1000
+        );
     }
 
     #[test]

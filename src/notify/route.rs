@@ -176,10 +176,17 @@ pub struct FlushStats {
     pub silenced: usize,
 }
 
+/// How long the router remembers the last transition of an alert (in event time), to
+/// ignore one it has already taken in (an inbox batch replayed after a crash).
+const SEEN_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+
 /// Every aggregation group.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Router {
     groups: BTreeMap<String, Group>,
+    /// Last (evaluation time, state) taken in per alert fingerprint.
+    #[serde(default)]
+    seen: BTreeMap<String, (i64, AlertState)>,
 }
 
 fn group_id(channel: &str, route: usize, labels: &BTreeMap<String, String>) -> String {
@@ -212,6 +219,18 @@ impl Router {
     pub fn ingest(&mut self, t: &Transition, routing: &Routing, now_ms: i64) {
         if !matches!(t.to, AlertState::Firing | AlertState::Resolved) {
             return;
+        }
+        // A transition already taken in (or older than the last one) changes nothing: a
+        // replayed batch must not resend a resolve as news.
+        if let Some(&(at, to)) = self.seen.get(&t.fingerprint) {
+            if t.at_ms < at || (t.at_ms == at && t.to == to) {
+                return;
+            }
+        }
+        self.seen.insert(t.fingerprint.clone(), (t.at_ms, t.to));
+        if self.seen.len() % 1024 == 0 {
+            let newest = self.seen.values().map(|v| v.0).max().unwrap_or(0);
+            self.seen.retain(|_, v| v.0 + SEEN_RETENTION_MS >= newest);
         }
         let labels = super::alertmanager::labels(t);
         for (channel, route) in routing.targets(&labels, &t.channels) {
@@ -281,7 +300,11 @@ impl Router {
                     AlertState::Resolved if g.notified_firing.contains(fp) => {
                         resolved.push(t.clone())
                     }
-                    AlertState::Resolved if !muted && !g.silenced.contains(fp) => {
+                    AlertState::Resolved
+                        if !muted
+                            && !g.silenced.contains(fp)
+                            && !g.notified_firing.contains(fp) =>
+                    {
                         unnotified_resolved.insert(fp.clone());
                         resolved.push(t.clone());
                     }
@@ -304,7 +327,8 @@ impl Router {
             let resolved_to_send = !resolved.is_empty();
             let repeat =
                 new_firing.is_empty() && !resolved_to_send && !firing.is_empty() && repeat_due;
-            if !new_firing.is_empty() || resolved_to_send || repeat {
+            let send = !new_firing.is_empty() || resolved_to_send || repeat;
+            if send {
                 g.seq += 1;
                 g.last_sent_ms = Some(now_ms);
                 out.push(Dispatch {
@@ -320,7 +344,19 @@ impl Router {
                     repeat,
                 });
             }
-            g.notified_firing = firing.iter().map(|t| t.fingerprint.clone()).collect();
+            // Notified alerts stay notified while they fire (a silence does not make their
+            // resolution any less news); what this flush sent joins them.
+            let still_firing: BTreeSet<&String> = g
+                .alerts
+                .iter()
+                .filter(|(_, t)| t.to == AlertState::Firing)
+                .map(|(fp, _)| fp)
+                .collect();
+            g.notified_firing.retain(|fp| still_firing.contains(fp));
+            if send {
+                g.notified_firing
+                    .extend(firing.iter().map(|t| t.fingerprint.clone()));
+            }
             g.alerts.retain(|_, t| t.to == AlertState::Firing);
             let alive: BTreeSet<String> = g.alerts.keys().cloned().collect();
             g.silenced.retain(|fp| alive.contains(fp));
@@ -482,6 +518,46 @@ group_wait = "0s"
         router.ingest(&t("p", "a", AlertState::Resolved, 10), &r, 10 * S);
         assert!(router.flush(&r, &Silences::default(), 400 * S).0.is_empty());
         assert_eq!(router.groups().count(), 0);
+    }
+
+    #[test]
+    fn a_replayed_batch_changes_nothing_and_a_silence_does_not_swallow_a_resolve() {
+        let r = routing("");
+        let none = Silences::default();
+        let mut router = Router::default();
+        let fire = t("err", "a", AlertState::Firing, 0);
+        let resolve = t("err", "a", AlertState::Resolved, 100);
+        router.ingest(&fire, &r, 0);
+        router.ingest(&t("err", "b", AlertState::Firing, 0), &r, 0);
+        assert_eq!(router.flush(&r, &none, 30 * S).0.len(), 1);
+        router.ingest(&resolve, &r, 100 * S);
+        let (d, _) = router.flush(&r, &none, 330 * S);
+        assert_eq!(d[0].resolved.len(), 1);
+        // The same inbox batch again (a crash before its file was deleted): nothing to send.
+        router.ingest(&fire, &r, 340 * S);
+        router.ingest(&resolve, &r, 340 * S);
+        assert!(router.flush(&r, &none, 700 * S).0.is_empty());
+
+        // `b` was notified, then silenced; its resolve still goes out.
+        let mut sil = Silences::default();
+        sil.add(
+            super::super::silence::Silence {
+                id: "s".into(),
+                matchers: vec![Matcher::parse("service=\"b\"").unwrap()],
+                starts_at_ms: 0,
+                ends_at_ms: i64::MAX / 2,
+                created_by: String::new(),
+                comment: String::new(),
+                from_config: false,
+            },
+            0,
+        )
+        .unwrap();
+        assert!(router.flush(&r, &sil, 1_000 * S).0.is_empty());
+        router.ingest(&t("err", "b", AlertState::Resolved, 1_100), &r, 1_100 * S);
+        let (d, _) = router.flush(&r, &sil, 1_400 * S);
+        assert_eq!(d[0].resolved.len(), 1, "{d:?}");
+        assert_eq!(d[0].resolved[0].labels[0].1, "b");
     }
 
     #[test]

@@ -59,8 +59,13 @@ pub struct InboxBatch {
     pub breakers: Vec<BreakerTransition>,
 }
 
-/// Writes the notification-relevant part of a commit to the inbox (durably). The name is
-/// deterministic in the content, so a commit redone after a crash overwrites its own file.
+/// Orders inbox files written within one millisecond.
+static INBOX_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Writes the notification-relevant part of a commit to the inbox (durably). Files are
+/// named by the wall clock and a counter, so the router takes them in the order they were
+/// committed; a commit redone after a crash writes its transitions again, and the router
+/// ignores transitions it has already taken in.
 pub fn write_inbox(
     state_dir: &Path,
     transitions: &[Transition],
@@ -84,15 +89,12 @@ pub fn write_inbox(
         source,
     })?;
     let bytes = serde_json::to_vec(&batch).expect("plain data serializes");
-    let last = batch
-        .transitions
-        .iter()
-        .map(|t| t.at_ms)
-        .chain(batch.breakers.iter().map(|b| b.at_ms))
-        .max()
-        .unwrap_or(0);
+    let seq = INBOX_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1_000_000;
     let h = crate::alerts::fnv_hex([&bytes[..]]);
-    crate::durable::write_atomic(&dir.join(format!("{last:016}-{h}.json")), &bytes)
+    crate::durable::write_atomic(
+        &dir.join(format!("{:016}-{seq:06}-{}.json", now_ms(), &h[..8])),
+        &bytes,
+    )
 }
 
 fn now_ms() -> i64 {
@@ -489,12 +491,16 @@ fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T,
     }
 }
 
-/// The router's saved state: groups, and the inbox files already taken in.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// The router's saved state: groups, the inbox files already taken in, and the
+/// notifications it decided to send (saved before they go to the outbox: a write-ahead, so
+/// a crash in between neither loses them nor makes a later flush skip them).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct RouterState {
     router: Router,
     /// Inbox files consumed by this state (deleted after it is saved).
     consumed: Vec<String>,
+    #[serde(default)]
+    to_enqueue: Vec<Notification>,
 }
 
 impl Notifier {
@@ -598,13 +604,29 @@ async fn router_task(shared: Arc<Shared>, c: NotifyConfig, ctx: Context, mut sta
     let routing = Routing::new(&c);
     let inbox = shared.state_dir.join(INBOX_DIR);
     let state_path = shared.state_dir.join(ROUTER_STATE);
-    // Files the saved state already holds: a crash came between saving and deleting.
+    // Files the saved state already holds: a crash came between saving and deleting; and
+    // half-written files of a crashed commit (it is redone after the restart).
     for f in std::mem::take(&mut state.consumed) {
         let _ = std::fs::remove_file(inbox.join(f));
     }
+    if let Ok(d) = std::fs::read_dir(&inbox) {
+        for e in d.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let mut last_maintenance = now_ms();
     loop {
-        if let Err(e) = router_round(&shared, &c, &routing, &ctx, &inbox, &state_path, &mut state) {
+        let round = tokio::task::block_in_place(|| {
+            router_round(&shared, &c, &routing, &ctx, &inbox, &state_path, &mut state)
+        });
+        if let Err(e) = round {
             tracing::error!(error = %e, "notification routing failed; retrying");
+        }
+        if now_ms() - last_maintenance > 3_600_000 {
+            last_maintenance = now_ms();
+            tokio::task::block_in_place(|| maintain(&shared, &c));
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
@@ -613,6 +635,17 @@ async fn router_task(shared: Arc<Shared>, c: NotifyConfig, ctx: Context, mut sta
     }
 }
 
+/// Hourly: forget old delivered ids and expired silences.
+fn maintain(shared: &Shared, c: &NotifyConfig) {
+    lock(&shared.outbox).prune_sent();
+    let mut s = lock(&shared.silences);
+    s.refresh(silences_from_config(c), now_ms(), KEEP_EXPIRED_MS);
+    if let Err(e) = shared.save_silences(&s) {
+        tracing::warn!(error = %e, "cannot save silences");
+    }
+}
+
+/// One round: the state changes only when the round's decisions are saved.
 fn router_round(
     shared: &Shared,
     c: &NotifyConfig,
@@ -623,6 +656,10 @@ fn router_round(
     state: &mut RouterState,
 ) -> Result<(), NotifyError> {
     let now = now_ms();
+    // Decided before a crash or a failed enqueue: queue them first.
+    if !state.to_enqueue.is_empty() {
+        enqueue(shared, &mut state.to_enqueue)?;
+    }
     let mut names: Vec<String> = std::fs::read_dir(inbox)
         .map(|d| {
             d.flatten()
@@ -632,7 +669,7 @@ fn router_round(
         })
         .unwrap_or_default();
     names.sort();
-    let mut enqueued = Vec::new();
+    let mut next = state.clone();
     for name in &names {
         let path = inbox.join(name);
         let batch: InboxBatch = match std::fs::read(&path)
@@ -641,56 +678,67 @@ fn router_round(
         {
             Ok(b) => b,
             Err(e) => {
-                tracing::error!(file = %path.display(), error = %e, "unreadable inbox file skipped");
+                tracing::error!(file = %path.display(), error = %e, "unreadable inbox file set aside (.bad)");
                 let _ = std::fs::rename(&path, path.with_extension("bad"));
                 continue;
             }
         };
         for t in &batch.transitions {
-            state.router.ingest(t, routing, now);
+            next.router.ingest(t, routing, now);
         }
         for b in &batch.breakers {
-            enqueued.extend(render::breaker(b, &c.channels, now));
+            next.to_enqueue.extend(render::breaker(b, &c.channels, now));
         }
-        state.consumed.push(name.clone());
+        next.consumed.push(name.clone());
     }
     let (dispatches, stats) = {
         let silences = lock(&shared.silences);
-        state.router.flush(routing, &silences, now)
+        next.router.flush(routing, &silences, now)
     };
+    if names.is_empty() && dispatches.is_empty() {
+        return Ok(());
+    }
     shared
         .metrics
         .notifications_silenced
         .inc_by(stats.silenced as u64);
     for d in &dispatches {
         if let Some(ch) = c.channels.get(&d.channel) {
-            enqueued.extend(render::dispatch(d, ch, ctx, now));
+            next.to_enqueue.extend(render::dispatch(d, ch, ctx, now));
         }
     }
-    if !enqueued.is_empty() {
-        let mut o = lock(&shared.outbox);
-        for n in enqueued {
-            let channel = n.channel.clone();
-            let id = n.id.clone();
-            if o.enqueue(n)? {
-                shared.metrics.notification(&channel, "enqueued");
-                tracing::info!(%id, %channel, "notification queued");
-            }
-        }
-        shared.metrics.outbox_pending.set(o.len() as i64);
-        drop(o);
-        shared.wake.notify_waiters();
+    // Write-ahead: the decisions are durable before they act.
+    let bytes = serde_json::to_vec(&next).expect("plain data serializes");
+    crate::durable::write_atomic(state_path, &bytes).map_err(|e| NotifyError::State {
+        path: e.path,
+        message: format!("{}: {}", e.op, e.source),
+    })?;
+    *state = next;
+    for f in std::mem::take(&mut state.consumed) {
+        let _ = std::fs::remove_file(inbox.join(f));
     }
-    if !names.is_empty() || !dispatches.is_empty() {
-        let bytes = serde_json::to_vec(&*state).expect("plain data serializes");
-        crate::durable::write_atomic(state_path, &bytes).map_err(|e| NotifyError::State {
-            path: e.path,
-            message: format!("{}: {}", e.op, e.source),
-        })?;
-        for f in std::mem::take(&mut state.consumed) {
-            let _ = std::fs::remove_file(inbox.join(f));
-        }
+    enqueue(shared, &mut state.to_enqueue)
+}
+
+/// Moves decided notifications into the outbox (idempotent: ids already pending or
+/// delivered are skipped).
+fn enqueue(shared: &Shared, list: &mut Vec<Notification>) -> Result<(), NotifyError> {
+    if list.is_empty() {
+        return Ok(());
     }
+    let mut o = lock(&shared.outbox);
+    while let Some(n) = list.first().cloned() {
+        let channel = n.channel.clone();
+        let id = n.id.clone();
+        if o.enqueue(n)? {
+            shared.metrics.notification(&channel, "enqueued");
+            tracing::info!(%id, %channel, "notification queued");
+        }
+        list.remove(0);
+    }
+    shared.metrics.outbox_pending.set(o.len() as i64);
+    drop(o);
+    shared.wake.notify_waiters();
     Ok(())
 }
 
@@ -705,15 +753,20 @@ async fn sender_task(
 ) {
     let mut rng = rand_chacha::ChaCha8Rng::from_os_rng();
     let mut bucket = limit.map(|l| Bucket::new(l, now_ms()));
+    // Ids already counted as held back by the rate limit.
+    let mut held: std::collections::BTreeSet<String> = Default::default();
     loop {
         let due = lock(&shared.outbox).due_for(&channel, now_ms());
         for n in due {
             if let Some(b) = &mut bucket {
                 if !b.take(now_ms()) {
-                    shared.metrics.notification(&channel, "rate_limited");
+                    if held.insert(n.id.clone()) {
+                        shared.metrics.notification(&channel, "rate_limited");
+                    }
                     break;
                 }
             }
+            held.remove(&n.id);
             let outcome = rt.send(&n, &http).await;
             let label = match &outcome {
                 Outcome::Delivered => {
@@ -730,14 +783,16 @@ async fn sender_task(
                 }
             };
             shared.metrics.notification(&channel, label);
-            let mut o = lock(&shared.outbox);
-            if let Err(e) = o.record(&n.id, &outcome, now_ms(), &backoff, &mut rng) {
-                tracing::error!(id = %n.id, error = %e, "cannot record the delivery outcome");
-            }
-            shared.metrics.outbox_pending.set(o.len() as i64);
-            if label == "dead" {
-                shared.metrics.outbox_dead.set(o.dead_count() as i64);
-            }
+            tokio::task::block_in_place(|| {
+                let mut o = lock(&shared.outbox);
+                if let Err(e) = o.record(&n.id, &outcome, now_ms(), &backoff, &mut rng) {
+                    tracing::error!(id = %n.id, error = %e, "cannot record the delivery outcome");
+                }
+                shared.metrics.outbox_pending.set(o.len() as i64);
+                if label == "dead" {
+                    shared.metrics.outbox_dead.set(o.dead_count() as i64);
+                }
+            });
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
