@@ -721,6 +721,35 @@ rules:
     }
 
     #[test]
+    fn removing_the_rule_closes_open_breakers_with_a_restore() {
+        let r = rule();
+        let s = settings();
+        let mut b = Breakers::default();
+        drive(&mut b, &r, &s, |_| 0.2, &[60_000], 60_000);
+        assert_eq!(b.iter().next().unwrap().state, BreakerState::Open);
+        let out = b.retain_rules(&[], 70_000, &["gw".to_string()]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].from, out[0].to),
+            (BreakerState::Open, BreakerState::Closed)
+        );
+        assert_eq!(out[0].command(), Some("restore"));
+        assert_eq!(out[0].channels, vec!["gw".to_string()]);
+        assert_eq!(b.iter().count(), 0);
+        // A half-open one closes silently: traffic is already on the primary.
+        let mut b = Breakers::default();
+        drive(&mut b, &r, &s, |_| 0.2, &[60_000], 120_000);
+        assert_eq!(b.iter().next().unwrap().state, BreakerState::HalfOpen);
+        let out = b.retain_rules(&[], 130_000, &["gw".to_string()]);
+        assert_eq!(out[0].command(), None);
+        // Kept rules keep their breakers.
+        let mut b = Breakers::default();
+        drive(&mut b, &r, &s, |_| 0.2, &[60_000], 60_000);
+        assert!(b.retain_rules(&["brk"], 70_000, &[]).is_empty());
+        assert_eq!(b.iter().count(), 1);
+    }
+
+    #[test]
     fn series_scope_keys_by_instance_and_model_scope_by_model() {
         let r = rule();
         let mut s = settings();

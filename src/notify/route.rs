@@ -232,6 +232,16 @@ impl Router {
             let newest = self.seen.values().map(|v| v.0).max().unwrap_or(0);
             self.seen.retain(|_, v| v.0 + SEEN_RETENTION_MS >= newest);
         }
+        // A resolve goes wherever the alert is, even if the routes changed since it fired
+        // (a new group_by, a reordered route): no group keeps a resolved alert firing.
+        if t.to == AlertState::Resolved {
+            for g in self.groups.values_mut() {
+                if let Some(a) = g.alerts.get_mut(&t.fingerprint) {
+                    *a = t.clone();
+                }
+            }
+            return;
+        }
         let labels = super::alertmanager::labels(t);
         for (channel, route) in routing.targets(&labels, &t.channels) {
             let r = routing.route(route);
@@ -245,7 +255,7 @@ impl Router {
                 Some(g) => {
                     g.alerts.insert(t.fingerprint.clone(), t.clone());
                 }
-                None if t.to == AlertState::Firing => {
+                None => {
                     let mut alerts = BTreeMap::new();
                     alerts.insert(t.fingerprint.clone(), t.clone());
                     self.groups.insert(
@@ -263,8 +273,6 @@ impl Router {
                         },
                     );
                 }
-                // A resolved alert with no group: its firing was never routed here.
-                None => {}
             }
         }
     }
@@ -278,6 +286,9 @@ impl Router {
     ) -> (Vec<Dispatch>, FlushStats) {
         let mut out = Vec::new();
         let mut stats = FlushStats::default();
+        // Groups of channels no longer configured go.
+        self.groups
+            .retain(|_, g| routing.channels.contains_key(&g.channel));
         for (id, g) in self.groups.iter_mut() {
             if g.next_flush_ms > now_ms {
                 continue;
@@ -558,6 +569,23 @@ group_wait = "0s"
         let (d, _) = router.flush(&r, &sil, 1_400 * S);
         assert_eq!(d[0].resolved.len(), 1, "{d:?}");
         assert_eq!(d[0].resolved[0].labels[0].1, "b");
+    }
+
+    #[test]
+    fn a_resolve_finds_its_alert_after_the_routes_changed() {
+        let before = routing("");
+        let mut after = routing("");
+        after.default.group_by = vec!["alertname".into(), "service".into()];
+        let none = Silences::default();
+        let mut router = Router::default();
+        router.ingest(&t("err", "a", AlertState::Firing, 0), &before, 0);
+        assert_eq!(router.flush(&before, &none, 30 * S).0.len(), 1);
+        // Restarted with a new group_by: the resolve still closes the old group.
+        router.ingest(&t("err", "a", AlertState::Resolved, 100), &after, 100 * S);
+        let (d, _) = router.flush(&after, &none, 400 * S);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].resolved.len(), 1);
+        assert_eq!(router.groups().count(), 0);
     }
 
     #[test]

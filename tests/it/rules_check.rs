@@ -209,3 +209,31 @@ fn rules_that_could_never_work_are_refused() {
 "
     );
 }
+
+#[test]
+fn a_model_breaker_rule_that_drops_the_model_is_refused() {
+    let rule = r#"rules:
+  - name: brk
+    signal: { metric: error_rate }
+    over: 30s
+    every: 10s
+    by: [service]
+    baseline: { value: 0.05 }
+    condition: { effect: value, above: 0.05, recover: 0.03 }
+    severity: page
+    annotations: { summary: "rate {{ value }}", runbook_url: https://x }
+    action: circuit_breaker
+"#;
+    let (code, out) = check_rules(&[("brk.yaml", rule)]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("rule brk (RULES/brk.yaml:2)") && out.contains("`request_model`"),
+        "{out}"
+    );
+    // Keeping the model (or scoping breakers per series) is fine.
+    let (code, out) = check_rules(&[(
+        "brk.yaml",
+        &rule.replace("by: [service]", "by: [service, request_model]"),
+    )]);
+    assert_eq!(code, 0, "{out}");
+}
