@@ -228,7 +228,7 @@ impl Router {
             }
         }
         self.seen.insert(t.fingerprint.clone(), (t.at_ms, t.to));
-        if self.seen.len() % 1024 == 0 {
+        if self.seen.len().is_multiple_of(1024) {
             let newest = self.seen.values().map(|v| v.0).max().unwrap_or(0);
             self.seen.retain(|_, v| v.0 + SEEN_RETENTION_MS >= newest);
         }
