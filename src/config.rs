@@ -64,6 +64,44 @@ pub struct Config {
     pub notify: crate::notify::config::NotifyConfig,
     /// The fallback circuit breaker.
     pub breaker: crate::breaker::BreakerConfig,
+    /// SQL over the history (`driftwatch query`, `POST /api/v1/query`).
+    pub query: QueryConfig,
+}
+
+/// Limits of `POST /api/v1/query` and `driftwatch query`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// Serve `POST /api/v1/query`. Default `true`.
+    pub enabled: bool,
+    /// Most rows a result may have. Default `100000`.
+    pub max_rows: usize,
+    /// Most bytes (in memory, Arrow) a result may have. Default `67108864` (64 MiB).
+    pub max_bytes: usize,
+    /// Longest a query may run. Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_rows: 100_000,
+            max_bytes: 64 << 20,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl QueryConfig {
+    pub fn limits(&self) -> crate::query::Limits {
+        crate::query::Limits {
+            max_rows: self.max_rows,
+            max_bytes: self.max_bytes,
+            timeout: self.timeout,
+        }
+    }
 }
 
 /// Kafka client settings shared by `run` (consumer) and `produce` (producer).

@@ -139,6 +139,7 @@ pub async fn produce_and_consume(config: &Config) -> Result<DemoReport, DemoErro
         registry,
         health.clone(),
         None,
+        None,
         async {
             let _ = http_stopped.await;
         },

@@ -1,6 +1,6 @@
 //! `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /api/v1/alerts`,
 //! `GET /api/v1/breakers`, `GET|POST /api/v1/silences`, `DELETE /api/v1/silences/{id}`,
-//! `GET /api/v1/outbox`.
+//! `GET /api/v1/outbox`, `POST /api/v1/query`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -21,11 +21,25 @@ const STALE_LOOP_MS: i64 = 30_000;
 struct AppState {
     registry: Registry,
     health: Arc<Health>,
-    /// Bearer token changing requests need, when configured.
+    /// Bearer token changing requests (and queries) need, when configured.
     token: Option<String>,
+    query: Option<QueryApi>,
 }
 
-pub fn router(registry: Registry, health: Arc<Health>, token: Option<String>) -> Router {
+/// What `POST /api/v1/query` queries, and within which limits.
+#[derive(Debug, Clone)]
+pub struct QueryApi {
+    pub data_dir: std::path::PathBuf,
+    pub labels: Vec<&'static str>,
+    pub limits: crate::query::Limits,
+}
+
+pub fn router(
+    registry: Registry,
+    health: Arc<Health>,
+    token: Option<String>,
+    query: Option<QueryApi>,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -35,10 +49,12 @@ pub fn router(registry: Registry, health: Arc<Health>, token: Option<String>) ->
         .route("/api/v1/silences", get(list_silences).post(add_silence))
         .route("/api/v1/silences/{id}", delete(expire_silence))
         .route("/api/v1/outbox", get(outbox))
+        .route("/api/v1/query", axum::routing::post(run_query))
         .with_state(Arc::new(AppState {
             registry,
             health,
             token,
+            query,
         }))
 }
 
@@ -49,11 +65,12 @@ pub async fn serve(
     registry: Registry,
     health: Arc<Health>,
     token: Option<String>,
+    query: Option<QueryApi>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let app = router(registry, health, token);
+    let app = router(registry, health, token, query);
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -217,4 +234,89 @@ async fn outbox(State(s): State<Arc<AppState>>) -> Response {
         }
         None => delivery_off(),
     }
+}
+
+/// `POST /api/v1/query`: the body is the SQL (or `{"sql": "..."}` with a JSON content
+/// type); the response is JSON (an array of row objects), CSV (`Accept: text/csv`) or Arrow
+/// IPC (`Accept: application/vnd.apache.arrow.stream`). Refused statements get 403, bad SQL
+/// 400, results past the row or byte limit 413, a query past the time limit 504.
+async fn run_query(State(s): State<Arc<AppState>>, headers: HeaderMap, body: String) -> Response {
+    if let Some(r) = unauthorized(&s, &headers) {
+        return r;
+    }
+    let Some(api) = &s.query else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "queries are off (query.enabled = false)",
+        );
+    };
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let sql = if is_json {
+        match serde_json::from_str::<serde_json::Value>(&body) {
+            Ok(v) => match v.get("sql").and_then(|x| x.as_str()) {
+                Some(sql) => sql.to_string(),
+                None => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "expected {\"sql\": \"SELECT ...\"}",
+                    )
+                }
+            },
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
+        }
+    } else {
+        body
+    };
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let (format, content_type) = if accept.contains("text/csv") {
+        (crate::query::Format::Csv, "text/csv; charset=utf-8")
+    } else if accept.contains("application/vnd.apache.arrow.stream") {
+        (
+            crate::query::Format::Arrow,
+            "application/vnd.apache.arrow.stream",
+        )
+    } else {
+        (crate::query::Format::Json, "application/json")
+    };
+    let engine = match crate::query::QueryEngine::open(&api.data_dir, &api.labels) {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let out = match engine.run(&sql, &api.limits).await {
+        Ok(o) => o,
+        Err(e) => {
+            use crate::query::QueryError as Q;
+            let status = match &e {
+                Q::Refused(_) => StatusCode::FORBIDDEN,
+                Q::Invalid(_) => StatusCode::BAD_REQUEST,
+                Q::TooManyRows(_) | Q::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                Q::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                Q::Execution(_) | Q::DataDir(..) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            return error(status, e.to_string());
+        }
+    };
+    let bytes = if format == crate::query::Format::Json {
+        // An array of row objects (JSON lines turned into one array).
+        match crate::query::encode_output(&out, format) {
+            Ok(lines) => {
+                let text = String::from_utf8_lossy(&lines);
+                let rows: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+                format!("[{}]", rows.join(",")).into_bytes()
+            }
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    } else {
+        match crate::query::encode_output(&out, format) {
+            Ok(b) => b,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    };
+    ([(header::CONTENT_TYPE, content_type)], bytes).into_response()
 }

@@ -115,6 +115,53 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Run one read-only SQL query over the Parquet history (tables events, windows, alerts,
+    /// quarantine; functions hist_merge and hist_quantile).
+    Query {
+        /// The SQL (SELECT, WITH, EXPLAIN, SHOW); anything that could change or read
+        /// outside the data directory is refused.
+        sql: String,
+        /// Data directory to query.
+        #[arg(long, env = "DRIFTWATCH_DATA_DIR", default_value = "./driftwatch-data")]
+        data_dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+        /// Write to this file instead of standard output (required for parquet).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Config file (TOML) for the series labels and query limits [default: built-in
+        /// defaults].
+        #[arg(long, env = "DRIFTWATCH_CONFIG")]
+        config: Option<PathBuf>,
+        /// Run the query this many times and print the best execution time to stderr
+        /// (benchmarks).
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
+    },
+    /// Write synthetic history straight through the real decoder, windows and Parquet
+    /// writer, without Kafka (for benchmarks and trying SQL at scale).
+    Generate {
+        /// Data directory to write to.
+        #[arg(long, env = "DRIFTWATCH_DATA_DIR", default_value = "./driftwatch-data")]
+        data_dir: PathBuf,
+        /// Request events to generate.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Simulated time they cover, ending now.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        span: std::time::Duration,
+        /// Partitions the messages are spread over (by series key).
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// RNG seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Config file (TOML) for series labels, windows and storage [default: built-in
+        /// defaults].
+        #[arg(long, env = "DRIFTWATCH_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Run everything on an embedded Kafka with synthetic traffic, then print a summary.
     Demo {
         /// Where the Parquet tables go.
@@ -130,6 +177,15 @@ enum Command {
         #[arg(long, default_value_t = 0.0)]
         rate: f64,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Table,
+    Csv,
+    /// JSON lines: one object per row.
+    Json,
+    Parquet,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -406,6 +462,99 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             );
             Ok(())
         }
+        Command::Query {
+            sql,
+            data_dir,
+            format,
+            output,
+            config,
+            repeat,
+        } => {
+            let c = load_or_default(config.as_deref())?;
+            let labels: Vec<&str> = c
+                .series
+                .parsed_labels()
+                .map_err(|e| Failure::Config(e.into()))?
+                .iter()
+                .map(|l| l.as_str())
+                .collect();
+            let format = match format {
+                OutputFormat::Table => driftwatch::query::Format::Table,
+                OutputFormat::Csv => driftwatch::query::Format::Csv,
+                OutputFormat::Json => driftwatch::query::Format::Json,
+                OutputFormat::Parquet => driftwatch::query::Format::Parquet,
+            };
+            if format == driftwatch::query::Format::Parquet && output.is_none() {
+                return Err(Failure::Config(anyhow::anyhow!(
+                    "--format parquet needs --output FILE"
+                )));
+            }
+            let engine = driftwatch::query::QueryEngine::open(&data_dir, &labels)
+                .map_err(|e| Failure::Config(e.into()))?;
+            let mut best = std::time::Duration::MAX;
+            let mut result = None;
+            for _ in 0..repeat.max(1) {
+                let started = std::time::Instant::now();
+                let out = engine.run(&sql, &c.query.limits()).await.map_err(|e| {
+                    if e.is_client_error() {
+                        Failure::Config(e.into())
+                    } else {
+                        Failure::Runtime(e.into())
+                    }
+                })?;
+                best = best.min(started.elapsed());
+                result = Some(out);
+            }
+            let out = result.expect("ran at least once");
+            if repeat > 1 {
+                eprintln!(
+                    "query: best {:.1} ms of {repeat} runs, {} rows",
+                    best.as_secs_f64() * 1000.0,
+                    out.rows()
+                );
+            }
+            let bytes = driftwatch::query::encode_output(&out, format)
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            match output {
+                Some(path) => std::fs::write(&path, &bytes).map_err(|e| {
+                    Failure::Runtime(anyhow::anyhow!("writing {}: {e}", path.display()))
+                })?,
+                None => {
+                    use std::io::Write;
+                    std::io::stdout()
+                        .write_all(&bytes)
+                        .map_err(|e| Failure::Runtime(e.into()))?;
+                }
+            }
+            Ok(())
+        }
+        Command::Generate {
+            data_dir,
+            events,
+            span,
+            partitions,
+            seed,
+            config,
+        } => {
+            let mut c = load_or_default(config.as_deref())?;
+            c.storage.data_dir = data_dir;
+            c.produce.events = events;
+            c.produce.span = span;
+            c.produce.seed = seed;
+            let r = tokio::task::block_in_place(|| driftwatch::generate::generate(&c, partitions))
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            println!(
+                "generated {} messages in {:.1} s ({:.0}/s) into {}",
+                r.messages,
+                r.elapsed.as_secs_f64(),
+                r.messages as f64 / r.elapsed.as_secs_f64().max(1e-9),
+                c.storage.data_dir.display()
+            );
+            for (table, (files, rows)) in &r.written {
+                println!("  {table:<10} {rows:>10} rows in {files} files");
+            }
+            Ok(())
+        }
         Command::Demo {
             data_dir,
             events,
@@ -514,11 +663,21 @@ async fn run(config: Config) -> anyhow::Result<()> {
             )
         })?),
     };
-    let (bound, server) = driftwatch::http::serve(addr, registry, health.clone(), token, async {
-        let _ = http_stopped.await;
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("binding http.listen {addr}: {e}"))?;
+    let query = config.query.enabled.then(|| driftwatch::http::QueryApi {
+        data_dir: config.storage.data_dir.clone(),
+        labels: config
+            .series
+            .parsed_labels()
+            .map(|l| l.iter().map(|l| l.as_str()).collect())
+            .unwrap_or_default(),
+        limits: config.query.limits(),
+    });
+    let (bound, server) =
+        driftwatch::http::serve(addr, registry, health.clone(), token, query, async {
+            let _ = http_stopped.await;
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("binding http.listen {addr}: {e}"))?;
     tracing::info!(%bound, "serving /healthz /readyz /metrics /api/v1/alerts /api/v1/breakers /api/v1/silences");
     let report = driftwatch::source::run(
         &config,

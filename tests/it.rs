@@ -23,6 +23,8 @@ mod fallback;
 mod mock_pipeline;
 #[path = "it/notify_channels.rs"]
 mod notify_channels;
+#[path = "it/query.rs"]
+mod query;
 #[path = "it/rules_check.rs"]
 mod rules_check;
 #[path = "it/schema.rs"]

@@ -1,0 +1,461 @@
+//! SQL over the history: DataFusion over the Hive-partitioned Parquet tables (`events`,
+//! `windows`, `alerts`, `quarantine`), read-only by construction, with two functions that
+//! re-merge the window sketches:
+//!
+//! - `hist_merge(<m>_hist)` — aggregate: the exact merge of HDR histograms (any grouping,
+//!   any time range), as a histogram again;
+//! - `hist_quantile(hist, q)` — scalar: the value at quantile `q` of a histogram, in the
+//!   histogram's units (latency and TTFT in µs, cost in µUSD, tokens as is), with the same
+//!   definition as the `<m>_p99` columns.
+//!
+//! So "P99 by model per day over a month" is one query over `windows`, without raw events:
+//! `SELECT request_model, date, hist_quantile(hist_merge(latency_ms_hist), 0.99) / 1000 ...`.
+//!
+//! Read-only: statements are planned with DataFusion's [`SQLOptions`] refusing DDL
+//! (`CREATE [EXTERNAL] TABLE`, `DROP`, ...), DML (`INSERT`, `COPY ... TO`) and statements
+//! (`SET`, transactions); only the four tables are registered, URL tables
+//! (`SELECT * FROM '/etc/passwd'`) are off, and no file-reading table function exists.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Float64Array};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::logical_expr::{
+    create_udaf, create_udf, Accumulator, AggregateUDF, ColumnarValue, ScalarUDF, Volatility,
+};
+use datafusion::scalar::ScalarValue;
+use futures::StreamExt;
+use hdrhistogram::serialization::{Serializer as _, V2Serializer};
+use hdrhistogram::Histogram;
+
+/// The tables a query sees.
+pub const TABLES: [&str; 4] = ["events", "windows", "alerts", "quarantine"];
+
+/// Why a query did not run, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// A statement that could change something, or read outside the tables.
+    #[error("refused: queries are read-only ({0}); use SELECT, WITH, EXPLAIN or SHOW over the tables events, windows, alerts, quarantine")]
+    Refused(String),
+    /// The SQL does not plan (syntax, unknown table or column, types).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the result has more than {0} rows; add a LIMIT or aggregate")]
+    TooManyRows(usize),
+    #[error("the result is larger than {0} bytes; select fewer columns or rows")]
+    TooLarge(usize),
+    #[error("the query ran longer than {0:?} and was stopped")]
+    Timeout(Duration),
+    #[error("query failed: {0}")]
+    Execution(String),
+    #[error("data directory {0}: {1}")]
+    DataDir(String, String),
+}
+
+impl QueryError {
+    /// Whether the client's SQL is at fault (a 4xx) rather than the server (a 5xx).
+    pub fn is_client_error(&self) -> bool {
+        !matches!(self, QueryError::Execution(_) | QueryError::DataDir(..))
+    }
+}
+
+fn classify(e: DataFusionError) -> QueryError {
+    let msg = e.to_string();
+    // DataFusion's SQLOptions verification (`verify_plan`) words its refusals this way.
+    if [
+        "DDL not supported",
+        "DML not supported",
+        "Statement not supported",
+    ]
+    .iter()
+    .any(|p| msg.contains(p))
+    {
+        return QueryError::Refused(
+            msg.trim_start_matches("Error during planning: ")
+                .to_string(),
+        );
+    }
+    // Planning errors arrive wrapped (context, diagnostics): judge by the innermost one.
+    match e.find_root() {
+        DataFusionError::SQL(..)
+        | DataFusionError::Plan(_)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::NotImplemented(_) => QueryError::Invalid(msg),
+        _ => QueryError::Execution(msg),
+    }
+}
+
+/// Limits of one query.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_rows: 100_000,
+            max_bytes: 64 << 20,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A query's result.
+#[derive(Debug, Clone)]
+pub struct QueryOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl QueryOutput {
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// A DataFusion session over one data directory.
+pub struct QueryEngine {
+    ctx: SessionContext,
+    tables: Vec<&'static str>,
+}
+
+impl QueryEngine {
+    /// Registers the tables found under `data_dir` (labels: the series label columns of
+    /// `windows` and `alerts`, as configured).
+    pub fn open(data_dir: &Path, labels: &[&str]) -> Result<QueryEngine, QueryError> {
+        let root = data_dir.canonicalize().map_err(|e| {
+            QueryError::DataDir(
+                data_dir.display().to_string(),
+                format!("{e}; point --data-dir at a driftwatch data directory"),
+            )
+        })?;
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let ctx = SessionContext::new_with_config(config);
+        ctx.register_udaf(hist_merge());
+        ctx.register_udf(hist_quantile());
+        let mut tables = Vec::new();
+        for name in TABLES {
+            let dir = root.join(name);
+            if !dir.is_dir() {
+                continue;
+            }
+            let schema = match name {
+                "events" => crate::tables::events_schema(),
+                "windows" => crate::tables::windows_schema(labels),
+                "alerts" => crate::tables::alerts_schema(labels),
+                _ => crate::tables::quarantine_schema(),
+            };
+            let url = ListingTableUrl::parse(format!("{}/", dir.display()))
+                .map_err(|e| QueryError::DataDir(dir.display().to_string(), e.to_string()))?;
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet")
+                .with_table_partition_cols(vec![
+                    ("date".to_string(), DataType::Utf8),
+                    ("hour".to_string(), DataType::Utf8),
+                ]);
+            let config = ListingTableConfig::new(url)
+                .with_listing_options(options)
+                .with_schema(schema);
+            let table = ListingTable::try_new(config)
+                .map_err(|e| QueryError::DataDir(dir.display().to_string(), e.to_string()))?;
+            ctx.register_table(name, Arc::new(table))
+                .map_err(|e| QueryError::DataDir(dir.display().to_string(), e.to_string()))?;
+            tables.push(name);
+        }
+        Ok(QueryEngine { ctx, tables })
+    }
+
+    /// The tables that exist in this data directory.
+    pub fn tables(&self) -> &[&'static str] {
+        &self.tables
+    }
+
+    /// Plans and runs `sql` within `limits`.
+    pub async fn run(&self, sql: &str, limits: &Limits) -> Result<QueryOutput, QueryError> {
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let work = async {
+            let df = self
+                .ctx
+                .sql_with_options(sql, options)
+                .await
+                .map_err(classify)?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let mut stream = df.execute_stream().await.map_err(classify)?;
+            let mut batches = Vec::new();
+            let (mut rows, mut bytes) = (0usize, 0usize);
+            while let Some(b) = stream.next().await {
+                let b = b.map_err(classify)?;
+                rows += b.num_rows();
+                bytes += b.get_array_memory_size();
+                if rows > limits.max_rows {
+                    return Err(QueryError::TooManyRows(limits.max_rows));
+                }
+                if bytes > limits.max_bytes {
+                    return Err(QueryError::TooLarge(limits.max_bytes));
+                }
+                batches.push(b);
+            }
+            Ok(QueryOutput { schema, batches })
+        };
+        match tokio::time::timeout(limits.timeout, work).await {
+            Err(_) => Err(QueryError::Timeout(limits.timeout)),
+            Ok(Err(QueryError::Invalid(msg))) if msg.contains("not found") => {
+                Err(QueryError::Invalid(format!(
+                    "{msg} (tables in this data directory: {})",
+                    if self.tables.is_empty() {
+                        "none".to_string()
+                    } else {
+                        self.tables.join(", ")
+                    }
+                )))
+            }
+            Ok(r) => r,
+        }
+    }
+}
+
+fn new_hist() -> Histogram<u64> {
+    Histogram::new(crate::sketch::HIST_SIGFIG).expect("a valid significant-figure count")
+}
+
+fn encode(h: &Histogram<u64>) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail for a valid histogram.
+    let _ = V2Serializer::new().serialize(h, &mut out);
+    out
+}
+
+fn decode(bytes: &[u8], who: &str) -> Result<Histogram<u64>, DataFusionError> {
+    crate::sketch::deserialize_hist(bytes).map_err(|e| {
+        DataFusionError::Execution(format!(
+            "{who}: the value is not an HDR histogram (V2 encoding, as the *_hist columns): {e:?}"
+        ))
+    })
+}
+
+/// `hist_merge(hist)`: merges HDR histograms exactly.
+#[derive(Debug)]
+struct HistMerge {
+    hist: Option<Histogram<u64>>,
+}
+
+impl HistMerge {
+    fn add_all(&mut self, values: &ArrayRef) -> Result<(), DataFusionError> {
+        let arr: &BinaryArray = values.as_binary::<i32>();
+        for i in 0..arr.len() {
+            if arr.is_null(i) {
+                continue;
+            }
+            let h = decode(arr.value(i), "hist_merge")?;
+            let acc = self.hist.get_or_insert_with(new_hist);
+            // Auto-resizing histograms of one precision always add.
+            acc.add(&h).map_err(|e| {
+                DataFusionError::Execution(format!("hist_merge: histograms do not merge: {e:?}"))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Accumulator for HistMerge {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<(), DataFusionError> {
+        self.add_all(&values[0])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<(), DataFusionError> {
+        self.add_all(&states[0])
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>, DataFusionError> {
+        Ok(vec![self.evaluate()?])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue, DataFusionError> {
+        Ok(ScalarValue::Binary(self.hist.as_ref().map(encode)))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self
+                .hist
+                .as_ref()
+                .map_or(0, |h| h.distinct_values() * std::mem::size_of::<u64>())
+    }
+}
+
+/// The `hist_merge` aggregate.
+pub fn hist_merge() -> AggregateUDF {
+    create_udaf(
+        "hist_merge",
+        vec![DataType::Binary],
+        Arc::new(DataType::Binary),
+        Volatility::Immutable,
+        Arc::new(|_| Ok(Box::new(HistMerge { hist: None }))),
+        Arc::new(vec![DataType::Binary]),
+    )
+}
+
+fn quantile_of(bytes: &[u8], q: f64) -> Result<Option<f64>, DataFusionError> {
+    if !(0.0..=1.0).contains(&q) {
+        return Err(DataFusionError::Execution(format!(
+            "hist_quantile: q must be between 0 and 1, got {q}"
+        )));
+    }
+    let h = decode(bytes, "hist_quantile")?;
+    Ok((h.len() > 0).then(|| h.value_at_quantile(q) as f64))
+}
+
+/// The `hist_quantile` function.
+pub fn hist_quantile() -> ScalarUDF {
+    create_udf(
+        "hist_quantile",
+        vec![DataType::Binary, DataType::Float64],
+        DataType::Float64,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            if let (ColumnarValue::Scalar(h), ColumnarValue::Scalar(q)) = (&args[0], &args[1]) {
+                let v = match (h, q) {
+                    (ScalarValue::Binary(Some(b)), ScalarValue::Float64(Some(q))) => {
+                        quantile_of(b, *q)?
+                    }
+                    _ => None,
+                };
+                return Ok(ColumnarValue::Scalar(ScalarValue::Float64(v)));
+            }
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let hs = arrays[0].as_binary::<i32>();
+            let qs = arrays[1].as_primitive::<arrow::datatypes::Float64Type>();
+            let out: Float64Array = (0..hs.len())
+                .map(|i| {
+                    if hs.is_null(i) || qs.is_null(i) {
+                        Ok(None)
+                    } else {
+                        quantile_of(hs.value(i), qs.value(i))
+                    }
+                })
+                .collect::<Result<_, DataFusionError>>()?;
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    )
+}
+
+/// Output formats of `driftwatch query`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+    Parquet,
+    Arrow,
+}
+
+/// Encodes a result in `format` (Parquet and Arrow IPC are binary).
+pub fn encode_output(out: &QueryOutput, format: Format) -> Result<Vec<u8>, QueryError> {
+    let err =
+        |e: &dyn std::fmt::Display| QueryError::Execution(format!("encoding the result: {e}"));
+    let mut buf = Vec::new();
+    match format {
+        Format::Table => {
+            let t =
+                arrow::util::pretty::pretty_format_batches(&out.batches).map_err(|e| err(&e))?;
+            buf.extend_from_slice(format!("{t}\n").as_bytes());
+        }
+        Format::Csv => {
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut buf);
+            if out.batches.is_empty() {
+                w.write(&RecordBatch::new_empty(out.schema.clone()))
+                    .map_err(|e| err(&e))?;
+            }
+            for b in &out.batches {
+                w.write(b).map_err(|e| err(&e))?;
+            }
+        }
+        Format::Json => {
+            let mut w = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::LineDelimited>(&mut buf);
+            for b in &out.batches {
+                w.write(b).map_err(|e| err(&e))?;
+            }
+            w.finish().map_err(|e| err(&e))?;
+        }
+        Format::Parquet => {
+            let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, out.schema.clone(), None)
+                .map_err(|e| err(&e))?;
+            for b in &out.batches {
+                w.write(b).map_err(|e| err(&e))?;
+            }
+            w.close().map_err(|e| err(&e))?;
+        }
+        Format::Arrow => {
+            let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut buf, &out.schema)
+                .map_err(|e| err(&e))?;
+            for b in &out.batches {
+                w.write(b).map_err(|e| err(&e))?;
+            }
+            w.finish().map_err(|e| err(&e))?;
+        }
+    }
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist_of(values: &[u64]) -> Vec<u8> {
+        let mut h = new_hist();
+        for v in values {
+            h.record(*v).unwrap();
+        }
+        encode(&h)
+    }
+
+    #[test]
+    fn merging_histograms_equals_recording_everything_in_one() {
+        let a: Vec<u64> = (1..=500).collect();
+        let b: Vec<u64> = (400..=2000).step_by(3).collect();
+        let mut acc = HistMerge { hist: None };
+        let arr: ArrayRef = Arc::new(BinaryArray::from(vec![
+            Some(hist_of(&a).as_slice()),
+            None,
+            Some(hist_of(&b).as_slice()),
+        ]));
+        acc.update_batch(&[arr]).unwrap();
+        let ScalarValue::Binary(Some(merged)) = acc.evaluate().unwrap() else {
+            panic!("no histogram")
+        };
+        let all: Vec<u64> = a.iter().chain(&b).copied().collect();
+        let one = crate::sketch::deserialize_hist(&hist_of(&all)).unwrap();
+        let m = crate::sketch::deserialize_hist(&merged).unwrap();
+        assert_eq!(m.len(), one.len());
+        for q in [0.5, 0.9, 0.99, 0.999] {
+            assert_eq!(m.value_at_quantile(q), one.value_at_quantile(q));
+            assert_eq!(
+                quantile_of(&merged, q).unwrap(),
+                Some(one.value_at_quantile(q) as f64)
+            );
+        }
+        assert!(quantile_of(&merged, 1.5).is_err());
+        assert!(decode(b"not a histogram", "t").is_err());
+    }
+}

@@ -1,0 +1,318 @@
+//! SQL over the history: the queries of `tests/queries.json` (filters, group-bys by model,
+//! prompt version and hour, window functions, a join of alerts with windows, the histogram
+//! functions) give the same results in driftwatch (DataFusion) and in DuckDB on the same
+//! files; a query for one hour reads only that hour's files; every kind of statement that
+//! could change something or read outside the data directory is refused over HTTP, which
+//! also asks for the bearer token.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use serde_json::Value;
+
+use driftwatch::query::{Format, Limits, QueryEngine};
+
+use crate::support::*;
+
+const LABELS: [&str; 4] = ["service", "request_model", "prompt_version", "deployment"];
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// An hour of demo traffic (mock cluster, real pipeline and rules), written once per run.
+fn data() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = driftwatch::demo::mock_cluster("llm-logs", 3).unwrap();
+        let mut config =
+            crate::mock_pipeline::mock_config(cluster.bootstrap_servers(), dir.path(), 30_000, 23);
+        config.storage.flush_interval = std::time::Duration::from_secs(10);
+        runtime()
+            .block_on(driftwatch::demo::produce_and_consume(&config))
+            .unwrap();
+        dir
+    })
+    .path()
+}
+
+/// Rows of a result as JSON values, in column order.
+fn rows(engine: &QueryEngine, sql: &str) -> (Vec<String>, Vec<Vec<Value>>) {
+    let out = runtime()
+        .block_on(engine.run(sql, &Limits::default()))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let columns: Vec<String> = out
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let text =
+        String::from_utf8(driftwatch::query::encode_output(&out, Format::Json).unwrap()).unwrap();
+    let rows = text
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            columns.iter().map(|c| v[c].clone()).collect()
+        })
+        .collect();
+    (columns, rows)
+}
+
+fn close(a: f64, b: f64, rel: f64, abs: f64) -> bool {
+    (a - b).abs() <= abs + rel * a.abs().max(b.abs())
+}
+
+#[test]
+fn driftwatch_and_duckdb_agree_on_the_same_queries() {
+    let data = data();
+    let engine = QueryEngine::open(data, &LABELS).unwrap();
+    assert_eq!(
+        engine.tables(),
+        &["events", "windows", "alerts", "quarantine"]
+    );
+    let queries: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("tests/queries.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(queries.len() >= 8);
+    let duck: Vec<Value> = python("tests/duckdb_queries.py", &[data.to_str().unwrap()])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(duck.len(), queries.len());
+    for (q, d) in queries.iter().zip(&duck) {
+        let name = q["name"].as_str().unwrap();
+        let histogram = q["histogram"].as_bool().unwrap_or(false);
+        let (columns, ours) = rows(&engine, q["sql"].as_str().unwrap());
+        let theirs: Vec<Vec<Value>> = serde_json::from_value(d["rows"].clone()).unwrap();
+        assert!(!ours.is_empty(), "{name}: no rows");
+        assert_eq!(ours.len(), theirs.len(), "{name}: row counts differ");
+        assert_eq!(
+            columns.len(),
+            d["columns"].as_array().unwrap().len(),
+            "{name}"
+        );
+        for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+            for (c, (x, y)) in a.iter().zip(b).enumerate() {
+                let same = match (x, y) {
+                    (Value::Number(x), Value::Number(y)) => {
+                        let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                        if histogram {
+                            // The histogram's stated precision: within 1/128 of the exact
+                            // value, at or above it, plus one unit (1 µs).
+                            x >= y - 1e-9
+                                && close(x, y, driftwatch::sketch::HIST_RELATIVE_ERROR, 0.001)
+                        } else {
+                            close(x, y, 1e-9, 1e-9)
+                        }
+                    }
+                    (x, y) => x == y,
+                };
+                assert!(
+                    same,
+                    "{name}: row {i} column {}: driftwatch {x} vs DuckDB {y}\n{a:?}\n{b:?}",
+                    columns[c]
+                );
+            }
+        }
+        eprintln!("{name}: {} rows agree", ours.len());
+    }
+}
+
+#[test]
+fn a_query_for_one_hour_reads_only_that_hours_files() {
+    let data = data();
+    let engine = QueryEngine::open(data, &LABELS).unwrap();
+    let (_, hours) = rows(
+        &engine,
+        "SELECT DISTINCT date, hour FROM events ORDER BY date, hour",
+    );
+    assert!(
+        hours.len() >= 2,
+        "the demo spans at least two hours: {hours:?}"
+    );
+    let (date, hour) = (
+        hours[1][0].as_str().unwrap().to_string(),
+        hours[1][1].as_str().unwrap().to_string(),
+    );
+    let (_, plan) = rows(
+        &engine,
+        &format!(
+            "EXPLAIN SELECT SUM(latency_ms) FROM events WHERE date = '{date}' AND hour = '{hour}'"
+        ),
+    );
+    let text: String = plan
+        .iter()
+        .map(|r| r[1].as_str().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    // Files appear as `path:start..end` byte ranges.
+    let listed: BTreeSet<&str> = text
+        .split(|c: char| c == '[' || c == ']' || c == ',' || c.is_whitespace())
+        .map(|p| p.split(':').next().unwrap_or(""))
+        .filter(|p| p.ends_with(".parquet"))
+        .collect();
+    assert!(!listed.is_empty(), "{text}");
+    let wanted = format!("date={date}/hour={hour}/");
+    for f in &listed {
+        assert!(f.contains(&wanted), "{f} is outside {wanted}:\n{text}");
+    }
+    let in_hour = parquet_files(
+        &data
+            .join("events")
+            .join(format!("date={date}"))
+            .join(format!("hour={hour}")),
+    );
+    let all = parquet_files(&data.join("events"));
+    assert!(all.len() > in_hour.len());
+    eprintln!(
+        "EXPLAIN for {date} {hour}: {} of {} events files listed, all in that hour",
+        listed.len(),
+        all.len()
+    );
+}
+
+/// Every file under `dir` with its size and modification time.
+fn snapshot(dir: &Path) -> BTreeSet<(PathBuf, u64, std::time::SystemTime)> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.insert((e.path(), m.len(), m.modified().unwrap()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn http_queries_are_read_only_and_need_the_token() {
+    let data = data();
+    let rt = runtime();
+    let (_, registry) = driftwatch::metrics::Metrics::new();
+    let health = Arc::new(driftwatch::source::Health::default());
+    let app = driftwatch::http::router(
+        registry,
+        health,
+        Some("s3cret".into()),
+        Some(driftwatch::http::QueryApi {
+            data_dir: data.to_path_buf(),
+            labels: LABELS.to_vec(),
+            limits: Limits {
+                max_rows: 1000,
+                ..Limits::default()
+            },
+        }),
+    );
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let auth = [("Authorization", "Bearer s3cret")];
+    let post = |headers: &[(&str, &str)], sql: &str| {
+        http_send(&addr, "POST", "/api/v1/query", headers, sql).unwrap()
+    };
+
+    // Auth.
+    assert_eq!(post(&[], "SELECT 1").0, 401);
+    assert_eq!(post(&[("Authorization", "Bearer nope")], "SELECT 1").0, 401);
+
+    // JSON (SQL as the body, or in a JSON object), CSV and Arrow IPC by Accept.
+    let (code, body) = post(
+        &auth,
+        "SELECT service, COUNT(*) AS n FROM events GROUP BY service ORDER BY service",
+    );
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v.as_array().unwrap().len() >= 3, "{v}");
+    assert!(v[0]["n"].as_i64().unwrap() > 0);
+    let (code, body) = post(
+        &[auth[0], ("Content-Type", "application/json")],
+        r#"{"sql": "SELECT hist_quantile(hist_merge(latency_ms_hist), 0.99) / 1000 AS p99 FROM windows"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    let p99 = serde_json::from_str::<Value>(&body).unwrap()[0]["p99"]
+        .as_f64()
+        .unwrap();
+    assert!(p99 > 100.0, "{p99}");
+    let (code, body) = http_send_bytes(
+        &addr,
+        "POST",
+        "/api/v1/query",
+        &[auth[0], ("Accept", "application/vnd.apache.arrow.stream")],
+        "SELECT service FROM events GROUP BY service",
+    )
+    .unwrap();
+    assert_eq!(code, 200);
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None).unwrap();
+    assert_eq!(reader.schema().field(0).name(), "service");
+    let n: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert!(n >= 3, "{n} services");
+    let (code, body) = post(
+        &[auth[0], ("Accept", "text/csv")],
+        "SELECT service FROM events GROUP BY service ORDER BY service",
+    );
+    assert_eq!(code, 200);
+    assert!(body.starts_with("service\n"), "{body}");
+    // Limits: more rows than allowed.
+    let (code, body) = post(&auth, "SELECT * FROM events");
+    assert_eq!(code, 413, "{body}");
+    assert!(body.contains("more than 1000 rows"), "{body}");
+
+    // Every statement kind that could write, or read outside the data directory.
+    let outside = std::env::temp_dir().join(format!("dw-query-escape-{}", std::process::id()));
+    let before = snapshot(data);
+    let refused = [
+        format!("COPY (SELECT * FROM events) TO '{}.csv'", outside.display()),
+        format!(
+            "COPY events TO '{}.parquet' STORED AS PARQUET",
+            outside.display()
+        ),
+        "CREATE EXTERNAL TABLE passwd (line VARCHAR) STORED AS CSV LOCATION '/etc/passwd'"
+            .to_string(),
+        "CREATE TABLE t AS SELECT * FROM events".to_string(),
+        "CREATE VIEW v AS SELECT 1".to_string(),
+        "DROP TABLE events".to_string(),
+        "INSERT INTO events SELECT * FROM events".to_string(),
+        "DELETE FROM events".to_string(),
+        "UPDATE events SET status = 'ok'".to_string(),
+        "SET datafusion.execution.batch_size = 1".to_string(),
+        "SELECT * FROM '/etc/passwd'".to_string(),
+        format!("SELECT * FROM '{}/events'", data.display()),
+        "SELECT 1; DROP TABLE events".to_string(),
+    ];
+    for sql in &refused {
+        let (code, body) = post(&auth, sql);
+        assert!((400..500).contains(&code), "{sql}: {code} {body}");
+        let msg = serde_json::from_str::<Value>(&body).unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(!msg.is_empty(), "{sql}");
+        eprintln!("{code} {sql}\n    {msg}");
+    }
+    assert_eq!(snapshot(data), before, "the data directory changed");
+    for ext in ["csv", "parquet"] {
+        assert!(
+            !outside.with_extension(ext).exists(),
+            "a file was written outside"
+        );
+    }
+    // The refusals name the reason.
+    let (code, body) = post(&auth, &refused[0]);
+    assert_eq!(code, 403);
+    assert!(body.contains("read-only"), "{body}");
+}
