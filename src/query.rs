@@ -250,27 +250,128 @@ fn decode(bytes: &[u8], who: &str) -> Result<Histogram<u64>, DataFusionError> {
     })
 }
 
+/// The V2 encoding's cookie (uncompressed).
+const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
+/// HDR layout of driftwatch's histograms (2 significant digits, lowest value 1): counts
+/// index `i` covers the values from `value_for(i)`; 128 = the sub-bucket half count.
+const HALF_COUNT_MAGNITUDE: u32 = 7;
+const HALF_COUNT: usize = 1 << HALF_COUNT_MAGNITUDE;
+
+/// The lowest value of counts index `i` (hdrhistogram's `value_for` for this layout).
+fn value_for(i: usize) -> u64 {
+    let bucket = (i >> HALF_COUNT_MAGNITUDE) as i64 - 1;
+    let sub = (i & (HALF_COUNT - 1)) + HALF_COUNT;
+    if bucket < 0 {
+        (sub - HALF_COUNT) as u64
+    } else {
+        (sub as u64) << bucket
+    }
+}
+
+/// Adds the counts of a V2-encoded histogram to `counts` (by HDR index) without building a
+/// histogram per row: the fast path of `hist_merge`. `None` when the encoding is not
+/// driftwatch's layout (the caller then decodes it the slow way).
+fn add_v2_counts(bytes: &[u8], counts: &mut Vec<u64>) -> Option<()> {
+    let be32 = |i: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(bytes.get(i..i + 4)?.try_into().ok()?))
+    };
+    let be64 = |i: usize| -> Option<u64> {
+        Some(u64::from_be_bytes(bytes.get(i..i + 8)?.try_into().ok()?))
+    };
+    if be32(0)? != V2_COOKIE || be32(8)? != 0 || be32(12)? != 2 || be64(16)? != 1 {
+        return None;
+    }
+    if f64::from_bits(be64(32)?) != 1.0 {
+        return None;
+    }
+    let len = be32(4)? as usize;
+    let payload = bytes.get(40..40 + len)?;
+    let (mut i, mut index) = (0usize, 0usize);
+    while i < payload.len() {
+        let mut v: u64 = 0;
+        let mut shift = 0;
+        loop {
+            let b = *payload.get(i)?;
+            i += 1;
+            if shift == 56 {
+                v |= u64::from(b) << 56;
+                break;
+            }
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        let n = ((v >> 1) as i64) ^ -((v & 1) as i64);
+        if n < 0 {
+            index = index.checked_add(n.unsigned_abs() as usize)?;
+        } else {
+            // Values up to 2^63 fit in fewer than 8,000 indexes.
+            if index >= 8192 {
+                return None;
+            }
+            if index >= counts.len() {
+                counts.resize(index + 1, 0);
+            }
+            counts[index] += n as u64;
+            index += 1;
+        }
+    }
+    Some(())
+}
+
 /// `hist_merge(hist)`: merges HDR histograms exactly.
 #[derive(Debug)]
 struct HistMerge {
-    hist: Option<Histogram<u64>>,
+    /// Counts by HDR index, for histograms in driftwatch's layout.
+    counts: Vec<u64>,
+    /// Anything else, merged the general way.
+    other: Option<Histogram<u64>>,
+    any: bool,
 }
 
 impl HistMerge {
+    fn new() -> Self {
+        HistMerge {
+            counts: Vec::new(),
+            other: None,
+            any: false,
+        }
+    }
+
     fn add_all(&mut self, values: &ArrayRef) -> Result<(), DataFusionError> {
         let arr: &BinaryArray = values.as_binary::<i32>();
         for i in 0..arr.len() {
             if arr.is_null(i) {
                 continue;
             }
-            let h = decode(arr.value(i), "hist_merge")?;
-            let acc = self.hist.get_or_insert_with(new_hist);
+            self.any = true;
+            let bytes = arr.value(i);
+            if add_v2_counts(bytes, &mut self.counts).is_some() {
+                continue;
+            }
+            let h = decode(bytes, "hist_merge")?;
+            let acc = self.other.get_or_insert_with(new_hist);
             // Auto-resizing histograms of one precision always add.
             acc.add(&h).map_err(|e| {
                 DataFusionError::Execution(format!("hist_merge: histograms do not merge: {e:?}"))
             })?;
         }
         Ok(())
+    }
+
+    fn histogram(&self) -> Result<Option<Histogram<u64>>, DataFusionError> {
+        if !self.any {
+            return Ok(None);
+        }
+        let mut h = self.other.clone().unwrap_or_else(new_hist);
+        for (i, c) in self.counts.iter().enumerate().filter(|(_, c)| **c > 0) {
+            h.record_n(value_for(i), *c).map_err(|e| {
+                DataFusionError::Execution(format!("hist_merge: value out of range: {e:?}"))
+            })?;
+        }
+        Ok(Some(h))
     }
 }
 
@@ -288,13 +389,14 @@ impl Accumulator for HistMerge {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue, DataFusionError> {
-        Ok(ScalarValue::Binary(self.hist.as_ref().map(encode)))
+        Ok(ScalarValue::Binary(self.histogram()?.as_ref().map(encode)))
     }
 
     fn size(&self) -> usize {
         std::mem::size_of::<Self>()
+            + self.counts.capacity() * std::mem::size_of::<u64>()
             + self
-                .hist
+                .other
                 .as_ref()
                 .map_or(0, |h| h.distinct_values() * std::mem::size_of::<u64>())
     }
@@ -307,7 +409,7 @@ pub fn hist_merge() -> AggregateUDF {
         vec![DataType::Binary],
         Arc::new(DataType::Binary),
         Volatility::Immutable,
-        Arc::new(|_| Ok(Box::new(HistMerge { hist: None }))),
+        Arc::new(|_| Ok(Box::new(HistMerge::new()))),
         Arc::new(vec![DataType::Binary]),
     )
 }
@@ -434,7 +536,7 @@ mod tests {
     fn merging_histograms_equals_recording_everything_in_one() {
         let a: Vec<u64> = (1..=500).collect();
         let b: Vec<u64> = (400..=2000).step_by(3).collect();
-        let mut acc = HistMerge { hist: None };
+        let mut acc = HistMerge::new();
         let arr: ArrayRef = Arc::new(BinaryArray::from(vec![
             Some(hist_of(&a).as_slice()),
             None,
@@ -456,6 +558,22 @@ mod tests {
             );
         }
         assert!(quantile_of(&merged, 1.5).is_err());
+        // The fast path decodes exactly what hdrhistogram encodes, at every magnitude.
+        let wide: Vec<u64> = (0..60)
+            .map(|k| 1u64 << k)
+            .chain([0, 1, 127, 128, 255, 256, 12_345_678])
+            .collect();
+        let mut counts = Vec::new();
+        add_v2_counts(&hist_of(&wide), &mut counts).unwrap();
+        let mut h = new_hist();
+        for (i, c) in counts.iter().enumerate().filter(|(_, c)| **c > 0) {
+            h.record_n(value_for(i), *c).unwrap();
+        }
+        let expect = crate::sketch::deserialize_hist(&hist_of(&wide)).unwrap();
+        assert_eq!(h.len(), expect.len());
+        for q in [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0] {
+            assert_eq!(h.value_at_quantile(q), expect.value_at_quantile(q), "q={q}");
+        }
         assert!(decode(b"not a histogram", "t").is_err());
     }
 }

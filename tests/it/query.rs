@@ -316,3 +316,64 @@ fn http_queries_are_read_only_and_need_the_token() {
     assert_eq!(code, 403);
     assert!(body.contains("read-only"), "{body}");
 }
+
+#[test]
+fn the_query_command_writes_every_format_and_refuses_with_exit_2() {
+    let data = data();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin())
+            .arg("query")
+            .arg("--data-dir")
+            .arg(data)
+            .args(args)
+            .env_remove("DRIFTWATCH_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let sql = "SELECT service, COUNT(*) AS n FROM events GROUP BY service ORDER BY service";
+    let (code, table, err) = run(&[sql]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        table.contains("| service") && table.contains("| code-assist"),
+        "{table}"
+    );
+    let (_, csv, _) = run(&["--format", "csv", sql]);
+    assert!(csv.starts_with("service,n\n"), "{csv}");
+    let (_, json, _) = run(&["--format", "json", sql]);
+    let first: Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert!(first["n"].as_i64().unwrap() > 0, "{json}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("by_service.parquet");
+    let (code, _, err) = run(&[
+        "--format",
+        "parquet",
+        "--output",
+        out.to_str().unwrap(),
+        sql,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let rows: usize = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&out).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap()
+    .map(|b| b.unwrap().num_rows())
+    .sum();
+    assert_eq!(rows, csv.lines().count() - 1);
+    // Refused and invalid statements exit 2 with the reason; so does a missing --output.
+    let (code, _, err) = run(&["DROP TABLE events"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("read-only"), "{err}");
+    let (code, _, err) = run(&["SELECT nope FROM events"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("nope"), "{err}");
+    let (code, _, err) = run(&["--format", "parquet", sql]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--output"), "{err}");
+}
