@@ -100,7 +100,7 @@ raw_p99 = None
 for name, dw_sql, duck_sql in QUERIES:
     dw_t, dw_rows = driftwatch(dw_sql)
     if duck_sql == "-":
-        print(f"{name:<75} {dw_t:>10.3f}s {'n/a':>9} {'':>6}  {dw_rows}  ({raw_p99 / dw_t:.0f}x faster than from raw events)")
+        print(f"{name:<75} {dw_t:>10.3f}s {'n/a':>9} {'':>6}  {dw_rows}  ({raw_p99 / dw_t:.1f}x faster than from raw events)")
         continue
     d_t, d_rows = duck(duck_sql or dw_sql)
     if raw_p99 is None:
