@@ -236,6 +236,19 @@ async fn outbox(State(s): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// The runtime queries run on: one worker thread, so a query uses at most one core.
+fn query_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("driftwatch-query")
+            .enable_all()
+            .build()
+            .expect("a tokio runtime for queries")
+    })
+}
+
 /// `POST /api/v1/query`: the body is the SQL (or `{"sql": "..."}` with a JSON content
 /// type); the response is JSON (an array of row objects), CSV (`Accept: text/csv`) or Arrow
 /// IPC (`Accept: application/vnd.apache.arrow.stream`). Refused statements get 403, bad SQL
@@ -288,7 +301,22 @@ async fn run_query(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Str
         Ok(e) => e,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let out = match engine.run(&sql, &api.limits).await {
+    // Queries run on their own small runtime: a heavy scan must not take the threads the
+    // ingest loop, delivery and health checks run on.
+    let limits = api.limits;
+    let ran = query_runtime()
+        .spawn(async move { engine.run(&sql, &limits).await })
+        .await;
+    let ran = match ran {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("query task: {e}"),
+            )
+        }
+    };
+    let out = match ran {
         Ok(o) => o,
         Err(e) => {
             use crate::query::QueryError as Q;
