@@ -11,7 +11,7 @@ use driftwatch::sketch::HIST_RELATIVE_ERROR;
 
 use crate::support::*;
 
-fn runtime() -> tokio::runtime::Runtime {
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -13,17 +13,10 @@ use serde_json::Value;
 
 use driftwatch::query::{Format, Limits, QueryEngine};
 
+use crate::mock_pipeline::runtime;
 use crate::support::*;
 
 const LABELS: [&str; 4] = ["service", "request_model", "prompt_version", "deployment"];
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// An hour of demo traffic (mock cluster, real pipeline and rules), written once per run.
 fn data() -> &'static Path {
