@@ -165,6 +165,31 @@ fn a_query_for_one_hour_reads_only_that_hours_files() {
     );
     let all = parquet_files(&data.join("events"));
     assert!(all.len() > in_hour.len());
+    // And at run time: the scan opens only those files (a file may be split into two byte
+    // ranges for parallelism, so allow one extra open per range split).
+    let (_, analyzed) = rows(
+        &engine,
+        &format!(
+            "EXPLAIN ANALYZE SELECT SUM(latency_ms) FROM events WHERE date = '{date}' AND hour = '{hour}'"
+        ),
+    );
+    let text: String = analyzed
+        .iter()
+        .map(|r| r[1].as_str().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let opened: usize = text
+        .split("files_opened=")
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no files_opened metric:\n{text}"));
+    assert!(
+        opened >= in_hour.len() && opened <= in_hour.len() + 2 && opened < all.len(),
+        "opened {opened} files; the hour has {}, the table {}",
+        in_hour.len(),
+        all.len()
+    );
     eprintln!(
         "EXPLAIN for {date} {hour}: {} of {} events files listed, all in that hour",
         listed.len(),
