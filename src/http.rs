@@ -295,7 +295,7 @@ async fn run_query(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Str
             "application/vnd.apache.arrow.stream",
         )
     } else {
-        (crate::query::Format::Json, "application/json")
+        (crate::query::Format::JsonArray, "application/json")
     };
     let engine = match crate::query::QueryEngine::open(&api.data_dir, &api.labels) {
         Ok(e) => e,
@@ -330,21 +330,9 @@ async fn run_query(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Str
             return error(status, e.to_string());
         }
     };
-    let bytes = if format == crate::query::Format::Json {
-        // An array of row objects (JSON lines turned into one array).
-        match crate::query::encode_output(&out, format) {
-            Ok(lines) => {
-                let text = String::from_utf8_lossy(&lines);
-                let rows: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
-                format!("[{}]", rows.join(",")).into_bytes()
-            }
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        }
-    } else {
-        match crate::query::encode_output(&out, format) {
-            Ok(b) => b,
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        }
+    let bytes = match crate::query::encode_output(&out, format) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     ([(header::CONTENT_TYPE, content_type)], bytes).into_response()
 }

@@ -471,7 +471,10 @@ pub fn hist_quantile() -> ScalarUDF {
 pub enum Format {
     Table,
     Csv,
+    /// JSON lines: one object per row.
     Json,
+    /// One JSON array of row objects (the HTTP default).
+    JsonArray,
     Parquet,
     Arrow,
 }
@@ -507,6 +510,18 @@ pub fn encode_output(out: &QueryOutput, format: Format) -> Result<Vec<u8>, Query
                 w.write(b).map_err(|e| err(&e))?;
             }
             w.finish().map_err(|e| err(&e))?;
+        }
+        Format::JsonArray => {
+            let mut w = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::JsonArray>(&mut buf);
+            for b in &out.batches {
+                w.write(b).map_err(|e| err(&e))?;
+            }
+            w.finish().map_err(|e| err(&e))?;
+            if out.batches.iter().all(|b| b.num_rows() == 0) {
+                buf = b"[]".to_vec();
+            }
         }
         Format::Parquet => {
             let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, out.schema.clone(), None)

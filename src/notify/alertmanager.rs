@@ -12,9 +12,12 @@ use crate::alerts::{AlertState, Transition};
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|_| super::rfc3339(ms))
-        .unwrap_or_else(|| ZERO_TIME.to_string())
+    let t = super::rfc3339(ms);
+    if t.is_empty() {
+        ZERO_TIME.to_string()
+    } else {
+        t
+    }
 }
 
 /// An alert's labels as Alertmanager sees them: `alertname` (the rule), `severity`, the

@@ -727,19 +727,21 @@ fn enqueue(shared: &Shared, list: &mut Vec<Notification>) -> Result<(), NotifyEr
         return Ok(());
     }
     let mut o = lock(&shared.outbox);
-    while let Some(n) = list.first().cloned() {
-        let channel = n.channel.clone();
-        let id = n.id.clone();
-        if o.enqueue(n)? {
-            shared.metrics.notification(&channel, "enqueued");
-            tracing::info!(%id, %channel, "notification queued");
+    // What went in leaves the list; on an error the rest stays for the next round.
+    let mut done = 0;
+    let result = list.iter().try_for_each(|n| {
+        if o.enqueue(n.clone())? {
+            shared.metrics.notification(&n.channel, "enqueued");
+            tracing::info!(id = %n.id, channel = %n.channel, "notification queued");
         }
-        list.remove(0);
-    }
+        done += 1;
+        Ok::<(), OutboxError>(())
+    });
+    list.drain(..done);
     shared.metrics.outbox_pending.set(o.len() as i64);
     drop(o);
     shared.wake.notify_waiters();
-    Ok(())
+    Ok(result?)
 }
 
 /// Delivers one channel's due notifications, oldest first, within its rate limit.
