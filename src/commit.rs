@@ -31,6 +31,8 @@ const CHECKPOINT_VERSION: u32 = 1;
 pub enum CommitError {
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Compact(#[from] crate::compact::CompactError),
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -128,6 +130,8 @@ pub struct Committer {
     failpoint: Failpoint,
     commits: AtomicU64,
     notify: bool,
+    /// Shared while a commit writes, exclusive while files are rolled back or compacted.
+    lock: crate::compact::DataLock,
 }
 
 /// What a commit wrote.
@@ -152,6 +156,7 @@ impl Committer {
         }
         Ok(Self {
             sink,
+            lock: crate::compact::DataLock::new(&state_dir),
             state_dir,
             failpoint: Failpoint::from_env(),
             commits: AtomicU64::new(0),
@@ -167,6 +172,7 @@ impl Committer {
 
     /// The checkpoint of a partition, after rolling back a commit that a crash interrupted.
     pub fn load(&self, topic: &str, partition: i32) -> Result<Option<Checkpoint>, CommitError> {
+        let _lock = self.exclusive()?;
         let ckpt_path = self.path(topic, partition, "checkpoint");
         let checkpoint = match fs::read(&ckpt_path) {
             Ok(bytes) => {
@@ -194,6 +200,7 @@ impl Committer {
     /// Rolls back every interrupted commit of every partition in the data directory (their
     /// files would otherwise be read as committed, e.g. by the detector's history rebuild).
     pub fn recover_all(&self) -> Result<(), CommitError> {
+        let _lock = self.exclusive()?;
         let entries = fs::read_dir(&self.state_dir).map_err(io("listing", &self.state_dir))?;
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
@@ -213,6 +220,15 @@ impl Committer {
             self.roll_back(&e.path(), seq)?;
         }
         Ok(())
+    }
+
+    /// Takes the data lock exclusively and finishes interrupted compactions (a commit's
+    /// files may sit in a compaction's staging directory until then).
+    fn exclusive(&self) -> Result<std::fs::File, CommitError> {
+        let path = self.state_dir.join("data.lock");
+        let guard = self.lock.exclusive().map_err(io("locking", &path))?;
+        crate::compact::recover_locked(self.sink.root())?;
+        Ok(guard)
     }
 
     /// Removes the files of the commit `intent_path` describes unless the checkpoint
@@ -246,6 +262,8 @@ impl Committer {
     pub fn commit(&self, job: &CommitJob) -> Result<Committed, CommitError> {
         let n = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
         let planned = self.sink.plan_commit(job)?;
+        let lock_path = self.state_dir.join("data.lock");
+        let _lock = self.lock.shared().map_err(io("locking", &lock_path))?;
         let intent_path = self.path(&job.topic, job.partition, "intent");
         let intent = Intent {
             seq: job.seq,
@@ -281,6 +299,30 @@ impl Committer {
             next_offset: job.next_offset,
         })
     }
+}
+
+/// Files named by commit intents still in `state/` (commits in flight, or interrupted ones
+/// that recovery will remove), as `<table>/date=…/hour=…/<name>` relative to the data
+/// directory. Such files must not be compacted.
+pub fn pending_files(state_dir: &Path) -> std::collections::BTreeSet<PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    for e in fs::read_dir(state_dir).into_iter().flatten().flatten() {
+        if !e.file_name().to_string_lossy().ends_with(".intent.json") {
+            continue;
+        }
+        // A torn or vanished intent names no file that was started.
+        let Ok(intent) = fs::read(e.path())
+            .map_err(|_| ())
+            .and_then(|b| serde_json::from_slice::<Intent>(&b).map_err(|_| ()))
+        else {
+            continue;
+        };
+        for f in intent.files {
+            let tail: Vec<_> = f.components().rev().take(4).collect();
+            out.insert(tail.into_iter().rev().collect());
+        }
+    }
+    out
 }
 
 /// File of the detector's state (alert instances, last evaluated ticks) in `state/`.

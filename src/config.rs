@@ -321,6 +321,8 @@ pub struct StorageConfig {
     pub flush_interval: Duration,
     /// zstd level for every table (1-22). Default 3.
     pub zstd_level: i32,
+    /// Rewriting each closed hour's many small files as one (`[storage.compaction]`).
+    pub compaction: crate::compact::CompactionConfig,
 }
 
 impl Default for StorageConfig {
@@ -330,6 +332,7 @@ impl Default for StorageConfig {
             flush_rows: 100_000,
             flush_interval: Duration::from_secs(10),
             zstd_level: 3,
+            compaction: Default::default(),
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod alerts;
 pub mod breaker;
 pub mod commit;
+pub mod compact;
 pub mod config;
 pub mod decode;
 pub mod demo;

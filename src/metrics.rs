@@ -53,6 +53,10 @@ pub struct Metrics {
     /// Per breaker: 0 closed, 1 half-open, 2 open.
     pub breaker_state: Family<Labels, Gauge>,
     breaker_transitions: Family<Labels, Counter>,
+    /// Hours compacted and the files they had, by table.
+    compacted_hours: Family<Labels, Counter>,
+    compacted_files: Family<Labels, Counter>,
+    pub compaction_errors: Counter,
 }
 
 impl Metrics {
@@ -146,6 +150,9 @@ impl Metrics {
             outbox_dead: Gauge::default(),
             breaker_state: Family::default(),
             breaker_transitions: Family::default(),
+            compacted_hours: Family::default(),
+            compacted_files: Family::default(),
+            compaction_errors: Counter::default(),
         };
         let mut r = Registry::with_prefix("driftwatch");
         r.register(
@@ -299,6 +306,21 @@ impl Metrics {
             "Circuit breaker transitions, by the state entered (open, half_open, closed)",
             m.breaker_transitions.clone(),
         );
+        r.register(
+            "compacted_hours",
+            "Hour partitions whose files were rewritten as one, by table",
+            m.compacted_hours.clone(),
+        );
+        r.register(
+            "compacted_files",
+            "Files replaced by compaction, by table",
+            m.compacted_files.clone(),
+        );
+        r.register(
+            "compaction_errors",
+            "Compaction passes that failed (the hour keeps its files)",
+            m.compaction_errors.clone(),
+        );
         (m, r)
     }
 
@@ -309,6 +331,14 @@ impl Metrics {
             .position(|r| *r == reason)
             .unwrap_or(0);
         &self.quarantined[i]
+    }
+
+    pub fn record_compaction(&self, h: &crate::compact::HourCompacted) {
+        let l = vec![("table".to_string(), h.table.to_string())];
+        self.compacted_hours.get_or_create(&l).inc();
+        self.compacted_files
+            .get_or_create(&l)
+            .inc_by(h.files_in as u64);
     }
 
     pub fn record_written(&self, table: &str, rows: usize) {

@@ -89,11 +89,7 @@ impl ParquetSink {
             fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
             remove_in_progress(&dir)?;
         }
-        let level = ZstdLevel::try_new(zstd_level).map_err(SinkError::Level)?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(level))
-            .set_created_by(format!("driftwatch {}", env!("CARGO_PKG_VERSION")))
-            .build();
+        let props = writer_properties(zstd_level).map_err(SinkError::Level)?;
         Ok(Self {
             root: root.to_path_buf(),
             props,
@@ -264,6 +260,17 @@ impl ParquetSink {
             rows: batch.num_rows(),
         })
     }
+}
+
+/// How every table's files are written: zstd at `zstd_level`, driftwatch as the creator.
+pub(crate) fn writer_properties(
+    zstd_level: i32,
+) -> Result<WriterProperties, parquet::errors::ParquetError> {
+    let level = ZstdLevel::try_new(zstd_level)?;
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_created_by(format!("driftwatch {}", env!("CARGO_PKG_VERSION")))
+        .build())
 }
 
 /// Makes the renames of `written` durable: one fsync per distinct directory.

@@ -45,6 +45,10 @@ pub enum RunError {
     Detection(#[from] crate::replay::SetupError),
     #[error(transparent)]
     Notify(#[from] crate::notify::service::NotifyError),
+    #[error(transparent)]
+    Compact(#[from] crate::compact::CompactError),
+    #[error("starting the compaction thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Liveness and readiness, shared with the HTTP endpoint.
@@ -418,6 +422,18 @@ pub async fn run(
         health.publish_alerts(&detector);
         pipeline.set_detector(detector);
     }
+    // Interrupted compactions are settled before any partition's commits are looked at.
+    crate::compact::recover(&config.storage.data_dir)?;
+    let compaction = if config.storage.compaction.enabled {
+        let c = crate::compact::Compactor::new(
+            &config.storage.data_dir,
+            config.storage.zstd_level,
+            config.storage.compaction.clone(),
+        )?;
+        Some(crate::compact::Background::start(c, metrics.clone()).map_err(RunError::Thread)?)
+    } else {
+        None
+    };
     let core = Arc::new(Mutex::new(Core {
         pipeline,
         committer,
@@ -539,6 +555,9 @@ pub async fn run(
     health.draining.store(true, Ordering::SeqCst);
     health.ready.store(false, Ordering::SeqCst);
     drop(stream);
+    if let Some(c) = compaction {
+        tokio::task::block_in_place(|| c.stop());
+    }
 
     tracing::info!("draining: committing every partition");
     let final_commit = {
