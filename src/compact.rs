@@ -205,12 +205,11 @@ impl Compactor {
     pub fn new(root: &Path, zstd_level: i32, cfg: CompactionConfig) -> Result<Self, CompactError> {
         let state_dir = root.join(crate::commit::STATE_DIR);
         fs::create_dir_all(state_dir.join(COMPACT_DIR)).map_err(io("creating", &state_dir))?;
-        let props = crate::sink::writer_properties(zstd_level).map_err(|source| {
-            CompactError::Parquet {
+        let props =
+            crate::sink::writer_properties(zstd_level).map_err(|source| CompactError::Parquet {
                 path: root.to_path_buf(),
                 source,
-            }
-        })?;
+            })?;
         Ok(Self {
             root: root.to_path_buf(),
             lock: DataLock::new(&state_dir),
@@ -250,7 +249,10 @@ impl Compactor {
             Err(fs::TryLockError::Error(e)) => return Err(io("locking", &lock_path)(e)),
         }
         {
-            let _data = self.lock.exclusive().map_err(io("locking", &self.lock.path))?;
+            let _data = self
+                .lock
+                .exclusive()
+                .map_err(io("locking", &self.lock.path))?;
             recover_locked(&self.root)?;
         }
         // Staging left by a compactor that died before its manifest; no other compactor
@@ -296,7 +298,10 @@ impl Compactor {
         let dir = self.root.join(&rel_dir);
         // Step 1: what is committed now.
         let inputs: Vec<String> = {
-            let _data = self.lock.exclusive().map_err(io("locking", &self.lock.path))?;
+            let _data = self
+                .lock
+                .exclusive()
+                .map_err(io("locking", &self.lock.path))?;
             let (listed, _) = committed_files(&dir)?;
             let pending = crate::commit::pending_files(&self.state_dir);
             listed
@@ -319,7 +324,8 @@ impl Compactor {
             "compact-{}.parquet",
             crate::alerts::fnv_hex(inputs.iter().map(|s| s.as_bytes()))
         );
-        let Some((rows, bytes_in, bytes_out)) = self.write_compacted(&dir, &inputs, &stage, &output)?
+        let Some((rows, bytes_in, bytes_out)) =
+            self.write_compacted(&dir, &inputs, &stage, &output)?
         else {
             remove_tree(&stage)?;
             tracing::warn!(dir = %dir.display(), "not compacted: its files have different schemas");
@@ -328,7 +334,10 @@ impl Compactor {
         self.crash_point("after_stage")?;
         // Step 3: swap, under the exclusive lock.
         {
-            let _data = self.lock.exclusive().map_err(io("locking", &self.lock.path))?;
+            let _data = self
+                .lock
+                .exclusive()
+                .map_err(io("locking", &self.lock.path))?;
             let now: BTreeSet<String> = list_names(&dir)?;
             if inputs.iter().any(|i| !now.contains(i)) {
                 // Only recovery removes committed files, and it holds this lock; be safe anyway.
@@ -534,7 +543,10 @@ fn swap(root: &Path, rel_dir: &Path, rel_stage: &Path) -> Result<(), CompactErro
     let (live, stage) = (root.join(rel_dir), root.join(rel_stage));
     match exchange(&stage, &live) {
         Ok(()) => {}
-        Err(e) if e.raw_os_error().is_some_and(|c| FALLBACK_ERRNOS.contains(&c)) => {
+        Err(e)
+            if e.raw_os_error()
+                .is_some_and(|c| FALLBACK_ERRNOS.contains(&c)) =>
+        {
             let trash = trash_of(root, rel_stage);
             if let Some(p) = trash.parent() {
                 fs::create_dir_all(p).map_err(io("creating", p))?;
@@ -596,7 +608,9 @@ fn hours(table_dir: &Path) -> Result<Vec<(String, i64)>, CompactError> {
         let Ok(d) = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") else {
             continue;
         };
-        let Some(midnight) = d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_millis())
+        let Some(midnight) = d
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc().timestamp_millis())
         else {
             continue;
         };
@@ -963,7 +977,9 @@ mod tests {
         fs::create_dir_all(b.join("y")).unwrap();
         match exchange(&a, &b) {
             Ok(()) => assert!(a.join("y").exists() && b.join("x").exists()),
-            Err(e) => eprintln!("SKIP: RENAME_EXCHANGE unsupported here ({e}); the fallback is used"),
+            Err(e) => {
+                eprintln!("SKIP: RENAME_EXCHANGE unsupported here ({e}); the fallback is used")
+            }
         }
     }
 

@@ -600,7 +600,8 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                         data_dir.display()
                     ))
                 })?;
-            let mut by_table: std::collections::BTreeMap<&str, (usize, usize, u64, u64, u64)> = std::collections::BTreeMap::new();
+            let mut by_table: std::collections::BTreeMap<&str, (usize, usize, u64, u64, u64)> =
+                std::collections::BTreeMap::new();
             for h in &done {
                 let e = by_table.entry(h.table).or_default();
                 e.0 += 1;
