@@ -370,10 +370,15 @@ impl Compactor {
             swap(&self.root, &rel_dir, &rel_stage)?;
             self.crash_point("after_swap")?;
         }
-        // Step 4: the old files are in the staging directory now.
+        // Step 4: the old files are in the staging directory now. Recovery in another process
+        // (under the lock) may have finished this already.
         remove_tree(&stage)?;
         let manifest_path = self.manifest_path(table, partition);
-        fs::remove_file(&manifest_path).map_err(io("removing", &manifest_path))?;
+        match fs::remove_file(&manifest_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("removing", &manifest_path)(e)),
+        }
         Ok(Some(HourCompacted {
             table,
             partition: partition.to_string(),

@@ -192,8 +192,26 @@ impl QueryEngine {
         &self.tables
     }
 
-    /// Plans and runs `sql` within `limits`.
+    /// Plans and runs `sql` within `limits`. Compaction may replace an hour's files between
+    /// a scan's listing and its reads; the query is then planned again (up to twice).
     pub async fn run(&self, sql: &str, limits: &Limits) -> Result<QueryOutput, QueryError> {
+        let mut attempt = 0;
+        loop {
+            match self.run_once(sql, limits).await {
+                Err(QueryError::Execution(m))
+                    if attempt < 2
+                        && m.contains("Object at location")
+                        && m.contains("not found") =>
+                {
+                    tracing::debug!(error = %m, "a file vanished mid-query (compaction); planning again");
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn run_once(&self, sql: &str, limits: &Limits) -> Result<QueryOutput, QueryError> {
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

@@ -71,13 +71,27 @@ pub fn read_windows(
     to: Option<i64>,
 ) -> Result<Vec<StoredWindow>, ReadError> {
     let root = data_dir.join("windows");
-    let mut files = Vec::new();
-    collect_files(&root, from, to, &mut files)?;
-    files.sort();
-    let mut out = Vec::new();
-    for f in &files {
-        read_file(f, labels, metrics, from, to, &mut out)?;
-    }
+    // Compaction may swap an hour's files between listing and opening; the listing is then
+    // taken again (a file that vanished was replaced by one holding its rows).
+    let mut attempt = 0;
+    let mut out = loop {
+        let mut files = Vec::new();
+        collect_files(&root, from, to, &mut files)?;
+        files.sort();
+        let mut out = Vec::new();
+        let read = files
+            .iter()
+            .try_for_each(|f| read_file(f, labels, metrics, from, to, &mut out));
+        match read {
+            Ok(()) => break out,
+            Err(ReadError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && attempt < 3 =>
+            {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     out.sort_by(|a, b| (a.start_ms, &a.labels).cmp(&(b.start_ms, &b.labels)));
     Ok(out)
 }

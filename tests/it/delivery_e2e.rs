@@ -164,11 +164,16 @@ default_fallback = "claude-haiku"
         0,
         "nothing can have been delivered yet"
     );
-    let (_, outbox) = http_get(&http, "/api/v1/outbox").unwrap();
-    let outbox: Value = serde_json::from_str(&outbox).unwrap();
-    assert!(
-        outbox["pending"]["hook"].as_u64().unwrap_or(0) > 0,
-        "notifications wait in the outbox: {outbox}"
+    // The last commit's alerts reach the outbox through the router a moment after the
+    // messages are consumed.
+    wait_for(
+        "notifications to wait in the outbox",
+        Duration::from_secs(30),
+        || {
+            let (_, outbox) = http_get(&http, "/api/v1/outbox").ok()?;
+            let outbox: Value = serde_json::from_str(&outbox).ok()?;
+            (outbox["pending"]["hook"].as_u64().unwrap_or(0) > 0).then_some(())
+        },
     );
 
     // 2. 503, then 429 with Retry-After, then down.
