@@ -52,6 +52,13 @@ QUERIES = [
         "-",
     ),
     (
+        "the same P99 from the hourly rollup (windows_1h)",
+        "SELECT request_model, date, date_part('hour', window_start) AS hour, "
+        "hist_quantile(hist_merge(latency_ms_hist), 0.99) / 1000 AS p99 "
+        "FROM windows_1h GROUP BY request_model, date, date_part('hour', window_start)",
+        "-",
+    ),
+    (
         "firing alerts joined with their windows",
         "SELECT a.rule, a.service, COUNT(*) AS windows, SUM(w.event_count) AS events FROM alerts a "
         "JOIN windows w ON a.service = w.service AND a.request_model = w.request_model "

@@ -28,7 +28,7 @@
 //! The `alerts` table is not compacted: a re-evaluated tick after a crash rewrites its file
 //! by name, which a compacted hour would turn into a duplicate.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -70,6 +70,12 @@ pub enum CompactError {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
+    },
+    #[error("rolling up windows of {date}: {source}")]
+    Rollup {
+        date: String,
+        #[source]
+        source: crate::rollup::RollupError,
     },
     #[error("simulated crash at {0}")]
     #[cfg(test)]
@@ -197,12 +203,27 @@ pub struct Compactor {
     lock: DataLock,
     props: WriterProperties,
     cfg: CompactionConfig,
+    /// Series labels of the `windows` table, for the `windows_1h` rollup.
+    labels: Vec<String>,
     #[cfg(test)]
     crash_at: Option<&'static str>,
 }
 
+/// What a pass did.
+#[derive(Debug, Clone, Default)]
+pub struct PassReport {
+    pub compacted: Vec<HourCompacted>,
+    /// Hours of `windows_1h` (re)built from `windows`.
+    pub rolled_up: usize,
+}
+
 impl Compactor {
-    pub fn new(root: &Path, zstd_level: i32, cfg: CompactionConfig) -> Result<Self, CompactError> {
+    pub fn new(
+        root: &Path,
+        zstd_level: i32,
+        cfg: CompactionConfig,
+        labels: Vec<String>,
+    ) -> Result<Self, CompactError> {
         let state_dir = root.join(crate::commit::STATE_DIR);
         fs::create_dir_all(state_dir.join(COMPACT_DIR)).map_err(io("creating", &state_dir))?;
         let props =
@@ -216,6 +237,7 @@ impl Compactor {
             state_dir,
             props,
             cfg,
+            labels,
             #[cfg(test)]
             crash_at: None,
         })
@@ -235,7 +257,7 @@ impl Compactor {
         &self,
         now_ms: i64,
         stop: &dyn Fn() -> bool,
-    ) -> Result<Option<Vec<HourCompacted>>, CompactError> {
+    ) -> Result<Option<PassReport>, CompactError> {
         let lock_path = self.state_dir.join(COMPACT_DIR).join(COMPACT_LOCK);
         let guard = File::options()
             .create(true)
@@ -258,7 +280,8 @@ impl Compactor {
         // Staging left by a compactor that died before its manifest; no other compactor
         // runs (we hold the compaction lock), so all of it is garbage.
         self.clear_staging()?;
-        let mut done = Vec::new();
+        let mut report = PassReport::default();
+        let done = &mut report.compacted;
         'tables: for table in TABLES {
             for (partition, hour_start) in hours(&self.root.join(table))? {
                 if stop() {
@@ -275,7 +298,80 @@ impl Compactor {
             }
         }
         self.clear_staging()?;
-        Ok(Some(done))
+        if !stop() {
+            report.rolled_up = self.roll_up(now_ms)?;
+        }
+        Ok(Some(report))
+    }
+
+    /// Brings `windows_1h` up to date with every closed hour of `windows`; returns the hours
+    /// rebuilt.
+    fn roll_up(&self, now_ms: i64) -> Result<usize, CompactError> {
+        let after = i64::try_from(self.cfg.after.as_millis()).unwrap_or(i64::MAX);
+        // date → (midnight, hour → committed files)
+        let mut days: BTreeMap<String, (i64, BTreeMap<String, Vec<PathBuf>>)> = BTreeMap::new();
+        {
+            let _data = self
+                .lock
+                .exclusive()
+                .map_err(io("locking", &self.lock.path))?;
+            let pending = crate::commit::pending_files(&self.state_dir);
+            let table = self.root.join(WINDOWS);
+            for (partition, hour_start) in hours(&table)? {
+                if hour_start.saturating_add(HOUR_MS).saturating_add(after) > now_ms {
+                    continue;
+                }
+                let Some((day, hour)) = partition.split_once('/') else {
+                    continue;
+                };
+                let (Some(date), Some(hh)) =
+                    (day.strip_prefix("date="), hour.strip_prefix("hour="))
+                else {
+                    continue;
+                };
+                let rel = Path::new(WINDOWS).join(&partition);
+                let (files, _) = committed_files(&self.root.join(&rel))?;
+                let files: Vec<PathBuf> = files
+                    .into_iter()
+                    .filter(|n| !pending.contains(&rel.join(n)))
+                    .map(|n| self.root.join(&rel).join(n))
+                    .collect();
+                let day_start = hour_start - hour_start.rem_euclid(24 * HOUR_MS);
+                days.entry(date.to_string())
+                    .or_insert((day_start, BTreeMap::new()))
+                    .1
+                    .insert(hh.to_string(), files);
+            }
+        }
+        let labels: Vec<&str> = self.labels.iter().map(String::as_str).collect();
+        let mut rebuilt = 0;
+        for (date, (day_start, current)) in days {
+            let err = |source| CompactError::Rollup {
+                date: date.clone(),
+                source,
+            };
+            let recorded =
+                crate::rollup::recorded_sources(&crate::rollup::day_file(&self.root, &date))
+                    .map_err(err)?;
+            let stale: BTreeMap<String, Vec<PathBuf>> = current
+                .into_iter()
+                .filter(|(hour, files)| {
+                    let mut names: Vec<String> = files
+                        .iter()
+                        .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+                        .collect();
+                    names.sort();
+                    recorded.get(hour) != Some(&names)
+                })
+                .collect();
+            if stale.is_empty() {
+                continue;
+            }
+            rebuilt += stale.len();
+            crate::rollup::update_day(&self.root, &date, day_start, &labels, &stale, &self.props)
+                .map_err(err)?;
+        }
+        Ok(rebuilt)
     }
 
     /// Removes the staging and trash trees; only with the compaction lock held and no
@@ -716,8 +812,11 @@ impl Background {
                 };
                 let now = chrono::Utc::now().timestamp_millis();
                 match compactor.run_pass(now, &stopped) {
-                    Ok(Some(done)) => {
-                        for h in done {
+                    Ok(Some(report)) => {
+                        if report.rolled_up > 0 {
+                            tracing::info!(hours = report.rolled_up, "windows_1h brought up to date");
+                        }
+                        for h in report.compacted {
                             metrics.record_compaction(&h);
                             tracing::info!(
                                 table = h.table,
@@ -810,7 +909,7 @@ mod tests {
         write(&dir.join("t-0-0-100.parquet"), 0..100, "a");
         write(&dir.join("t-0-100-250.parquet"), 100..250, "a");
         write(&dir.join("t-1-0-50.parquet"), 1000..1050, "b");
-        (Compactor::new(root, 3, cfg()).unwrap(), dir)
+        (Compactor::new(root, 3, cfg(), vec![]).unwrap(), dir)
     }
 
     fn expected() -> Vec<i64> {
@@ -826,7 +925,11 @@ mod tests {
     fn an_hours_files_become_one_with_every_row() {
         let tmp = tempfile::tempdir().unwrap();
         let (c, dir) = setup(tmp.path());
-        let done = c.run_pass(i64::MAX / 2, &|| false).unwrap().unwrap();
+        let done = c
+            .run_pass(i64::MAX / 2, &|| false)
+            .unwrap()
+            .unwrap()
+            .compacted;
         assert_eq!(done.len(), 1);
         assert_eq!((done[0].files_in, done[0].rows), (3, 300));
         let names = list_names(&dir).unwrap();
@@ -836,7 +939,11 @@ mod tests {
         assert!(state_compact_is_empty(tmp.path()));
         // A straggler arriving later is folded in by the next pass.
         write(&dir.join("t-2-0-10.parquet"), 5000..5010, "c");
-        let done = c.run_pass(i64::MAX / 2, &|| false).unwrap().unwrap();
+        let done = c
+            .run_pass(i64::MAX / 2, &|| false)
+            .unwrap()
+            .unwrap()
+            .compacted;
         assert_eq!(done[0].files_in, 2);
         assert_eq!(list_names(&dir).unwrap().len(), 1);
         let mut want = expected();
@@ -889,7 +996,11 @@ mod tests {
                 .unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
-        let done = c.run_pass(i64::MAX / 2, &|| false).unwrap().unwrap();
+        let done = c
+            .run_pass(i64::MAX / 2, &|| false)
+            .unwrap()
+            .unwrap()
+            .compacted;
         assert!(done.is_empty());
         assert_eq!(list_names(&dir).unwrap().len(), 4);
     }

@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod produce;
 pub mod query;
 pub mod replay;
+pub mod rollup;
 pub mod rules;
 pub mod series;
 pub mod sink;

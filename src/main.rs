@@ -588,11 +588,18 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 )));
             }
             let started = std::time::Instant::now();
+            let labels = c
+                .series
+                .parsed_labels()
+                .map_err(|e| Failure::Config(e.into()))?
+                .iter()
+                .map(|l| l.as_str().to_string())
+                .collect();
             let compactor =
-                driftwatch::compact::Compactor::new(&data_dir, c.storage.zstd_level, cfg)
+                driftwatch::compact::Compactor::new(&data_dir, c.storage.zstd_level, cfg, labels)
                     .map_err(|e| Failure::Runtime(e.into()))?;
             let now = chrono::Utc::now().timestamp_millis();
-            let done = tokio::task::block_in_place(|| compactor.run_pass(now, &|| false))
+            let report = tokio::task::block_in_place(|| compactor.run_pass(now, &|| false))
                 .map_err(|e| Failure::Runtime(e.into()))?
                 .ok_or_else(|| {
                     Failure::Runtime(anyhow::anyhow!(
@@ -600,9 +607,10 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                         data_dir.display()
                     ))
                 })?;
+            let done = &report.compacted;
             let mut by_table: std::collections::BTreeMap<&str, (usize, usize, u64, u64, u64)> =
                 std::collections::BTreeMap::new();
-            for h in &done {
+            for h in done {
                 let e = by_table.entry(h.table).or_default();
                 e.0 += 1;
                 e.1 += h.files_in;
@@ -620,6 +628,13 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                     "  {table:<10} {files:>6} files -> {hours} ({rows} rows, {:.1} MB -> {:.1} MB)",
                     bin as f64 / 1e6,
                     bout as f64 / 1e6
+                );
+            }
+            if report.rolled_up > 0 {
+                println!(
+                    "  {:<10} {} hours rolled up from windows",
+                    driftwatch::rollup::TABLE,
+                    report.rolled_up
                 );
             }
             Ok(())

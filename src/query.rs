@@ -38,13 +38,13 @@ use hdrhistogram::serialization::{Serializer as _, V2Serializer};
 use hdrhistogram::Histogram;
 
 /// The tables a query sees.
-pub const TABLES: [&str; 4] = ["events", "windows", "alerts", "quarantine"];
+pub const TABLES: [&str; 5] = ["events", "windows", "alerts", "quarantine", "windows_1h"];
 
 /// Why a query did not run, or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     /// A statement that could change something, or read outside the tables.
-    #[error("refused: queries are read-only ({0}); use SELECT, WITH, EXPLAIN or SHOW over the tables events, windows, alerts, quarantine")]
+    #[error("refused: queries are read-only ({0}); use SELECT, WITH, EXPLAIN or SHOW over the tables events, windows, windows_1h, alerts, quarantine")]
     Refused(String),
     /// The SQL does not plan (syntax, unknown table or column, types).
     #[error("{0}")]
@@ -163,7 +163,7 @@ impl QueryEngine {
             }
             let schema = match name {
                 "events" => crate::tables::events_schema(),
-                "windows" => crate::tables::windows_schema(labels),
+                "windows" | "windows_1h" => crate::tables::windows_schema(labels),
                 "alerts" => crate::tables::alerts_schema(labels),
                 _ => crate::tables::quarantine_schema(),
             };
@@ -171,10 +171,15 @@ impl QueryEngine {
                 .map_err(|e| QueryError::DataDir(dir.display().to_string(), e.to_string()))?;
             let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
                 .with_file_extension(".parquet")
-                .with_table_partition_cols(vec![
-                    ("date".to_string(), DataType::Utf8),
-                    ("hour".to_string(), DataType::Utf8),
-                ]);
+                .with_table_partition_cols(if name == crate::rollup::TABLE {
+                    // One file per day: no hour directories.
+                    vec![("date".to_string(), DataType::Utf8)]
+                } else {
+                    vec![
+                        ("date".to_string(), DataType::Utf8),
+                        ("hour".to_string(), DataType::Utf8),
+                    ]
+                });
             let config = ListingTableConfig::new(url)
                 .with_listing_options(options)
                 .with_schema(string_views(&schema));
@@ -349,6 +354,52 @@ fn add_v2_counts(bytes: &[u8], counts: &mut Vec<u64>) -> Option<()> {
     Some(())
 }
 
+/// The V2 encoding of a histogram in driftwatch's layout with `counts` by HDR index: the
+/// inverse of [`add_v2_counts`], byte for byte what HdrHistogram's V2 serializer writes for
+/// an auto-resizing histogram (zero runs as negative lengths, ZigZag LEB128 of up to 9 bytes).
+fn encode_counts_v2(counts: &[u64]) -> Vec<u8> {
+    fn put(out: &mut Vec<u8>, n: i64) {
+        let mut v = ((n << 1) ^ (n >> 63)) as u64;
+        for _ in 0..8 {
+            if v < 0x80 {
+                out.push(v as u8);
+                return;
+            }
+            out.push((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    let last = counts.iter().rposition(|c| *c > 0);
+    let mut payload = Vec::new();
+    if let Some(last) = last {
+        let mut zeros: i64 = 0;
+        for &c in &counts[..=last] {
+            if c == 0 {
+                zeros += 1;
+                continue;
+            }
+            if zeros > 0 {
+                put(&mut payload, if zeros == 1 { 0 } else { -zeros });
+                zeros = 0;
+            }
+            put(&mut payload, c.min(i64::MAX as u64) as i64);
+        }
+    }
+    // The highest trackable value covers the last index (and the layout's minimum of 2).
+    let highest = last.map_or(2, |l| value_for(l + 1).max(2));
+    let mut out = Vec::with_capacity(40 + payload.len());
+    out.extend_from_slice(&V2_COOKIE.to_be_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(&(crate::sketch::HIST_SIGFIG as u32).to_be_bytes());
+    out.extend_from_slice(&1u64.to_be_bytes());
+    out.extend_from_slice(&highest.to_be_bytes());
+    out.extend_from_slice(&1.0f64.to_bits().to_be_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
 /// `hist_merge(hist)`: merges HDR histograms exactly.
 #[derive(Debug)]
 struct HistMerge {
@@ -417,6 +468,10 @@ impl Accumulator for HistMerge {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue, DataFusionError> {
+        if self.any && self.other.is_none() {
+            // Encoded straight from the counts: no histogram built per group.
+            return Ok(ScalarValue::Binary(Some(encode_counts_v2(&self.counts))));
+        }
         Ok(ScalarValue::Binary(self.histogram()?.as_ref().map(encode)))
     }
 
@@ -642,6 +697,40 @@ mod tests {
             h.record(*v).unwrap();
         }
         encode(&h)
+    }
+
+    #[test]
+    fn counts_encode_as_hdrhistogram_reads_them() {
+        // Sparse values over a wide range: zero runs of 1 and many, large counts.
+        let mut h = new_hist();
+        for (v, n) in [
+            (1u64, 3u64),
+            (3, 1),
+            (130, 7),
+            (131, 1),
+            (5_000, 2),
+            (3_600_000_000, 9),
+        ] {
+            h.record_n(v, n).unwrap();
+        }
+        h.record_n(77, 1 << 40).unwrap();
+        let mut counts = Vec::new();
+        add_v2_counts(&encode(&h), &mut counts).unwrap();
+        let bytes = encode_counts_v2(&counts);
+        let back = crate::sketch::deserialize_hist(&bytes).unwrap();
+        assert_eq!(back.len(), h.len());
+        let a: Vec<(u64, u64)> = h
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect();
+        let b: Vec<(u64, u64)> = back
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect();
+        assert_eq!(a, b);
+        let mut again = Vec::new();
+        add_v2_counts(&bytes, &mut again).unwrap();
+        assert_eq!(again, counts);
     }
 
     #[test]

@@ -65,7 +65,7 @@ impl Metric {
         }
     }
 
-    fn index(self) -> usize {
+    pub fn index(self) -> usize {
         self as usize
     }
 
@@ -346,7 +346,7 @@ impl WindowSketch {
         self.slices[index].1 += u64::from(error);
     }
 
-    fn note_offset(&mut self, partition: i32, offset: i64) {
+    pub fn note_offset(&mut self, partition: i32, offset: i64) {
         let e = self.offsets.entry(partition).or_insert((offset, offset));
         e.0 = e.0.min(offset);
         e.1 = e.1.max(offset);

@@ -429,6 +429,12 @@ pub async fn run(
             &config.storage.data_dir,
             config.storage.zstd_level,
             config.storage.compaction.clone(),
+            config
+                .series
+                .parsed_labels()?
+                .iter()
+                .map(|l| l.as_str().to_string())
+                .collect(),
         )?;
         Some(crate::compact::Background::start(c, metrics.clone()).map_err(RunError::Thread)?)
     } else {

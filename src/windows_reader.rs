@@ -196,7 +196,11 @@ fn read_file(
     Ok(())
 }
 
-fn col<'a, T: 'static>(path: &Path, b: &'a RecordBatch, name: &str) -> Result<&'a T, ReadError> {
+pub(crate) fn col<'a, T: 'static>(
+    path: &Path,
+    b: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a T, ReadError> {
     b.column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<T>())
         .ok_or_else(|| ReadError::Column {
@@ -205,7 +209,7 @@ fn col<'a, T: 'static>(path: &Path, b: &'a RecordBatch, name: &str) -> Result<&'
         })
 }
 
-fn counts(m: &MapArray, row: usize) -> Counts {
+pub(crate) fn counts(m: &MapArray, row: usize) -> Counts {
     let mut c = Counts::default();
     if m.is_null(row) {
         return c;
