@@ -29,8 +29,10 @@ use datafusion::datasource::listing::{
 };
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    create_udaf, create_udf, Accumulator, AggregateUDF, ColumnarValue, ScalarUDF, Volatility,
+    create_udf, Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo,
+    GroupsAccumulator, ScalarUDF, Signature, Volatility,
 };
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
@@ -422,22 +424,24 @@ impl HistMerge {
     fn add_all(&mut self, values: &ArrayRef) -> Result<(), DataFusionError> {
         let arr: &BinaryArray = values.as_binary::<i32>();
         for i in 0..arr.len() {
-            if arr.is_null(i) {
-                continue;
+            if !arr.is_null(i) {
+                self.add(arr.value(i))?;
             }
-            self.any = true;
-            let bytes = arr.value(i);
-            if add_v2_counts(bytes, &mut self.counts).is_some() {
-                continue;
-            }
-            let h = decode(bytes, "hist_merge")?;
-            let acc = self.other.get_or_insert_with(new_hist);
-            // Auto-resizing histograms of one precision always add.
-            acc.add(&h).map_err(|e| {
-                DataFusionError::Execution(format!("hist_merge: histograms do not merge: {e:?}"))
-            })?;
         }
         Ok(())
+    }
+
+    fn add(&mut self, bytes: &[u8]) -> Result<(), DataFusionError> {
+        self.any = true;
+        if add_v2_counts(bytes, &mut self.counts).is_some() {
+            return Ok(());
+        }
+        let h = decode(bytes, "hist_merge")?;
+        let acc = self.other.get_or_insert_with(new_hist);
+        // Auto-resizing histograms of one precision always add.
+        acc.add(&h).map_err(|e| {
+            DataFusionError::Execution(format!("hist_merge: histograms do not merge: {e:?}"))
+        })
     }
 
     fn histogram(&self) -> Result<Option<Histogram<u64>>, DataFusionError> {
@@ -485,16 +489,142 @@ impl Accumulator for HistMerge {
     }
 }
 
+/// `hist_merge` for many groups at once: rows go straight to their group's counts, without
+/// an accumulator call per group and batch.
+#[derive(Debug, Default)]
+struct HistMergeGroups {
+    groups: Vec<HistMerge>,
+}
+
+impl HistMergeGroups {
+    fn add(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&arrow::array::BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<(), DataFusionError> {
+        if self.groups.len() < total_num_groups {
+            self.groups.resize_with(total_num_groups, HistMerge::new);
+        }
+        let arr: &BinaryArray = values[0].as_binary::<i32>();
+        for (row, &g) in group_indices.iter().enumerate() {
+            if opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) || arr.is_null(row) {
+                continue;
+            }
+            self.groups[g].add(arr.value(row))?;
+        }
+        Ok(())
+    }
+}
+
+impl GroupsAccumulator for HistMergeGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&arrow::array::BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<(), DataFusionError> {
+        self.add(values, group_indices, opt_filter, total_num_groups)
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<(), DataFusionError> {
+        self.add(values, group_indices, None, total_num_groups)
+    }
+
+    /// Each row's histogram is already a state of one row.
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&arrow::array::BooleanArray>,
+    ) -> Result<Vec<ArrayRef>, DataFusionError> {
+        let arr: &BinaryArray = values[0].as_binary::<i32>();
+        let kept: BinaryArray = (0..arr.len())
+            .map(|i| {
+                let keep = opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i));
+                (keep && arr.is_valid(i)).then(|| arr.value(i))
+            })
+            .collect();
+        Ok(vec![Arc::new(kept)])
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef, DataFusionError> {
+        let mut out = arrow::array::BinaryBuilder::new();
+        for mut g in emit_to.take_needed(&mut self.groups) {
+            match g.evaluate()? {
+                ScalarValue::Binary(Some(b)) => out.append_value(b),
+                _ => out.append_null(),
+            }
+        }
+        Ok(Arc::new(out.finish()))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>, DataFusionError> {
+        Ok(vec![self.evaluate(emit_to)?])
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.groups.iter().map(Accumulator::size).sum::<usize>()
+    }
+}
+
+/// The `hist_merge` aggregate (its state is a histogram too).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct HistMergeUdaf {
+    signature: Signature,
+}
+
+impl AggregateUDFImpl for HistMergeUdaf {
+    fn name(&self) -> &str {
+        "hist_merge"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType, DataFusionError> {
+        Ok(DataType::Binary)
+    }
+
+    fn accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn Accumulator>, DataFusionError> {
+        Ok(Box::new(HistMerge::new()))
+    }
+
+    fn state_fields(
+        &self,
+        args: StateFieldsArgs,
+    ) -> Result<Vec<arrow::datatypes::FieldRef>, DataFusionError> {
+        Ok(vec![Arc::new(arrow::datatypes::Field::new(
+            format!("{}[hist]", args.name),
+            DataType::Binary,
+            true,
+        ))])
+    }
+
+    fn groups_accumulator_supported(&self, _: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        _: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>, DataFusionError> {
+        Ok(Box::new(HistMergeGroups::default()))
+    }
+}
+
 /// The `hist_merge` aggregate.
 pub fn hist_merge() -> AggregateUDF {
-    create_udaf(
-        "hist_merge",
-        vec![DataType::Binary],
-        Arc::new(DataType::Binary),
-        Volatility::Immutable,
-        Arc::new(|_| Ok(Box::new(HistMerge::new()))),
-        Arc::new(vec![DataType::Binary]),
-    )
+    AggregateUDF::from(HistMergeUdaf {
+        signature: Signature::exact(vec![DataType::Binary], Volatility::Immutable),
+    })
 }
 
 fn quantile_of(bytes: &[u8], q: f64) -> Result<Option<f64>, DataFusionError> {
