@@ -39,6 +39,9 @@ pub const TABLE: &str = "windows_1h";
 const SOURCES_KEY: &str = "driftwatch.rollup.sources";
 const HOUR_MS: i64 = 3_600_000;
 
+/// One `windows` row: label values, Kafka partition, the sketch.
+pub type StoredSketch = (Vec<String>, Option<i32>, WindowSketch);
+
 /// Hour (`"07"`) → the `windows` file names it was built from, sorted.
 pub type Sources = BTreeMap<String, Vec<String>>;
 
@@ -244,10 +247,7 @@ pub fn roll_up(
 }
 
 /// Every row of a `windows` file as (label values, partition, sketch), in full.
-pub fn read_sketches(
-    path: &Path,
-    labels: &[&str],
-) -> Result<Vec<(Vec<String>, Option<i32>, WindowSketch)>, ReadError> {
+pub fn read_sketches(path: &Path, labels: &[&str]) -> Result<Vec<StoredSketch>, ReadError> {
     let file = File::open(path).map_err(|source| ReadError::Io {
         path: path.to_path_buf(),
         source,
@@ -273,7 +273,7 @@ fn read_batch(
     path: &Path,
     b: &RecordBatch,
     labels: &[&str],
-    out: &mut Vec<(Vec<String>, Option<i32>, WindowSketch)>,
+    out: &mut Vec<StoredSketch>,
 ) -> Result<(), ReadError> {
     let label_cols: Vec<&StringArray> = labels
         .iter()
