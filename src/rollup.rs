@@ -22,7 +22,7 @@ use arrow::array::{
     Array, AsArray, BinaryArray, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray,
     MapArray, StringArray, TimestampMillisecondArray,
 };
-use arrow::datatypes::{Float64Type, Int32Type, Int64Type};
+use arrow::datatypes::{Int32Type, Int64Type};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -30,9 +30,9 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use crate::series::SeriesKey;
-use crate::sketch::{deserialize_hist, Metric, Moments, WindowSketch};
+use crate::sketch::{deserialize_hist, Metric, WindowSketch};
 use crate::window::ClosedWindow;
-use crate::windows_reader::{col, counts, ReadError};
+use crate::windows_reader::{col, counts, judge_moments, ReadError};
 
 /// Name of the table (and of its directory under the data directory).
 pub const TABLE: &str = "windows_1h";
@@ -347,40 +347,7 @@ fn read_batch(
                 ms.max = max.value(row);
             }
         }
-        if !jn.is_null(row) {
-            let (n, mean, m2) = (jn.value(row), jmean.value(row), jm2.value(row));
-            let cols = (
-                n.column(0).as_string_opt::<i32>(),
-                n.column(1).as_primitive_opt::<Int64Type>(),
-                mean.column(1).as_primitive_opt::<Float64Type>(),
-                m2.column(1).as_primitive_opt::<Float64Type>(),
-            );
-            let (Some(names), Some(nv), Some(meanv), Some(m2v)) = cols else {
-                return Err(ReadError::Column {
-                    path: path.to_path_buf(),
-                    column: "judge_n/judge_mean/judge_m2".into(),
-                });
-            };
-            if [nv.len(), meanv.len(), m2v.len()]
-                .iter()
-                .any(|l| *l != names.len())
-            {
-                return Err(ReadError::Column {
-                    path: path.to_path_buf(),
-                    column: "judge_n/judge_mean/judge_m2 (entries do not line up)".into(),
-                });
-            }
-            for i in 0..names.len() {
-                s.judge.insert(
-                    names.value(i).to_string(),
-                    Moments {
-                        n: nv.value(i).max(0) as u64,
-                        mean: meanv.value(i),
-                        m2: m2v.value(i),
-                    },
-                );
-            }
-        }
+        s.judge = judge_moments(path, [jn, jmean, jm2], row)?;
         if !offsets.is_null(row) {
             let entry = offsets.value(row);
             let st = entry.as_struct();

@@ -209,6 +209,50 @@ pub(crate) fn col<'a, T: 'static>(
         })
 }
 
+/// The per-judge moments of one row from the `judge_n`, `judge_mean` and `judge_m2` maps.
+pub(crate) fn judge_moments(
+    path: &Path,
+    [jn, jmean, jm2]: [&MapArray; 3],
+    row: usize,
+) -> Result<std::collections::BTreeMap<String, Moments>, ReadError> {
+    let mut out = std::collections::BTreeMap::new();
+    if jn.is_null(row) {
+        return Ok(out);
+    }
+    let (n, mean, m2) = (jn.value(row), jmean.value(row), jm2.value(row));
+    // Written together, so they line up; anything else is refused, not trusted.
+    let cols = (
+        n.column(0).as_string_opt::<i32>(),
+        n.column(1).as_primitive_opt::<Int64Type>(),
+        mean.column(1).as_primitive_opt::<Float64Type>(),
+        m2.column(1).as_primitive_opt::<Float64Type>(),
+    );
+    let (Some(names), Some(nv), Some(meanv), Some(m2v)) = cols else {
+        return Err(ReadError::Column {
+            path: path.to_path_buf(),
+            column: "judge_n/judge_mean/judge_m2".into(),
+        });
+    };
+    let len = names.len();
+    if [nv.len(), meanv.len(), m2v.len()].iter().any(|l| *l != len) {
+        return Err(ReadError::Column {
+            path: path.to_path_buf(),
+            column: "judge_n/judge_mean/judge_m2 (entries do not line up)".into(),
+        });
+    }
+    for i in 0..len {
+        out.insert(
+            names.value(i).to_string(),
+            Moments {
+                n: nv.value(i).max(0) as u64,
+                mean: meanv.value(i),
+                m2: m2v.value(i),
+            },
+        );
+    }
+    Ok(out)
+}
+
 pub(crate) fn counts(m: &MapArray, row: usize) -> Counts {
     let mut c = Counts::default();
     if m.is_null(row) {
@@ -318,39 +362,7 @@ fn read_batch(
                 },
             });
         }
-        if !jn.is_null(row) {
-            let (n, mean, m2) = (jn.value(row), jmean.value(row), jm2.value(row));
-            // Written together, so they line up; anything else is skipped, not trusted.
-            let cols = (
-                n.column(0).as_string_opt::<i32>(),
-                n.column(1).as_primitive_opt::<Int64Type>(),
-                mean.column(1).as_primitive_opt::<Float64Type>(),
-                m2.column(1).as_primitive_opt::<Float64Type>(),
-            );
-            let (Some(names), Some(nv), Some(meanv), Some(m2v)) = cols else {
-                return Err(ReadError::Column {
-                    path: path.to_path_buf(),
-                    column: "judge_n/judge_mean/judge_m2".into(),
-                });
-            };
-            let len = names.len();
-            if [nv.len(), meanv.len(), m2v.len()].iter().any(|l| *l != len) {
-                return Err(ReadError::Column {
-                    path: path.to_path_buf(),
-                    column: "judge_n/judge_mean/judge_m2 (entries do not line up)".into(),
-                });
-            }
-            for i in 0..len {
-                summary.judge.insert(
-                    names.value(i).to_string(),
-                    Moments {
-                        n: nv.value(i).max(0) as u64,
-                        mean: meanv.value(i),
-                        m2: m2v.value(i),
-                    },
-                );
-            }
-        }
+        summary.judge = judge_moments(path, [jn, jmean, jm2], row)?;
         let mut slices = Vec::new();
         if let (Some(r), Some(e)) = (slice_req, slice_err) {
             let (r, e) = (r.value(row), e.value(row));
