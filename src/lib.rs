@@ -24,6 +24,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod produce;
 pub mod query;
+pub mod query_store;
 pub mod replay;
 pub mod rollup;
 pub mod rules;

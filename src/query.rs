@@ -29,6 +29,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     create_udf, Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo,
@@ -155,6 +156,18 @@ impl QueryEngine {
             config = config.with_collect_statistics(false);
         }
         let ctx = SessionContext::new_with_config(config);
+        // Files are reached only through a store that reads inside the data directory and
+        // writes nothing (see `query_store`), whatever the SQL layer lets through.
+        let root_url = ListingTableUrl::parse(format!("{}/", root.display()))
+            .map_err(|e| QueryError::DataDir(root.display().to_string(), e.to_string()))?;
+        let local_fs = ObjectStoreUrl::local_filesystem();
+        ctx.register_object_store(
+            local_fs.as_ref(),
+            Arc::new(crate::query_store::DataDirStore::new(
+                Arc::new(object_store::local::LocalFileSystem::new()),
+                root_url.prefix().clone(),
+            )),
+        );
         ctx.register_udaf(hist_merge());
         ctx.register_udf(hist_quantile());
         let mut tables = Vec::new();
@@ -827,6 +840,65 @@ mod tests {
             h.record(*v).unwrap();
         }
         encode(&h)
+    }
+
+    /// Below the SQL layer, the engine's file store reads only inside the data directory and
+    /// writes nothing.
+    #[test]
+    fn the_store_reads_only_inside_the_data_directory_and_writes_nothing() {
+        use object_store::{path::Path as StorePath, ObjectStore, ObjectStoreExt, PutPayload};
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(data.join("events")).unwrap();
+        std::fs::write(data.join("events/inside.txt"), b"in").unwrap();
+        std::fs::write(tmp.path().join("outside.txt"), b"secret").unwrap();
+        let engine = QueryEngine::open(&data, &["service"]).unwrap();
+        let store = engine
+            .ctx
+            .runtime_env()
+            .object_store(ObjectStoreUrl::local_filesystem())
+            .unwrap();
+        let path = |p: &Path| StorePath::from_absolute_path(p.canonicalize().unwrap()).unwrap();
+        let inside = path(&data.join("events/inside.txt"));
+        let outside = path(&tmp.path().join("outside.txt"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            assert_eq!(
+                store.get(&inside).await.unwrap().bytes().await.unwrap(),
+                &b"in"[..]
+            );
+            let denied = |r: object_store::Result<()>| {
+                matches!(r, Err(object_store::Error::PermissionDenied { .. }))
+            };
+            assert!(denied(store.get(&outside).await.map(|_| ())));
+            assert!(denied(store.head(&outside).await.map(|_| ())));
+            assert!(denied(
+                store
+                    .list_with_delimiter(Some(&path(tmp.path())))
+                    .await
+                    .map(|_| ())
+            ));
+            assert!(denied(
+                store
+                    .put(&inside, PutPayload::from_static(b"x"))
+                    .await
+                    .map(|_| ())
+            ));
+            assert!(denied(store.delete(&inside).await));
+            assert!(denied(store.copy(&inside, &outside).await));
+            assert!(denied(store.rename(&inside, &outside).await));
+        });
+        // Nothing changed on disk.
+        assert_eq!(
+            std::fs::read(data.join("events/inside.txt")).unwrap(),
+            b"in"
+        );
+        assert_eq!(
+            std::fs::read(tmp.path().join("outside.txt")).unwrap(),
+            b"secret"
+        );
     }
 
     #[test]
