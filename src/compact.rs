@@ -345,14 +345,23 @@ impl Compactor {
         }
         let labels: Vec<&str> = self.labels.iter().map(String::as_str).collect();
         let mut rebuilt = 0;
+        // A day that fails (e.g. written with other series labels) does not hold up the rest;
+        // the first failure is reported once every day was tried.
+        let mut failed: Option<CompactError> = None;
         for (date, (day_start, current)) in days {
             let err = |source| CompactError::Rollup {
                 date: date.clone(),
                 source,
             };
-            let recorded =
-                crate::rollup::recorded_sources(&crate::rollup::day_file(&self.root, &date))
-                    .map_err(err)?;
+            let recorded = match crate::rollup::recorded_sources(&crate::rollup::day_file(
+                &self.root, &date,
+            )) {
+                Ok(r) => r,
+                Err(e) => {
+                    failed.get_or_insert(err(e));
+                    continue;
+                }
+            };
             let stale: BTreeMap<String, Vec<PathBuf>> = current
                 .into_iter()
                 .filter(|(hour, files)| {
@@ -367,11 +376,24 @@ impl Compactor {
             if stale.is_empty() {
                 continue;
             }
-            rebuilt += stale.len();
-            crate::rollup::update_day(&self.root, &date, day_start, &labels, &stale, &self.props)
-                .map_err(err)?;
+            match crate::rollup::update_day(
+                &self.root,
+                &date,
+                day_start,
+                &labels,
+                &stale,
+                &self.props,
+            ) {
+                Ok(()) => rebuilt += stale.len(),
+                Err(e) => {
+                    failed.get_or_insert(err(e));
+                }
+            }
         }
-        Ok(rebuilt)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(rebuilt),
+        }
     }
 
     /// Removes the staging and trash trees; only with the compaction lock held and no
