@@ -32,7 +32,7 @@ use parquet::file::properties::WriterProperties;
 use crate::series::SeriesKey;
 use crate::sketch::{deserialize_hist, Metric, WindowSketch};
 use crate::window::ClosedWindow;
-use crate::windows_reader::{col, counts, judge_moments, ReadError};
+use crate::windows_reader::{col, counts, each_batch, judge_moments, ReadError};
 
 /// Name of the table (and of its directory under the data directory).
 pub const TABLE: &str = "windows_1h";
@@ -248,24 +248,8 @@ pub fn roll_up(
 
 /// Every row of a `windows` file as (label values, partition, sketch), in full.
 pub fn read_sketches(path: &Path, labels: &[&str]) -> Result<Vec<StoredSketch>, ReadError> {
-    let file = File::open(path).map_err(|source| ReadError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.with_batch_size(4096).build())
-        .map_err(|source| ReadError::Parquet {
-            path: path.to_path_buf(),
-            source,
-        })?;
     let mut out = Vec::new();
-    for b in reader {
-        let b = b.map_err(|source| ReadError::Arrow {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        read_batch(path, &b, labels, &mut out)?;
-    }
+    each_batch(path, |b| read_batch(path, b, labels, &mut out))?;
     Ok(out)
 }
 

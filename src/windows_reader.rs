@@ -168,13 +168,10 @@ fn collect_files(
     Ok(())
 }
 
-fn read_file(
+/// Calls `f` with each record batch of a Parquet file; errors name the file.
+pub(crate) fn each_batch(
     path: &Path,
-    labels: &[&str],
-    metrics: &std::collections::BTreeSet<usize>,
-    from: Option<i64>,
-    to: Option<i64>,
-    out: &mut Vec<StoredWindow>,
+    mut f: impl FnMut(&RecordBatch) -> Result<(), ReadError>,
 ) -> Result<(), ReadError> {
     let file = File::open(path).map_err(|source| ReadError::Io {
         path: path.to_path_buf(),
@@ -191,8 +188,22 @@ fn read_file(
             path: path.to_path_buf(),
             source,
         })?;
-        read_batch(path, &batch, labels, metrics, from, to, out)?;
+        f(&batch)?;
     }
+    Ok(())
+}
+
+fn read_file(
+    path: &Path,
+    labels: &[&str],
+    metrics: &std::collections::BTreeSet<usize>,
+    from: Option<i64>,
+    to: Option<i64>,
+    out: &mut Vec<StoredWindow>,
+) -> Result<(), ReadError> {
+    each_batch(path, |batch| {
+        read_batch(path, batch, labels, metrics, from, to, out)
+    })?;
     Ok(())
 }
 
