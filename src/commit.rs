@@ -303,26 +303,33 @@ impl Committer {
 
 /// Files named by commit intents still in `state/` (commits in flight, or interrupted ones
 /// that recovery will remove), as `<table>/date=…/hour=…/<name>` relative to the data
-/// directory. Such files must not be compacted.
-pub fn pending_files(state_dir: &Path) -> std::collections::BTreeSet<PathBuf> {
+/// directory. Such files must not be compacted. An intent that cannot be read is an error
+/// (compaction then waits), never "nothing pending".
+pub fn pending_files(state_dir: &Path) -> std::io::Result<std::collections::BTreeSet<PathBuf>> {
     let mut out = std::collections::BTreeSet::new();
-    for e in fs::read_dir(state_dir).into_iter().flatten().flatten() {
+    for e in fs::read_dir(state_dir)? {
+        let e = e?;
         if !e.file_name().to_string_lossy().ends_with(".intent.json") {
             continue;
         }
-        // A torn or vanished intent names no file that was started.
-        let Ok(intent) = fs::read(e.path())
-            .map_err(|_| ())
-            .and_then(|b| serde_json::from_slice::<Intent>(&b).map_err(|_| ()))
-        else {
-            continue;
+        let bytes = match fs::read(e.path()) {
+            Ok(b) => b,
+            // Removed meanwhile: that commit completed or was rolled back.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err),
         };
+        let intent: Intent = serde_json::from_slice(&bytes).map_err(|err| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {err}", e.path().display()),
+            )
+        })?;
         for f in intent.files {
             let tail: Vec<_> = f.components().rev().take(4).collect();
             out.insert(tail.into_iter().rev().collect());
         }
     }
-    out
+    Ok(out)
 }
 
 /// File of the detector's state (alert instances, last evaluated ticks) in `state/`.

@@ -13,15 +13,18 @@
 //!    one that recovery will delete): these stay separate files;
 //! 2. without the lock, stream the inputs into one file in a staging directory under
 //!    `state/compact/` (in-progress name, fsync, rename, directory fsync);
-//! 3. under the exclusive lock again: write a manifest, move every file of the hour that is
-//!    not an input (committed meanwhile, or an intent's) into the staging directory, then swap
-//!    the staging directory and the hour's directory in one `renameat2(RENAME_EXCHANGE)`, so a
-//!    reader lists either all the old files or the new set, never both or neither;
-//! 4. delete the old files (now in the staging directory) and the manifest.
+//! 3. under the exclusive lock again: write a manifest, give every file of the hour that is
+//!    not an input (committed meanwhile, or an intent's) a second link in the staging
+//!    directory, then swap the staging directory and the hour's directory in one
+//!    `renameat2(RENAME_EXCHANGE)`. The hour's directory is untouched until then, so a reader
+//!    lists either all the old files or the new set, never both or neither;
+//! 4. delete the old directory (now at the staging path) and the manifest.
 //!
 //! Commits hold the lock shared, so step 3 never sees a half-written commit. Recovery
-//! ([`recover`], run before any commit recovery) finishes a swap that happened and undoes
-//! one that did not, using the manifest; a crash at any step leaves every row exactly once.
+//! ([`recover`], run before any commit recovery) finishes a swap that happened (the
+//! compacted file is in the hour: remove the manifest's inputs still there) and otherwise
+//! just deletes the staging directory (the hour was not touched); a crash at any step leaves
+//! every row exactly once.
 //! The locks are `flock`s on files in `state/`, so several daemons sharing a data directory
 //! (one per consumer group member) coordinate too; only one compacts at a time.
 //!
@@ -45,7 +48,6 @@ pub const TABLES: [&str; 3] = [EVENTS, WINDOWS, QUARANTINE];
 /// Under `state/`: manifests, staging directories and the compaction lock.
 const COMPACT_DIR: &str = "compact";
 const STAGE_DIR: &str = "stage";
-const TRASH_DIR: &str = "trash";
 const DATA_LOCK: &str = "data.lock";
 const COMPACT_LOCK: &str = "compact.lock";
 const HOUR_MS: i64 = 3_600_000;
@@ -207,6 +209,9 @@ pub struct Compactor {
     labels: Vec<String>,
     #[cfg(test)]
     crash_at: Option<&'static str>,
+    /// Use the two-step swap even where the exchange works.
+    #[cfg(test)]
+    force_fallback: bool,
 }
 
 /// What a pass did.
@@ -240,6 +245,8 @@ impl Compactor {
             labels,
             #[cfg(test)]
             crash_at: None,
+            #[cfg(test)]
+            force_fallback: false,
         })
     }
 
@@ -315,7 +322,8 @@ impl Compactor {
                 .lock
                 .exclusive()
                 .map_err(io("locking", &self.lock.path))?;
-            let pending = crate::commit::pending_files(&self.state_dir);
+            let pending = crate::commit::pending_files(&self.state_dir)
+                .map_err(io("reading commit intents in", &self.state_dir))?;
             let table = self.root.join(WINDOWS);
             for (partition, hour_start) in hours(&table)? {
                 if hour_start.saturating_add(HOUR_MS).saturating_add(after) > now_ms {
@@ -396,13 +404,9 @@ impl Compactor {
         }
     }
 
-    /// Removes the staging and trash trees; only with the compaction lock held and no
-    /// manifest left.
+    /// Removes the staging tree; only with the compaction lock held and no manifest left.
     fn clear_staging(&self) -> Result<(), CompactError> {
-        for d in [STAGE_DIR, TRASH_DIR] {
-            remove_tree(&self.state_dir.join(COMPACT_DIR).join(d))?;
-        }
-        Ok(())
+        remove_tree(&self.state_dir.join(COMPACT_DIR).join(STAGE_DIR))
     }
 
     /// Rewrites one hour's committed files as one; `None` when fewer than two are left
@@ -421,7 +425,8 @@ impl Compactor {
                 .exclusive()
                 .map_err(io("locking", &self.lock.path))?;
             let (listed, _) = committed_files(&dir)?;
-            let pending = crate::commit::pending_files(&self.state_dir);
+            let pending = crate::commit::pending_files(&self.state_dir)
+                .map_err(io("reading commit intents in", &self.state_dir))?;
             listed
                 .into_iter()
                 .filter(|name| !pending.contains(&rel_dir.join(name)))
@@ -479,17 +484,28 @@ impl Compactor {
                 path: e.path,
                 source: e.source,
             })?;
+            // The hour's other files (committed since step 1, or an open intent's) get a second
+            // link in the staging directory: the hour's directory itself stays untouched
+            // until the swap, so a reader listing it meanwhile sees every row once.
             let keep: BTreeSet<&String> = inputs.iter().collect();
-            for name in now.iter().filter(|n| !keep.contains(n)) {
+            for name in now
+                .iter()
+                .filter(|n| !keep.contains(n) && !n.starts_with('.'))
+            {
                 let (from, to) = (dir.join(name), stage.join(name));
-                fs::rename(&from, &to).map_err(io("moving", &from))?;
+                fs::hard_link(&from, &to).map_err(io("linking", &from))?;
             }
-            self.crash_point("after_moves")?;
-            swap(&self.root, &rel_dir, &rel_stage)?;
+            sync_dir(&stage)?;
+            self.crash_point("after_links")?;
+            #[cfg(test)]
+            let fallback = self.force_fallback;
+            #[cfg(not(test))]
+            let fallback = false;
+            swap(&dir, &stage, &output, &inputs, fallback)?;
             self.crash_point("after_swap")?;
         }
-        // Step 4: the old files are in the staging directory now. Recovery in another process
-        // (under the lock) may have finished this already.
+        // Step 4: the old directory (or, after the fallback, what is left of the staging one)
+        // goes. Recovery in another process (under the lock) may have done this already.
         remove_tree(&stage)?;
         let manifest_path = self.manifest_path(table, partition);
         match fs::remove_file(&manifest_path) {
@@ -615,81 +631,77 @@ pub fn recover_locked(root: &Path) -> Result<usize, CompactError> {
             Err(source) => return Err(CompactError::Manifest { path, source }),
         };
         let (live, stage) = (root.join(&m.dir), root.join(&m.stage));
-        let trash = trash_of(root, &m.stage);
-        if live.join(&m.output).exists() {
-            // The swap happened: only the old files' removal was left.
-            tracing::info!(dir = %live.display(), "finishing an interrupted compaction");
-        } else if !live.exists() && stage.join(&m.output).exists() {
-            // Died between the two renames of the fallback swap.
-            fs::rename(&stage, &live).map_err(io("renaming", &stage))?;
-            sync_parent(&live)?;
-            tracing::info!(dir = %live.display(), "finishing an interrupted compaction");
-        } else {
-            // No swap: put back what was moved aside, drop the compacted file.
-            if stage.exists() {
-                for name in list_names(&stage)? {
-                    if name == m.output || name.starts_with('.') {
-                        continue;
-                    }
-                    let (from, to) = (stage.join(&name), live.join(&name));
-                    if !to.exists() {
-                        fs::rename(&from, &to).map_err(io("moving back", &from))?;
-                    }
+        let output = live.join(&m.output);
+        if output.try_exists().map_err(io("inspecting", &output))? {
+            // The compacted file is in the hour: finish. After the exchange the inputs are in
+            // the staging directory; after the fallback some may still be in the hour.
+            for name in &m.inputs {
+                let p = live.join(name);
+                match fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io("removing", &p)(e)),
                 }
-                sync_dir(&live)?;
             }
+            sync_dir(&live)?;
+            tracing::info!(dir = %live.display(), "finished an interrupted compaction");
+        } else {
+            // Nothing in the hour changed: the staging directory holds only the compacted
+            // file and second links.
             tracing::warn!(dir = %live.display(), "undid an interrupted compaction");
         }
         remove_tree(&stage)?;
-        remove_tree(&trash)?;
         fs::remove_file(&path).map_err(io("removing", &path))?;
         n += 1;
     }
     Ok(n)
 }
 
-fn trash_of(root: &Path, rel_stage: &Path) -> PathBuf {
-    let stage_root = Path::new(crate::commit::STATE_DIR)
-        .join(COMPACT_DIR)
-        .join(STAGE_DIR);
-    let rest = rel_stage.strip_prefix(&stage_root).unwrap_or(rel_stage);
-    root.join(crate::commit::STATE_DIR)
-        .join(COMPACT_DIR)
-        .join(TRASH_DIR)
-        .join(rest)
-}
-
-/// Atomically swaps the hour's directory with the staging one (Linux `RENAME_EXCHANGE`).
-/// Where the file system cannot, falls back to two renames (the hour's directory is briefly
-/// absent; [`recover`] completes it after a crash in between).
-fn swap(root: &Path, rel_dir: &Path, rel_stage: &Path) -> Result<(), CompactError> {
-    let (live, stage) = (root.join(rel_dir), root.join(rel_stage));
-    match exchange(&stage, &live) {
-        Ok(()) => {}
+/// Puts the staging directory's files in place of the hour's: one atomic
+/// `renameat2(RENAME_EXCHANGE)` of the two directories on Linux (the old files end up in the
+/// staging directory). Where the file system cannot, the compacted file is linked into the
+/// hour and the inputs removed one by one: never a row lost, but a reader may briefly see an
+/// input beside the compacted file; [`recover`] finishes it after a crash in between.
+fn swap(
+    live: &Path,
+    stage: &Path,
+    output: &str,
+    inputs: &[String],
+    fallback: bool,
+) -> Result<(), CompactError> {
+    let exchanged = if fallback {
+        Err(std::io::Error::from_raw_os_error(FALLBACK_ERRNO))
+    } else {
+        exchange(stage, live)
+    };
+    match exchanged {
+        Ok(()) => {
+            sync_parent(live)?;
+            sync_parent(stage)?;
+        }
         Err(e)
             if e.raw_os_error()
                 .is_some_and(|c| FALLBACK_ERRNOS.contains(&c)) =>
         {
-            let trash = trash_of(root, rel_stage);
-            if let Some(p) = trash.parent() {
-                fs::create_dir_all(p).map_err(io("creating", p))?;
+            let (from, to) = (stage.join(output), live.join(output));
+            fs::hard_link(&from, &to).map_err(io("linking", &from))?;
+            sync_dir(live)?;
+            for name in inputs {
+                let p = live.join(name);
+                fs::remove_file(&p).map_err(io("removing", &p))?;
             }
-            fs::rename(&live, &trash).map_err(io("renaming", &live))?;
-            fs::rename(&stage, &live).map_err(io("renaming", &stage))?;
-            // The staging path now names nothing; the old files are in the trash.
-            fs::rename(&trash, &stage).map_err(io("renaming", &trash))?;
+            sync_dir(live)?;
         }
-        Err(e) => return Err(io("swapping with", &live)(e)),
+        Err(e) => return Err(io("swapping with", live)(e)),
     }
-    sync_parent(&live)?;
-    sync_parent(&stage)?;
     Ok(())
 }
 
 #[cfg(target_os = "linux")]
 const FALLBACK_ERRNOS: [i32; 3] = [libc::EINVAL, libc::ENOSYS, libc::EOPNOTSUPP];
 #[cfg(not(target_os = "linux"))]
-const FALLBACK_ERRNOS: [i32; 0] = [];
+const FALLBACK_ERRNOS: [i32; 1] = [libc::ENOSYS];
+const FALLBACK_ERRNO: i32 = FALLBACK_ERRNOS[0];
 
 #[cfg(target_os = "linux")]
 fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
@@ -718,7 +730,7 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
 
 #[cfg(not(target_os = "linux"))]
 fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
-    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+    Err(std::io::Error::from_raw_os_error(FALLBACK_ERRNO))
 }
 
 /// `date=…/hour=…` directories of a table, with their start (ms), oldest first.
@@ -992,6 +1004,16 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_intent_stops_compaction_instead_of_counting_as_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (c, dir) = setup(tmp.path());
+        fs::write(tmp.path().join("state/t-1.intent.json"), b"{not json").unwrap();
+        let e = c.run_pass(i64::MAX / 2, &|| false).unwrap_err();
+        assert!(e.to_string().contains("t-1.intent.json"), "{e}");
+        assert_eq!(list_names(&dir).unwrap().len(), 3);
+    }
+
+    #[test]
     fn a_recent_hour_or_a_busy_one_waits() {
         let c = CompactionConfig::default();
         let hour = 10 * HOUR_MS;
@@ -1028,13 +1050,14 @@ mod tests {
     }
 
     /// A crash at each step, then recovery: every row exactly once, including a file that
-    /// was moved aside during the swap.
+    /// was linked aside during the swap.
     #[test]
     fn a_crash_at_any_step_leaves_every_row_once() {
-        for at in ["after_stage", "after_moves", "after_swap"] {
+        for at in ["after_stage", "after_links", "after_swap"] {
             let tmp = tempfile::tempdir().unwrap();
             let (mut c, dir) = setup(tmp.path());
-            // An open commit's file: moved aside in step 3, must come back either way.
+            // An open commit's file: linked into the staging directory in step 3, must stay
+            // in the hour, once, either way.
             let open = dir.join("t-1-50-80.parquet");
             write(&open, 2000..2030, "b");
             let intent = tmp.path().join("state/t-1.intent.json");
@@ -1069,12 +1092,25 @@ mod tests {
     }
 
     #[test]
-    fn the_fallback_swap_recovers_between_its_renames() {
+    fn the_fallback_swap_keeps_every_row_and_recovers_halfway() {
+        // The fallback run end to end.
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut c, dir) = setup(tmp.path());
+        c.force_fallback = true;
+        let done = c
+            .run_pass(i64::MAX / 2, &|| false)
+            .unwrap()
+            .unwrap()
+            .compacted;
+        assert_eq!(done.len(), 1);
+        assert_eq!(list_names(&dir).unwrap().len(), 1);
+        assert_eq!(ids(&dir), expected());
+        assert!(state_compact_is_empty(tmp.path()));
+
+        // Died halfway: the compacted file linked into the hour, one input removed.
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
         let (c, dir) = setup(root);
-        // Simulate: the staging dir holds the compacted file, the live dir was renamed to the
-        // trash, and the process died before the second rename.
         let rel_dir = Path::new(EVENTS).join(DAY);
         let rel_stage = Path::new("state/compact/stage").join(&rel_dir);
         let stage = root.join(&rel_stage);
@@ -1087,23 +1123,26 @@ mod tests {
             dir: rel_dir.clone(),
             stage: rel_stage.clone(),
             output: "compact-x.parquet".into(),
-            inputs,
+            inputs: inputs.clone(),
         };
         fs::write(
             root.join("state/compact/events-x.json"),
             serde_json::to_vec(&m).unwrap(),
         )
         .unwrap();
-        let trash = trash_of(root, &rel_stage);
-        fs::create_dir_all(trash.parent().unwrap()).unwrap();
-        fs::rename(&dir, &trash).unwrap();
+        fs::hard_link(
+            stage.join("compact-x.parquet"),
+            dir.join("compact-x.parquet"),
+        )
+        .unwrap();
+        fs::remove_file(dir.join(&inputs[0])).unwrap();
         assert_eq!(recover(root).unwrap(), 1);
         assert_eq!(
             list_names(&dir).unwrap().into_iter().collect::<Vec<_>>(),
             ["compact-x.parquet"]
         );
         assert_eq!(ids(&dir), expected());
-        assert!(!trash.exists());
+        assert!(!stage.exists());
     }
 
     #[cfg(target_os = "linux")]

@@ -224,6 +224,12 @@ impl QueryEngine {
                         && m.contains("not found") =>
                 {
                     tracing::debug!(error = %m, "a file vanished mid-query (compaction); planning again");
+                    // The listing (and metadata) of the swapped hour are cached; list afresh.
+                    let caches = &self.ctx.runtime_env().cache_manager;
+                    if let Some(c) = caches.get_list_files_cache() {
+                        c.clear();
+                    }
+                    caches.get_file_metadata_cache().clear();
                     attempt += 1;
                 }
                 r => return r,

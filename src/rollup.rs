@@ -178,7 +178,7 @@ pub fn update_day(
         names.sort();
         sources.insert(hour.clone(), names);
     }
-    // Hours whose `windows` directory is gone are dropped with their rows above.
+    // Hours not rebuilt keep their rows (and recorded sources) as they were.
     let dir = path.parent().unwrap_or(root);
     fs::create_dir_all(dir).map_err(io("creating", dir))?;
     let tmp = dir.join(format!(
