@@ -17,7 +17,9 @@
 //!    not an input (committed meanwhile, or an intent's) a second link in the staging
 //!    directory, then swap the staging directory and the hour's directory in one
 //!    `renameat2(RENAME_EXCHANGE)`. The hour's directory is untouched until then, so a reader
-//!    lists either all the old files or the new set, never both or neither;
+//!    lists either all the old files or the new set, never both or neither. (Where the
+//!    exchange is not supported, the compacted file is linked in and the inputs removed: a
+//!    reader may then briefly see both, never neither);
 //! 4. delete the old directory (now at the staging path) and the manifest.
 //!
 //! Commits hold the lock shared, so step 3 never sees a half-written commit. Recovery
@@ -361,13 +363,17 @@ impl Compactor {
                 date: date.clone(),
                 source,
             };
-            let recorded = match crate::rollup::recorded_sources(&crate::rollup::day_file(
-                &self.root, &date,
-            )) {
+            let day_file = crate::rollup::day_file(&self.root, &date);
+            let recorded = match crate::rollup::recorded_sources(&day_file) {
                 Ok(r) => r,
                 Err(e) => {
-                    failed.get_or_insert(err(e));
-                    continue;
+                    // Derived data: an unreadable day file is rebuilt from `windows`.
+                    tracing::warn!(file = %day_file.display(), error = %e, "unreadable windows_1h day file; rebuilding it");
+                    if let Err(e) = fs::remove_file(&day_file) {
+                        failed.get_or_insert(io("removing", &day_file)(e));
+                        continue;
+                    }
+                    crate::rollup::Sources::new()
                 }
             };
             let stale: BTreeMap<String, Vec<PathBuf>> = current
@@ -503,15 +509,11 @@ impl Compactor {
             let fallback = false;
             swap(&dir, &stage, &output, &inputs, fallback)?;
             self.crash_point("after_swap")?;
-        }
-        // Step 4: the old directory (or, after the fallback, what is left of the staging one)
-        // goes. Recovery in another process (under the lock) may have done this already.
-        remove_tree(&stage)?;
-        let manifest_path = self.manifest_path(table, partition);
-        match fs::remove_file(&manifest_path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io("removing", &manifest_path)(e)),
+            // Step 4, still under the lock (recovery elsewhere must not see a half-removed
+            // staging directory): the old directory (or, after the fallback, what is left of
+            // the staging one) goes, then the manifest.
+            remove_tree(&stage)?;
+            fs::remove_file(&manifest_path).map_err(io("removing", &manifest_path))?;
         }
         Ok(Some(HourCompacted {
             table,
@@ -620,8 +622,8 @@ pub fn recover_locked(root: &Path) -> Result<usize, CompactError> {
         Err(e) => return Err(io("listing", &dir)(e)),
     };
     let mut n = 0;
-    for e in entries.flatten() {
-        let path = e.path();
+    for e in entries {
+        let path = e.map_err(io("listing", &dir))?.path();
         if path.extension().is_none_or(|x| x != "json") {
             continue;
         }

@@ -78,9 +78,14 @@ fn fifty_thousand_events_exactly_once_and_duckdb_agrees_on_p99() {
         i64s(&windows, "event_count").iter().sum::<i64>(),
         50_000 - late
     );
+    let window_rows = windows.iter().map(|b| b.num_rows()).sum::<usize>();
     assert!(
-        windows.iter().map(|b| b.num_rows()).sum::<usize>() > 60 * 5,
-        "one row per series per minute"
+        window_rows > 60 * 5,
+        "one row per series per minute: {window_rows} rows, {} distinct window starts",
+        timestamps(&windows, "window_start")
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .len()
     );
 
     // offsets committed up to the end of every partition
