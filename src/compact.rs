@@ -75,18 +75,29 @@ pub enum CompactError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{path}: {source}")]
+    Arrow {
+        path: PathBuf,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    #[error(transparent)]
+    Read(#[from] crate::windows_reader::ReadError),
     #[error("rolling up windows of {date}: {source}")]
     Rollup {
         date: String,
         #[source]
-        source: crate::rollup::RollupError,
+        source: Box<CompactError>,
     },
     #[error("simulated crash at {0}")]
     #[cfg(test)]
     Crash(&'static str),
 }
 
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CompactError + 'a {
+pub(crate) fn io<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> CompactError + 'a {
     move |source| CompactError::Io {
         op,
         path: path.to_path_buf(),
@@ -361,7 +372,7 @@ impl Compactor {
         for (date, (day_start, current)) in days {
             let err = |source| CompactError::Rollup {
                 date: date.clone(),
-                source,
+                source: Box::new(source),
             };
             let day_file = crate::rollup::day_file(&self.root, &date);
             let recorded = match crate::rollup::recorded_sources(&day_file) {
@@ -379,12 +390,7 @@ impl Compactor {
             let stale: BTreeMap<String, Vec<PathBuf>> = current
                 .into_iter()
                 .filter(|(hour, files)| {
-                    let mut names: Vec<String> = files
-                        .iter()
-                        .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
-                        .collect();
-                    names.sort();
-                    recorded.get(hour) != Some(&names)
+                    recorded.get(hour) != Some(&crate::rollup::source_names(files))
                 })
                 .collect();
             if stale.is_empty() {

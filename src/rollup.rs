@@ -29,10 +29,11 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
+use crate::compact::{io, CompactError};
 use crate::series::SeriesKey;
-use crate::sketch::{deserialize_hist, Metric, WindowSketch};
+use crate::sketch::{Metric, WindowSketch};
 use crate::window::ClosedWindow;
-use crate::windows_reader::{col, counts, each_batch, judge_moments, ReadError};
+use crate::windows_reader::{col, counts, each_batch, hist_at, judge_moments, ReadError};
 
 /// Name of the table (and of its directory under the data directory).
 pub const TABLE: &str = "windows_1h";
@@ -45,39 +46,6 @@ pub type StoredSketch = (Vec<String>, Option<i32>, WindowSketch);
 /// Hour (`"07"`) → the `windows` file names it was built from, sorted.
 pub type Sources = BTreeMap<String, Vec<String>>;
 
-#[derive(Debug, thiserror::Error)]
-pub enum RollupError {
-    #[error(transparent)]
-    Read(#[from] ReadError),
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("parquet {path}: {source}")]
-    Parquet {
-        path: PathBuf,
-        #[source]
-        source: parquet::errors::ParquetError,
-    },
-    #[error("{path}: {source}")]
-    Arrow {
-        path: PathBuf,
-        #[source]
-        source: arrow::error::ArrowError,
-    },
-}
-
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RollupError + 'a {
-    move |source| RollupError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// The day file of `date` (`YYYY-MM-DD`).
 pub fn day_file(root: &Path, date: &str) -> PathBuf {
     root.join(TABLE)
@@ -85,17 +53,28 @@ pub fn day_file(root: &Path, date: &str) -> PathBuf {
         .join(format!("{TABLE}-{date}.parquet"))
 }
 
+/// How an hour's `windows` files are recorded as its sources: their names, sorted.
+pub fn source_names(files: &[PathBuf]) -> Vec<String> {
+    let mut names: Vec<String> = files
+        .iter()
+        .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    names
+}
+
 /// The sources recorded in a day file (empty when it does not exist or records none).
-pub fn recorded_sources(path: &Path) -> Result<Sources, RollupError> {
+pub fn recorded_sources(path: &Path) -> Result<Sources, CompactError> {
     let f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Sources::new()),
         Err(e) => return Err(io("opening", path)(e)),
     };
-    let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|source| RollupError::Parquet {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let b =
+        ParquetRecordBatchReaderBuilder::try_new(f).map_err(|source| CompactError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        })?;
     Ok(b.metadata()
         .file_metadata()
         .key_value_metadata()
@@ -114,7 +93,7 @@ pub fn update_day(
     labels: &[&str],
     rebuild: &BTreeMap<String, Vec<PathBuf>>,
     props: &WriterProperties,
-) -> Result<(), RollupError> {
+) -> Result<(), CompactError> {
     let path = day_file(root, date);
     let mut sources = recorded_sources(&path)?;
     let schema = crate::tables::windows_schema(labels);
@@ -127,7 +106,7 @@ pub fn update_day(
         .collect();
     if path.exists() {
         let f = File::open(&path).map_err(io("opening", &path))?;
-        let perr = |source| RollupError::Parquet {
+        let perr = |source| CompactError::Parquet {
             path: path.clone(),
             source,
         };
@@ -136,7 +115,7 @@ pub fn update_day(
             .build()
             .map_err(perr)?;
         for b in reader {
-            let b = b.map_err(|source| RollupError::Arrow {
+            let b = b.map_err(|source| CompactError::Arrow {
                 path: path.clone(),
                 source,
             })?;
@@ -146,7 +125,7 @@ pub fn update_day(
                 .map(|s| Some(!s.is_some_and(|s| replaced.contains(&s))))
                 .collect();
             let kept = arrow::compute::filter_record_batch(&b, &keep).map_err(|source| {
-                RollupError::Arrow {
+                CompactError::Arrow {
                     path: path.clone(),
                     source,
                 }
@@ -164,19 +143,14 @@ pub fn update_day(
         let window = roll_up(files, labels, start)?;
         if !window.series.is_empty() {
             let b = crate::tables::windows_batch(labels, &[&window]).map_err(|source| {
-                RollupError::Arrow {
+                CompactError::Arrow {
                     path: path.clone(),
                     source,
                 }
             })?;
             batches.push(b);
         }
-        let mut names: Vec<String> = files
-            .iter()
-            .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .collect();
-        names.sort();
-        sources.insert(hour.clone(), names);
+        sources.insert(hour.clone(), source_names(files));
     }
     // Hours not rebuilt keep their rows (and recorded sources) as they were.
     let dir = path.parent().unwrap_or(root);
@@ -187,7 +161,7 @@ pub fn update_day(
             .map_or_else(|| TABLE.into(), |n| n.to_string_lossy().into_owned())
     ));
     let file = File::create(&tmp).map_err(io("creating", &tmp))?;
-    let perr = |source| RollupError::Parquet {
+    let perr = |source| CompactError::Parquet {
         path: tmp.clone(),
         source,
     };
@@ -223,7 +197,7 @@ pub fn roll_up(
     files: &[PathBuf],
     labels: &[&str],
     hour_start_ms: i64,
-) -> Result<ClosedWindow, RollupError> {
+) -> Result<ClosedWindow, CompactError> {
     let mut merged: BTreeMap<(Vec<String>, Option<i32>), WindowSketch> = BTreeMap::new();
     for f in files {
         for (key, partition, sketch) in read_sketches(f, labels)? {
@@ -317,12 +291,7 @@ fn read_batch(
             ..WindowSketch::default()
         };
         for (m, h, sum, min, max) in &metrics {
-            let hist = deserialize_hist(h.value(row)).map_err(|e| ReadError::Hist {
-                path: path.to_path_buf(),
-                row,
-                column: format!("{}_hist", m.name()),
-                message: format!("{e:?}"),
-            })?;
+            let hist = hist_at(path, h, row, *m)?;
             let ms = &mut s.metrics[m.index()];
             ms.hist = hist;
             if sum.is_valid(row) {

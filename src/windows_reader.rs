@@ -220,6 +220,21 @@ pub(crate) fn col<'a, T: 'static>(
         })
 }
 
+/// The histogram of metric `m` in `row` of its `<m>_hist` column.
+pub(crate) fn hist_at(
+    path: &Path,
+    column: &BinaryArray,
+    row: usize,
+    m: Metric,
+) -> Result<hdrhistogram::Histogram<u64>, ReadError> {
+    deserialize_hist(column.value(row)).map_err(|e| ReadError::Hist {
+        path: path.to_path_buf(),
+        row,
+        column: format!("{}_hist", m.name()),
+        message: format!("{e:?}"),
+    })
+}
+
 /// The per-judge moments of one row from the `judge_n`, `judge_mean` and `judge_m2` maps.
 pub(crate) fn judge_moments(
     path: &Path,
@@ -354,12 +369,7 @@ fn read_batch(
             ..Summary::default()
         };
         for (m, h, sum) in &hists {
-            let hist = deserialize_hist(h.value(row)).map_err(|e| ReadError::Hist {
-                path: path.to_path_buf(),
-                row,
-                column: format!("{}_hist", m.name()),
-                message: format!("{e:?}"),
-            })?;
+            let hist = hist_at(path, h, row, *m)?;
             let buckets = hist
                 .iter_recorded()
                 .map(|v| (v.value_iterated_to(), v.count_at_value()))
