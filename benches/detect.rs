@@ -10,10 +10,10 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use driftwatch::config::Config;
-use driftwatch::detect::evaluate;
+use driftwatch::detect::evaluate::evaluate;
+use driftwatch::detect::history::{History, Summary};
 use driftwatch::event::{Deployment, RequestEvent, Status};
-use driftwatch::history::{History, Summary};
-use driftwatch::sketch::WindowSketch;
+use driftwatch::window::sketch::WindowSketch;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal, Normal};
@@ -57,7 +57,7 @@ fn shapes(metrics: &std::collections::BTreeSet<usize>) -> Vec<Summary> {
 
 fn bench(c: &mut Criterion) {
     let config = Config::default();
-    let rules = driftwatch::replay::load_rules(&config, Path::new("rules")).unwrap();
+    let rules = driftwatch::daemon::detection::load_rules(&config, Path::new("rules")).unwrap();
     let labels: Vec<&'static str> = config
         .series
         .parsed_labels()

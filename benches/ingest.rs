@@ -8,9 +8,9 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use driftwatch::config::{Config, ProduceConfig};
 use driftwatch::decode::{Decoded, Decoder};
-use driftwatch::series::SeriesRegistry;
-use driftwatch::synth::{Synth, SynthKind};
-use driftwatch::window::WindowState;
+use driftwatch::traffic::synth::{Synth, SynthKind};
+use driftwatch::window::series::SeriesRegistry;
+use driftwatch::window::state::WindowState;
 
 /// The daemon allocates a few small strings per event; mimalloc keeps that cheap.
 #[global_allocator]

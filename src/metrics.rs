@@ -9,8 +9,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::decode::RejectReason;
-
 type Labels = Vec<(String, String)>;
 
 /// Every metric driftwatch exports. Clones share the same counters.
@@ -19,7 +17,7 @@ pub struct Metrics {
     pub messages_consumed: Counter,
     pub events_decoded_request: Counter,
     pub events_decoded_score: Counter,
-    quarantined: [Counter; RejectReason::ALL.len()],
+    quarantined: Family<Labels, Counter>,
     pub late_events: Counter,
     pub windowed_events: Counter,
     pub scores_joined: Counter,
@@ -80,20 +78,17 @@ impl Metrics {
             .inc();
     }
 
-    /// Records a breaker transition and sets its state gauge.
-    pub fn breaker_transition(&self, t: &crate::breaker::BreakerTransition) {
+    /// Records a breaker transition into state `to` (`open`, `half_open`, `closed`; `gauge`
+    /// its numeric form) and sets the breaker's state gauge.
+    pub fn breaker_transition(&self, key: &str, primary: Option<&str>, to: &str, gauge: i64) {
         self.breaker_transitions
-            .get_or_create(&vec![("to".to_string(), t.to.as_str().to_string())])
+            .get_or_create(&vec![("to".to_string(), to.to_string())])
             .inc();
-        self.set_breaker_state(&t.key, t.primary_model.as_deref(), t.to);
+        self.set_breaker_state(key, primary, gauge);
     }
 
-    pub fn set_breaker_state(
-        &self,
-        key: &str,
-        primary: Option<&str>,
-        state: crate::breaker::BreakerState,
-    ) {
+    /// Sets a breaker's state gauge: 0 closed, 1 half-open, 2 open.
+    pub fn set_breaker_state(&self, key: &str, primary: Option<&str>, gauge: i64) {
         self.breaker_state
             .get_or_create(&vec![
                 ("breaker".to_string(), key.to_string()),
@@ -102,7 +97,7 @@ impl Metrics {
                     primary.unwrap_or("").to_string(),
                 ),
             ])
-            .set(state.gauge());
+            .set(gauge);
     }
 
     pub fn new() -> (Metrics, Registry) {
@@ -119,9 +114,7 @@ impl Metrics {
             messages_consumed: Counter::default(),
             events_decoded_request: handle(&decoded, "kind", "request"),
             events_decoded_score: handle(&decoded, "kind", "score"),
-            quarantined: std::array::from_fn(|i| {
-                handle(&quarantined, "reason", RejectReason::ALL[i].as_str())
-            }),
+            quarantined: quarantined.clone(),
             late_events: Counter::default(),
             windowed_events: Counter::default(),
             scores_joined: Counter::default(),
@@ -324,21 +317,21 @@ impl Metrics {
         (m, r)
     }
 
-    pub fn quarantined(&self, reason: RejectReason) -> &Counter {
-        // ALL lists every variant in declaration order.
-        let i = RejectReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(0);
-        &self.quarantined[i]
+    /// Messages quarantined for `reason` (decode's reason names). Calling it once per reason
+    /// at start makes every reason show, at 0, before the first bad message.
+    pub fn quarantined(&self, reason: &str) -> Counter {
+        self.quarantined
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .clone()
     }
 
-    pub fn record_compaction(&self, h: &crate::compact::HourCompacted) {
-        let l = vec![("table".to_string(), h.table.to_string())];
+    /// An hour of `table` compacted from `files_in` files.
+    pub fn record_compaction(&self, table: &str, files_in: usize) {
+        let l = vec![("table".to_string(), table.to_string())];
         self.compacted_hours.get_or_create(&l).inc();
         self.compacted_files
             .get_or_create(&l)
-            .inc_by(h.files_in as u64);
+            .inc_by(files_in as u64);
     }
 
     pub fn record_written(&self, table: &str, rows: usize) {

@@ -7,6 +7,8 @@ mod support;
 mod alerts_e2e;
 #[path = "it/bad_input.rs"]
 mod bad_input;
+#[path = "it/build_features.rs"]
+mod build_features;
 #[path = "it/cli.rs"]
 mod cli;
 #[path = "it/compose.rs"]
@@ -19,6 +21,8 @@ mod detection;
 mod exactly_once;
 #[path = "it/fallback.rs"]
 mod fallback;
+#[path = "it/layering.rs"]
+mod layering;
 #[path = "it/mock_pipeline.rs"]
 mod mock_pipeline;
 #[path = "it/notify_channels.rs"]
@@ -29,5 +33,7 @@ mod query;
 mod rules_check;
 #[path = "it/schema.rs"]
 mod schema;
+#[path = "it/snapshots.rs"]
+mod snapshots;
 #[path = "it/tansu.rs"]
 mod tansu;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use crate::alerts::{AlertState, Transition};
+use crate::detect::alerts::{AlertState, Transition};
 
 /// `endsAt` of an alert that is still firing, as Alertmanager writes it.
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -110,8 +110,8 @@ pub fn payload(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::Numbers;
-    use crate::rules::Severity;
+    use crate::detect::alerts::Numbers;
+    use crate::detect::rules::Severity;
 
     fn tr(service: &str, to: AlertState, at_ms: i64) -> Transition {
         Transition {

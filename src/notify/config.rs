@@ -27,14 +27,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::silence::Matcher;
-use crate::config::ConfigError;
-
-fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field: field.to_string(),
-        message: message.into(),
-    }
-}
+use crate::section::{invalid, ConfigError};
 
 /// `[notify]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,7 +136,7 @@ fn default_burst() -> u32 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookFormat {
-    /// driftwatch's own JSON (documented in the README).
+    /// driftwatch's own JSON (documented in docs/alerting.md).
     #[default]
     Driftwatch,
     /// Alertmanager's webhook payload, version "4".

@@ -1,5 +1,7 @@
-//! Alert delivery: what leaves driftwatch for receivers.
+//! Notify stage: alert delivery, what leaves driftwatch for receivers.
 //!
+//! Committed transitions arrive through the [`inbox`] (written by the daemon's storage hook, so
+//! storage never calls delivery).
 //! [`route`] groups alert transitions per channel (routes, `group_wait` / `group_interval` /
 //! `repeat_interval`, [`silence`]s); [`render`] turns a group notification or a breaker
 //! transition into outbox entries — driftwatch JSON or [`alertmanager`] v4 webhooks signed per
@@ -11,6 +13,7 @@ pub mod alertmanager;
 pub mod config;
 pub mod email;
 pub mod http;
+pub mod inbox;
 pub mod outbox;
 pub mod pagerduty;
 pub mod render;
@@ -19,9 +22,4 @@ pub mod service;
 pub mod signing;
 pub mod silence;
 
-/// An epoch-ms time as RFC 3339 UTC with milliseconds (empty when out of range).
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
+pub use crate::time::rfc3339;

@@ -21,13 +21,8 @@ use serde::{Deserialize, Serialize};
 /// A problem with the outbox directory.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::durable::IoError),
     #[error("outbox entry {path} is unreadable ({source}); move it away")]
     Corrupt {
         path: PathBuf,
@@ -38,13 +33,7 @@ pub enum OutboxError {
     BadId(String),
 }
 
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> OutboxError + 'a {
-    move |source| OutboxError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
+use crate::durable::io;
 
 /// One message to deliver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,11 +231,7 @@ impl Outbox {
 
     fn persist(&self, n: &Notification, path: &Path) -> Result<(), OutboxError> {
         let bytes = serde_json::to_vec(n).expect("plain data serializes");
-        crate::durable::write_atomic(path, &bytes).map_err(|e| OutboxError::Io {
-            op: e.op,
-            path: e.path,
-            source: e.source,
-        })
+        crate::durable::write_atomic(path, &bytes).map_err(OutboxError::from)
     }
 
     /// Stores `n` durably before anyone tries to send it. Enqueuing an id that is already
@@ -338,7 +323,7 @@ impl Outbox {
                 match fs::remove_file(&path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io("removing", &path)(e)),
+                    Err(e) => return Err(io("removing", &path)(e).into()),
                 }
             }
             Outcome::Retry { reason, .. }
@@ -377,7 +362,7 @@ impl Outbox {
         match fs::remove_file(path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io("removing", path)(e)),
+            Err(e) => Err(io("removing", path)(e).into()),
         }
     }
 }

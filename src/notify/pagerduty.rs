@@ -5,8 +5,8 @@
 
 use serde_json::{json, Value};
 
-use crate::alerts::{AlertState, Transition};
-use crate::rules::Severity;
+use crate::detect::alerts::{AlertState, Transition};
+use crate::detect::rules::Severity;
 
 /// PagerDuty truncates longer summaries; we cut first, on a character boundary.
 pub const SUMMARY_MAX: usize = 1024;
@@ -103,7 +103,7 @@ pub fn event(routing_key: &str, source: &str, t: &Transition) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::Numbers;
+    use crate::detect::alerts::Numbers;
 
     fn tr(to: AlertState, summary: &str) -> Transition {
         Transition {

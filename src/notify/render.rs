@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use super::config::{ChannelConfig, WebhookFormat};
 use super::outbox::Notification;
 use super::route::Dispatch;
-use crate::alerts::{AlertState, Transition};
-use crate::breaker::BreakerTransition;
+use crate::detect::alerts::{AlertState, Transition};
+use crate::detect::breaker::BreakerTransition;
 
 /// Where notifications point back to.
 #[derive(Debug, Clone)]
@@ -311,16 +311,35 @@ pub fn dispatch(
     }
 }
 
-/// Fills `{{name}}` placeholders of a breaker template with JSON-escaped values.
+/// Fills `{{name}}` / `{{ name }}` placeholders of a breaker template with JSON-escaped
+/// values, in one pass over the template: a substituted value is never scanned again, so a
+/// model name containing `{{...}}` is inserted literally. Placeholders naming no variable (and
+/// a `{{` never closed) are left as written.
 fn fill(template: &str, vars: &BTreeMap<&str, String>) -> String {
-    let mut out = template.to_string();
-    for (k, v) in vars {
-        let escaped = serde_json::to_string(v).expect("string");
-        let inner = &escaped[1..escaped.len() - 1];
-        for pat in [format!("{{{{{k}}}}}"), format!("{{{{ {k} }}}}")] {
-            out = out.replace(&pat, inner);
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        let known = after.find("}}").and_then(|close| {
+            let name = after[..close].trim_matches(' ');
+            vars.get(name).map(|v| (close, v))
+        });
+        match known {
+            Some((close, v)) => {
+                let escaped = serde_json::to_string(v).expect("string");
+                out.push_str(&escaped[1..escaped.len() - 1]);
+                rest = &after[close + 2..];
+            }
+            None => {
+                // Not a placeholder: keep one `{` and look again from the next one, so
+                // `{{{x}}}` still fills the inner `{{x}}`.
+                out.push('{');
+                rest = &rest[open + 1..];
+            }
         }
     }
+    out.push_str(rest);
     out
 }
 
@@ -396,7 +415,49 @@ pub fn breaker(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::breaker::BreakerState;
+    use crate::detect::breaker::BreakerState;
+
+    fn vars(pairs: &[(&'static str, &str)]) -> BTreeMap<&'static str, String> {
+        pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+    }
+
+    #[test]
+    fn fill_accepts_both_placeholder_forms() {
+        let v = vars(&[("primary_model", "gpt-4o"), ("state", "open")]);
+        assert_eq!(
+            fill(
+                r#"{"a":"{{primary_model}}","b":"{{ primary_model }}","s":"{{state}}"}"#,
+                &v
+            ),
+            r#"{"a":"gpt-4o","b":"gpt-4o","s":"open"}"#
+        );
+        assert_eq!(fill("{{{state}}}", &v), "{open}");
+    }
+
+    #[test]
+    fn fill_inserts_values_literally() {
+        // A value that looks like a placeholder of another (known) variable is not expanded
+        // again, whichever order the variables come in.
+        let v = vars(&[
+            ("breaker", "{{ state }}"),
+            ("fallback_model", "x"),
+            ("primary_model", "evil-{{fallback_model}}"),
+            ("state", "open"),
+        ]);
+        assert_eq!(
+            fill("{{primary_model}} {{ breaker }} {{state}}", &v),
+            "evil-{{fallback_model}} {{ state }} open"
+        );
+    }
+
+    #[test]
+    fn fill_leaves_unknown_placeholders() {
+        let v = vars(&[("state", "open")]);
+        assert_eq!(
+            fill("{{nope}} {{ nope }} {{state}} {{ unclosed", &v),
+            "{{nope}} {{ nope }} open {{ unclosed"
+        );
+    }
 
     #[test]
     fn breaker_templates_fill_json_escaped_values() {
@@ -407,7 +468,7 @@ mod tests {
             labels: vec![("request_model".into(), "gpt-4o".into())],
             from: BreakerState::Closed,
             to: BreakerState::Open,
-            severity: crate::rules::Severity::Page,
+            severity: crate::detect::rules::Severity::Page,
             primary_model: Some("gpt-4o".into()),
             fallback_model: Some("claude \"haiku\"".into()),
             cooldown_ms: 60_000,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::NotifyConfig;
 use super::silence::{all_match, Matcher, Silences};
-use crate::alerts::{AlertState, Transition};
+use crate::detect::alerts::{AlertState, Transition};
 
 /// One route, resolved from the configuration.
 #[derive(Debug, Clone)]
@@ -191,7 +191,7 @@ pub struct Router {
 
 fn group_id(channel: &str, route: usize, labels: &BTreeMap<String, String>) -> String {
     let route = route.to_le_bytes();
-    crate::alerts::fnv_hex(
+    crate::time::fnv_hex(
         [channel.as_bytes(), &route[..]].into_iter().chain(
             labels
                 .iter()
@@ -381,14 +381,14 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::Severity;
+    use crate::detect::rules::Severity;
 
     fn t(rule: &str, service: &str, to: AlertState, at: i64) -> Transition {
         let labels = vec![("service".to_string(), service.to_string())];
         Transition {
             at_ms: at,
             rule: rule.into(),
-            fingerprint: crate::alerts::fingerprint(rule, &labels),
+            fingerprint: crate::detect::alerts::fingerprint(rule, &labels),
             from: AlertState::Pending,
             to,
             severity: if rule == "p" {

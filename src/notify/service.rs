@@ -28,12 +28,8 @@ use super::render::{self, Context, Mail};
 use super::route::{Router, Routing};
 use super::signing::{self, Secret};
 use super::silence::{Matcher, MatcherJson, Silence, SilenceError, Silences};
-use crate::alerts::{AlertState, Transition};
-use crate::breaker::BreakerTransition;
 use crate::metrics::Metrics;
 
-/// Inbox directory under `state/`.
-pub const INBOX_DIR: &str = "notify-inbox";
 const ROUTER_STATE: &str = "notify-router.json";
 const SILENCES_STATE: &str = "silences.json";
 /// Expired silences stay listed this long.
@@ -52,54 +48,9 @@ pub enum NotifyError {
     Email(#[from] super::email::EmailError),
 }
 
-/// What the committer hands to the notifier.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct InboxBatch {
-    pub transitions: Vec<Transition>,
-    pub breakers: Vec<BreakerTransition>,
-}
+use crate::time::now_ms;
 
-/// Orders inbox files written within one millisecond.
-static INBOX_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Writes the notification-relevant part of a commit to the inbox (durably). Files are
-/// named by the wall clock and a counter, so the router takes them in the order they were
-/// committed; a commit redone after a crash writes its transitions again, and the router
-/// ignores transitions it has already taken in.
-pub fn write_inbox(
-    state_dir: &Path,
-    transitions: &[Transition],
-    breakers: &[BreakerTransition],
-) -> Result<(), crate::durable::WriteError> {
-    let batch = InboxBatch {
-        transitions: transitions
-            .iter()
-            .filter(|t| matches!(t.to, AlertState::Firing | AlertState::Resolved))
-            .cloned()
-            .collect(),
-        breakers: breakers.to_vec(),
-    };
-    if batch.transitions.is_empty() && batch.breakers.is_empty() {
-        return Ok(());
-    }
-    let dir = state_dir.join(INBOX_DIR);
-    std::fs::create_dir_all(&dir).map_err(|source| crate::durable::WriteError {
-        op: "creating",
-        path: dir.clone(),
-        source,
-    })?;
-    let bytes = serde_json::to_vec(&batch).expect("plain data serializes");
-    let seq = INBOX_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1_000_000;
-    let h = crate::alerts::fnv_hex([&bytes[..]]);
-    crate::durable::write_atomic(
-        &dir.join(format!("{:016}-{seq:06}-{}.json", now_ms(), &h[..8])),
-        &bytes,
-    )
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+use super::inbox::{InboxBatch, INBOX_DIR};
 
 /// A token bucket: `burst` tokens, refilled at `per_minute`.
 #[derive(Debug, Clone)]
@@ -503,11 +454,20 @@ struct RouterState {
     to_enqueue: Vec<Notification>,
 }
 
+/// What delivery reads from the assembled config: its own section, the breaker's channels,
+/// and the HTTP address (the default `external_url`). `&Config` converts into it.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings<'a> {
+    pub notify: &'a NotifyConfig,
+    pub breaker: &'a crate::detect::breaker::BreakerConfig,
+    pub http_listen: &'a str,
+}
+
 impl Notifier {
     /// Starts delivery for `config` with state under `state_dir`, or returns `None` when no
     /// channel is configured (nothing is written to the inbox then either).
-    pub fn start(
-        config: &crate::config::Config,
+    pub fn start<'a>(
+        config: impl Into<Settings<'a>>,
         state_dir: &Path,
         metrics: Metrics,
     ) -> Result<Option<Notifier>, NotifyError> {
@@ -516,13 +476,14 @@ impl Notifier {
 
     /// [`Self::start`] with secrets looked up through `env` instead of the process
     /// environment.
-    pub fn start_with_env(
-        config: &crate::config::Config,
+    pub fn start_with_env<'a>(
+        config: impl Into<Settings<'a>>,
         state_dir: &Path,
         metrics: Metrics,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Option<Notifier>, NotifyError> {
-        let c = &config.notify;
+        let config: Settings<'_> = config.into();
+        let c = config.notify;
         if !c.enabled || c.channels.is_empty() {
             return Ok(None);
         }
@@ -565,7 +526,7 @@ impl Notifier {
         let external_url = c
             .external_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", config.http.listen));
+            .unwrap_or_else(|| format!("http://{}", config.http_listen));
         let host = std::env::var("HOSTNAME")
             .ok()
             .or_else(|| std::fs::read_to_string("/etc/hostname").ok())

@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use driftwatch::daemon::demo::{mock_cluster, produce_and_consume};
 use driftwatch::decode::RejectReason;
-use driftwatch::demo::{mock_cluster, produce_and_consume};
 
 use crate::mock_pipeline::mock_config;
 use crate::support::*;

@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use driftwatch::alerts::{AlertState, Transition};
 use driftwatch::config::{Config, WindowsConfig};
-use driftwatch::detector::Detector;
+use driftwatch::detect::alerts::{AlertState, Transition};
+use driftwatch::detect::detector::Detector;
 use driftwatch::event::{Deployment, RequestEvent, SeriesLabel, Status};
-use driftwatch::series::SeriesRegistry;
-use driftwatch::window::WindowState;
+use driftwatch::window::series::SeriesRegistry;
+use driftwatch::window::state::WindowState;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal, Normal, Poisson};
@@ -53,7 +53,7 @@ pub struct Sim {
     pub state: WindowState,
     pub detector: Detector,
     pub transitions: Vec<Transition>,
-    pub breakers: Vec<driftwatch::breaker::BreakerTransition>,
+    pub breakers: Vec<driftwatch::detect::breaker::BreakerTransition>,
     rng: ChaCha8Rng,
     /// Simulated event time, ms.
     pub now: i64,
@@ -69,12 +69,12 @@ impl Sim {
     pub fn new(seed: u64) -> Self {
         Self::with_rules(
             seed,
-            &driftwatch::replay::load_rules(&default_config(), Path::new("rules"))
+            &driftwatch::daemon::detection::load_rules(&default_config(), Path::new("rules"))
                 .expect("default rules load"),
         )
     }
 
-    pub fn with_rules(seed: u64, rules: &driftwatch::rules::RuleSet) -> Self {
+    pub fn with_rules(seed: u64, rules: &driftwatch::detect::rules::RuleSet) -> Self {
         let config = default_config();
         let labels = config.series.parsed_labels().unwrap();
         let names: Vec<&'static str> = labels.iter().map(|l| l.as_str()).collect();
@@ -384,7 +384,7 @@ fn circuit_breaker_fires_within_75_seconds_and_resolves_after() {
     );
     assert_eq!(
         fired[0].action,
-        Some(driftwatch::rules::Action::CircuitBreaker)
+        Some(driftwatch::detect::rules::Action::CircuitBreaker)
     );
     let resolved: Vec<_> = sim
         .transitions

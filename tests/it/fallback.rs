@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use driftwatch::breaker::{BreakerState, BreakerTransition};
+use driftwatch::detect::breaker::{BreakerState, BreakerTransition};
 
 use crate::detection::{Sim, Traffic, MIN, T0};
 

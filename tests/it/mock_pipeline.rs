@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use driftwatch::config::Config;
-use driftwatch::demo::{mock_cluster, produce_and_consume};
-use driftwatch::sketch::HIST_RELATIVE_ERROR;
+use driftwatch::daemon::demo::{mock_cluster, produce_and_consume};
+use driftwatch::window::sketch::HIST_RELATIVE_ERROR;
 
 use crate::support::*;
 

@@ -21,10 +21,11 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 
-use driftwatch::alerts::{fingerprint, AlertState, Numbers, Transition};
-use driftwatch::breaker::{BreakerState, BreakerTransition};
-use driftwatch::notify::service::{write_inbox, Notifier, SilenceRequest};
-use driftwatch::rules::Severity;
+use driftwatch::detect::alerts::{fingerprint, AlertState, Numbers, Transition};
+use driftwatch::detect::breaker::{BreakerState, BreakerTransition};
+use driftwatch::detect::rules::Severity;
+use driftwatch::notify::inbox::write_inbox;
+use driftwatch::notify::service::{Notifier, SilenceRequest};
 
 use crate::support::{python, repo_root};
 

@@ -23,12 +23,12 @@ fn data() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let cluster = driftwatch::demo::mock_cluster("llm-logs", 3).unwrap();
+        let cluster = driftwatch::daemon::demo::mock_cluster("llm-logs", 3).unwrap();
         let mut config =
             crate::mock_pipeline::mock_config(cluster.bootstrap_servers(), dir.path(), 30_000, 23);
         config.storage.flush_interval = std::time::Duration::from_secs(10);
         runtime()
-            .block_on(driftwatch::demo::produce_and_consume(&config))
+            .block_on(driftwatch::daemon::demo::produce_and_consume(&config))
             .unwrap();
         dir
     })
@@ -216,7 +216,12 @@ fn agree(data: &Path) {
                             // The histogram's stated precision: within 1/128 of the exact
                             // value, at or above it, plus one unit (1 µs).
                             x >= y - 1e-9
-                                && close(x, y, driftwatch::sketch::HIST_RELATIVE_ERROR, 0.001)
+                                && close(
+                                    x,
+                                    y,
+                                    driftwatch::window::sketch::HIST_RELATIVE_ERROR,
+                                    0.001,
+                                )
                         } else {
                             close(x, y, 1e-9, 1e-9)
                         }
@@ -334,12 +339,12 @@ fn http_queries_are_read_only_and_need_the_token() {
     let data = data();
     let rt = runtime();
     let (_, registry) = driftwatch::metrics::Metrics::new();
-    let health = Arc::new(driftwatch::source::Health::default());
-    let app = driftwatch::http::router(
+    let health = Arc::new(driftwatch::daemon::health::Health::default());
+    let app = driftwatch::daemon::http::router(
         registry,
         health,
         Some("s3cret".into()),
-        Some(driftwatch::http::QueryApi {
+        Some(driftwatch::daemon::http::QueryApi {
             data_dir: data.to_path_buf(),
             labels: LABELS.to_vec(),
             limits: Limits {

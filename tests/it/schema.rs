@@ -1,4 +1,4 @@
-//! The README's example events validate against the JSON Schemas in `schemas/` and decode
+//! The example events of docs/events.md validate against the JSON Schemas in `schemas/` and decode
 //! with driftwatch; events the decoder refuses are refused by the schema too.
 
 use driftwatch::config::LimitsConfig;
@@ -13,9 +13,9 @@ fn schema(name: &str) -> jsonschema::Validator {
     jsonschema::validator_for(&v).unwrap()
 }
 
-/// Every ```json block of the README.
+/// Every ```json block of docs/events.md (the event contract page the README links).
 fn readme_examples() -> Vec<Value> {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo_root().join("docs/events.md")).unwrap();
     let mut out = Vec::new();
     let mut block: Option<String> = None;
     for line in readme.lines() {

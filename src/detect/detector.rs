@@ -1,0 +1,419 @@
+//! The detection stage: closed windows and fast slices in, alert transitions out.
+//!
+//! Owns the rules, the [`History`] and the [`AlertBook`]. Evaluation is driven by event
+//! time: each rule runs at every multiple of its `every` up to the detector clock (the end of
+//! the newest window closed on every partition), so a replay, a backtest and the live daemon
+//! evaluate the same ticks over the same windows. What was evaluated last is part of the
+//! snapshot, so a restart neither re-fires nor skips a tick.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::alerts::{Alert, AlertBook, Lifecycle, Transition};
+use crate::detect::breaker::{BreakerSettings, BreakerTransition, Breakers};
+use crate::detect::evaluate::evaluate;
+use crate::detect::history::{History, Summary};
+use crate::detect::rules::{Resolution, RuleSet};
+use crate::window::sketch::WindowSketch;
+use crate::window::state::WindowsConfig;
+
+/// Detector settings that are not in the rules.
+#[derive(Debug, Clone, Copy)]
+pub struct DetectorSettings {
+    pub window_ms: i64,
+    pub slice_ms: i64,
+    /// Windows younger than this stay at window resolution; older ones roll up to hours.
+    pub fine_history_ms: i64,
+    pub lifecycle: Lifecycle,
+}
+
+/// What a restart needs: the alert instances and the last evaluated ticks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DetectorSnapshot {
+    pub book: AlertBook,
+    pub evaluated_window_ms: Option<i64>,
+    pub evaluated_slice_ms: Option<i64>,
+    /// Circuit breakers (absent in snapshots written before breakers existed).
+    #[serde(default)]
+    pub breakers: Breakers,
+}
+
+#[derive(Debug)]
+pub struct Detector {
+    rules: RuleSet,
+    label_names: Vec<&'static str>,
+    settings: DetectorSettings,
+    metrics: BTreeSet<usize>,
+    history: History,
+    book: AlertBook,
+    evaluated_window_ms: Option<i64>,
+    evaluated_slice_ms: Option<i64>,
+    evaluations: u64,
+    /// Earliest window start observed: a fresh detector evaluates from the end of its first
+    /// window, as a backtest does.
+    first_data_ms: Option<i64>,
+    breakers: Breakers,
+    /// `None`: breaker rules alert but trip nothing (`breaker.enabled = false`).
+    breaker_settings: Option<BreakerSettings>,
+    breaker_out: Vec<BreakerTransition>,
+    /// Transitions made outside an evaluation (a restore ending alerts of removed rules),
+    /// handed out with the next [`Self::evaluate`].
+    pending_out: Vec<Transition>,
+}
+
+impl Detector {
+    pub fn new(rules: RuleSet, label_names: Vec<&'static str>, settings: DetectorSettings) -> Self {
+        let history = Self::history_for(&rules, &settings);
+        Self {
+            metrics: rules.metrics(),
+            rules,
+            label_names,
+            settings,
+            history,
+            book: AlertBook::default(),
+            evaluated_window_ms: None,
+            evaluated_slice_ms: None,
+            evaluations: 0,
+            first_data_ms: None,
+            breakers: Breakers::default(),
+            breaker_settings: Some(BreakerSettings::default()),
+            breaker_out: Vec::new(),
+            pending_out: Vec::new(),
+        }
+    }
+
+    /// Breaker timing and fallbacks; `None` turns breakers off.
+    pub fn set_breaker_settings(&mut self, s: Option<BreakerSettings>) {
+        self.breaker_settings = s;
+    }
+
+    /// Breaker transitions since the last call, in time order.
+    pub fn take_breaker_transitions(&mut self) -> Vec<BreakerTransition> {
+        let mut v = std::mem::take(&mut self.breaker_out);
+        v.sort_by_key(|t| t.at_ms);
+        v
+    }
+
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
+    }
+
+    fn history_for(rules: &RuleSet, s: &DetectorSettings) -> History {
+        let slice_lookback = rules
+            .rules
+            .iter()
+            .filter(|r| r.resolution == Resolution::Slice)
+            .map(|r| r.lookback_ms())
+            .max()
+            .unwrap_or(0);
+        History::new(
+            s.window_ms,
+            s.fine_history_ms,
+            rules.lookback_ms() + s.window_ms,
+            slice_lookback + s.slice_ms,
+        )
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Replaces the rules (SIGHUP). History is kept; instances of removed rules are dropped.
+    pub fn reload(&mut self, rules: RuleSet) -> Vec<Transition> {
+        let names: Vec<&str> = rules.rules.iter().map(|r| r.name.as_str()).collect();
+        let ended = self.book.retain_rules(&names, &self.rules.rules);
+        let breaker_names: Vec<&str> = rules
+            .rules
+            .iter()
+            .filter(|r| r.action == Some(crate::detect::rules::Action::CircuitBreaker))
+            .map(|r| r.name.as_str())
+            .collect();
+        self.close_orphan_breakers(&breaker_names);
+        // History is kept and its retention follows the new rules: a longer lookback fills up
+        // from now on; a newly read metric is missing from older windows (those evaluate as
+        // "too few samples" until the range has filled).
+        let sized = Self::history_for(&rules, &self.settings);
+        self.history.set_retention_like(&sized);
+        self.metrics = self.metrics.union(&rules.metrics()).copied().collect();
+        self.rules = rules;
+        ended
+    }
+
+    /// Histogram metrics kept (indices of [`crate::window::sketch::Metric`]).
+    pub fn metrics(&self) -> &BTreeSet<usize> {
+        &self.metrics
+    }
+
+    /// Adds one closed window row (several rows of one series and window merge).
+    pub fn observe_window(&mut self, labels: &[String], start_ms: i64, sketch: &WindowSketch) {
+        self.note_start(start_ms);
+        self.history.add_window(
+            labels,
+            start_ms,
+            Summary::from_sketch(sketch, &self.metrics),
+        );
+    }
+
+    /// Adds a summary directly (history rebuilt from Parquet).
+    pub fn observe_summary(&mut self, labels: &[String], start_ms: i64, s: Summary) {
+        self.note_start(start_ms);
+        self.history.add_window(labels, start_ms, s);
+    }
+
+    fn note_start(&mut self, start_ms: i64) {
+        let f = self.first_data_ms.get_or_insert(start_ms);
+        *f = (*f).min(start_ms);
+    }
+
+    /// Treats every tick up to `t_ms` as evaluated: stored history serves as baseline only
+    /// (a detector starting on old data does not replay old incidents).
+    pub fn skip_until(&mut self, t_ms: i64) {
+        let w = t_ms.div_euclid(self.settings.window_ms) * self.settings.window_ms;
+        let s = t_ms.div_euclid(self.settings.slice_ms) * self.settings.slice_ms;
+        self.evaluated_window_ms = Some(self.evaluated_window_ms.map_or(w, |e| e.max(w)));
+        self.evaluated_slice_ms = Some(self.evaluated_slice_ms.map_or(s, |e| e.max(s)));
+    }
+
+    /// Rolls up and forgets history as of `t_ms` (after a rebuild).
+    pub fn maintain(&mut self, t_ms: i64) {
+        self.history.maintain(t_ms);
+    }
+
+    /// Adds one fast slice of one series.
+    pub fn observe_slice(
+        &mut self,
+        labels: &[String],
+        start_ms: i64,
+        partition: i32,
+        requests: u64,
+        errors: u64,
+    ) {
+        if requests > 0 {
+            self.note_start(start_ms);
+            self.history
+                .add_slice(labels, start_ms, partition, requests, errors);
+        }
+    }
+
+    /// Evaluates every due tick: window rules up to `window_clock` (every window ending at or
+    /// before it is closed), slice rules up to `slice_clock`. Transitions come out in time
+    /// order.
+    pub fn evaluate(
+        &mut self,
+        window_clock: Option<i64>,
+        slice_clock: Option<i64>,
+    ) -> Vec<Transition> {
+        let mut out = std::mem::take(&mut self.pending_out);
+        if let Some(c) = window_clock {
+            let step = self.settings.window_ms;
+            self.evaluated_window_ms = self.run(
+                Resolution::Window,
+                c,
+                step,
+                self.evaluated_window_ms,
+                &mut out,
+            );
+        }
+        if let Some(c) = slice_clock {
+            let step = self.settings.slice_ms;
+            self.evaluated_slice_ms = self.run(
+                Resolution::Slice,
+                c,
+                step,
+                self.evaluated_slice_ms,
+                &mut out,
+            );
+        }
+        // Forget only after both resolutions evaluated everything due: a clock that jumps
+        // (a backlog, a backtest) must not drop slices its own ticks still read.
+        let done = match (window_clock, slice_clock) {
+            (Some(w), Some(s)) => Some(w.min(s)),
+            (w, s) => w.or(s),
+        };
+        if let Some(c) = done {
+            self.history.maintain(c);
+        }
+        out.sort_by_key(|t| t.at_ms);
+        out
+    }
+
+    fn run(
+        &mut self,
+        res: Resolution,
+        clock: i64,
+        step: i64,
+        last: Option<i64>,
+        out: &mut Vec<Transition>,
+    ) -> Option<i64> {
+        let due = clock.div_euclid(step) * step;
+        // First evaluation: the end of the first step after the earliest data.
+        let first = self
+            .first_data_ms
+            .map(|f| (f.div_euclid(step) + 1) * step)
+            .unwrap_or(due);
+        let mut t = match last {
+            Some(l) => l + step,
+            None => first.min(due),
+        };
+        if !self.rules.rules.iter().any(|r| r.resolution == res) {
+            return Some(due.max(last.unwrap_or(i64::MIN)));
+        }
+        while t <= due {
+            for rule in self.rules.rules.iter().filter(|r| r.resolution == res) {
+                if t.rem_euclid(rule.every_ms) != 0 {
+                    continue;
+                }
+                let evals = evaluate(rule, &self.label_names, &self.history, t);
+                self.evaluations += evals.len() as u64;
+                match (&rule.action, &self.breaker_settings) {
+                    (Some(crate::detect::rules::Action::CircuitBreaker), Some(bs)) => {
+                        let trs = self
+                            .book
+                            .apply(rule, t, evals.clone(), self.settings.lifecycle);
+                        let changed = self.breakers.observe(rule, t, &evals, &trs, bs);
+                        self.breaker_out.extend(changed);
+                        out.extend(trs);
+                    }
+                    _ => out.extend(self.book.apply(rule, t, evals, self.settings.lifecycle)),
+                }
+            }
+            t += step;
+        }
+        Some(due.max(last.unwrap_or(i64::MIN)))
+    }
+
+    pub fn snapshot(&self) -> DetectorSnapshot {
+        DetectorSnapshot {
+            book: self.book.clone(),
+            evaluated_window_ms: self.evaluated_window_ms,
+            evaluated_slice_ms: self.evaluated_slice_ms,
+            breakers: self.breakers.clone(),
+        }
+    }
+
+    pub fn restore(&mut self, snap: DetectorSnapshot) {
+        let names: Vec<&str> = self.rules.rules.iter().map(|r| r.name.as_str()).collect();
+        self.book = snap.book;
+        let ended = self.book.retain_rules(&names, &[]);
+        self.pending_out.extend(ended);
+        self.evaluated_window_ms = snap.evaluated_window_ms;
+        self.evaluated_slice_ms = snap.evaluated_slice_ms;
+        self.breakers = snap.breakers;
+        let breaker_names: Vec<String> = self
+            .rules
+            .rules
+            .iter()
+            .filter(|r| r.action == Some(crate::detect::rules::Action::CircuitBreaker))
+            .map(|r| r.name.clone())
+            .collect();
+        let breaker_names: Vec<&str> = breaker_names.iter().map(String::as_str).collect();
+        self.close_orphan_breakers(&breaker_names);
+    }
+
+    /// Closes (with a `restore` to the gateway) breakers whose rule is gone, or all of them
+    /// when breakers are turned off: traffic must not stay on a fallback nobody watches.
+    fn close_orphan_breakers(&mut self, breaker_rules: &[&str]) {
+        let at = self
+            .evaluated_slice_ms
+            .or(self.evaluated_window_ms)
+            .unwrap_or(0);
+        let keep: &[&str] = if self.breaker_settings.is_some() {
+            breaker_rules
+        } else {
+            &[]
+        };
+        let channels = self
+            .breaker_settings
+            .as_ref()
+            .map(|s| s.config.channels.clone())
+            .unwrap_or_else(|| crate::detect::breaker::BreakerConfig::default().channels);
+        let closed = self.breakers.retain_rules(keep, at, &channels);
+        self.breaker_out.extend(closed);
+    }
+
+    /// Every alert instance (pending, firing, recently resolved).
+    pub fn alerts(&self) -> Vec<Alert> {
+        self.book.alerts().cloned().collect()
+    }
+
+    /// (firing, pending) instances.
+    pub fn state_counts(&self) -> (usize, usize) {
+        let mut f = 0;
+        let mut p = 0;
+        for a in self.book.alerts() {
+            match a.state {
+                crate::detect::alerts::AlertState::Firing => f += 1,
+                crate::detect::alerts::AlertState::Pending => p += 1,
+                _ => {}
+            }
+        }
+        (f, p)
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Evaluations done (instances × ticks), for metrics.
+    pub fn evaluations(&self) -> u64 {
+        self.evaluations
+    }
+
+    pub fn evaluated_through(&self) -> (Option<i64>, Option<i64>) {
+        (self.evaluated_window_ms, self.evaluated_slice_ms)
+    }
+}
+
+/// Default `detection.rules_dir`; when it does not exist the built-in copy of the shipped
+/// rules is used.
+pub const DEFAULT_RULES_DIR: &str = "rules";
+
+/// Rules, alert lifecycle and the detector's memory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionConfig {
+    /// Run the rules. Default `true`.
+    pub enabled: bool,
+    /// Directory of rule files (`*.yaml`), reloaded on SIGHUP. Default `rules`.
+    pub rules_dir: PathBuf,
+    /// Windows younger than this stay at window resolution in the detector's memory; older
+    /// ones are rolled up into hours. Default `2h`.
+    #[serde(with = "humantime_serde")]
+    pub fine_history: Duration,
+    /// A firing alert whose series sends no data for this long resolves. Default `1h`.
+    #[serde(with = "humantime_serde")]
+    pub stale_after: Duration,
+    /// Resolved alerts stay visible in `GET /api/v1/alerts` this long. Default `15m`.
+    #[serde(with = "humantime_serde")]
+    pub keep_resolved: Duration,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rules_dir: PathBuf::from(DEFAULT_RULES_DIR),
+            fine_history: Duration::from_secs(2 * 3600),
+            stale_after: Duration::from_secs(3600),
+            keep_resolved: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl DetectionConfig {
+    /// The detector settings for windows of `windows`.
+    pub fn settings(&self, windows: &WindowsConfig) -> crate::detect::detector::DetectorSettings {
+        crate::detect::detector::DetectorSettings {
+            window_ms: windows.width.as_millis() as i64,
+            slice_ms: windows.slice.as_millis() as i64,
+            fine_history_ms: self.fine_history.as_millis() as i64,
+            lifecycle: crate::detect::alerts::Lifecycle {
+                stale_after_ms: self.stale_after.as_millis() as i64,
+                forget_after_ms: self.keep_resolved.as_millis() as i64,
+            },
+        }
+    }
+}

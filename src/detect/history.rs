@@ -1,0 +1,516 @@
+//! What the detector remembers of closed windows: compact, mergeable [`Summary`]s per series.
+//!
+//! A closed window's [`WindowSketch`] holds dense HDR histograms (kilobytes each); the
+//! detector keeps only the metrics some rule reads, as sparse bucket lists on the same HDR
+//! bucket boundaries, so any range of windows merges exactly and two histograms align bucket
+//! by bucket for the rank tests. Recent windows stay at window resolution; older ones are
+//! rolled up into hourly summaries (a baseline range reaching past the fine retention is
+//! resolved to whole hours). Error counts per slice (`windows.slice`) feed fast rules.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::window::sketch::{Counts, Metric, MetricSketch, Moments, WindowSketch};
+
+/// Rolled-up summaries cover one hour.
+pub const COARSE_MS: i64 = 3_600_000;
+
+/// A histogram as (bucket value, count) pairs, ascending, on HDR's bucket boundaries: the
+/// value is the highest value equivalent to the bucket, in histogram units.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SparseHist {
+    pub buckets: Vec<(u64, u64)>,
+    /// Sum of the recorded values in the field's unit (exact, for the mean).
+    pub sum: f64,
+}
+
+impl SparseHist {
+    pub fn from_metric(m: &MetricSketch) -> Self {
+        let buckets = m
+            .hist
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect();
+        Self {
+            buckets,
+            sum: if m.count() > 0 { m.sum } else { 0.0 },
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.1).sum()
+    }
+
+    pub fn merge(&mut self, o: &SparseHist) {
+        self.sum += o.sum;
+        if o.buckets.is_empty() {
+            return;
+        }
+        if self.buckets.is_empty() {
+            self.buckets = o.buckets.clone();
+            return;
+        }
+        let mut out = Vec::with_capacity(self.buckets.len() + o.buckets.len());
+        let (mut i, mut j) = (0, 0);
+        let (a, b) = (&self.buckets, &o.buckets);
+        while i < a.len() && j < b.len() {
+            match a[i].0.cmp(&b[j].0) {
+                std::cmp::Ordering::Less => {
+                    out.push(a[i]);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push(b[j]);
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    out.push((a[i].0, a[i].1 + b[j].1));
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        self.buckets = out;
+    }
+
+    /// The bucket value holding the sample of 1-based `rank`.
+    pub fn value_at_rank(&self, rank: u64) -> Option<u64> {
+        let mut seen = 0;
+        for (v, c) in &self.buckets {
+            seen += c;
+            if seen >= rank {
+                return Some(*v);
+            }
+        }
+        None
+    }
+
+    /// Quantile in histogram units, HDR's definition: the bucket holding rank ⌈q·n⌉ (≥ 1).
+    pub fn quantile_units(&self, q: f64) -> Option<u64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+        self.value_at_rank(rank)
+    }
+}
+
+/// Two histograms' counts on their union of buckets, bucket i meaning the same in both.
+pub fn align(a: &SparseHist, b: &SparseHist) -> (Vec<u64>, Vec<u64>) {
+    let mut ca = Vec::with_capacity(a.buckets.len() + b.buckets.len());
+    let mut cb = Vec::with_capacity(ca.capacity());
+    let (mut i, mut j) = (0, 0);
+    let (x, y) = (&a.buckets, &b.buckets);
+    while i < x.len() || j < y.len() {
+        let vx = x.get(i).map(|b| b.0).unwrap_or(u64::MAX);
+        let vy = y.get(j).map(|b| b.0).unwrap_or(u64::MAX);
+        if i < x.len() && (vx < vy || j >= y.len()) {
+            ca.push(x[i].1);
+            cb.push(0);
+            i += 1;
+        } else if j < y.len() && (vy < vx || i >= x.len()) {
+            ca.push(0);
+            cb.push(y[j].1);
+            j += 1;
+        } else {
+            ca.push(x[i].1);
+            cb.push(y[j].1);
+            i += 1;
+            j += 1;
+        }
+    }
+    (ca, cb)
+}
+
+/// Two categorical counters on their union of keys.
+pub fn align_counts(a: &Counts, b: &Counts) -> (Vec<u64>, Vec<u64>) {
+    let keys: BTreeSet<&String> = a.0.keys().chain(b.0.keys()).collect();
+    keys.into_iter().map(|k| (a.get(k), b.get(k))).unzip()
+}
+
+/// Which parts of a [`Summary`] a merge carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    /// Bit i: the histogram of `Metric` i.
+    pub hists: u8,
+    /// The categorical counters.
+    pub counts: bool,
+    pub judge: bool,
+}
+
+impl Parts {
+    pub const ALL: Parts = Parts {
+        hists: 0b1_1111,
+        counts: true,
+        judge: true,
+    };
+    pub const COUNTS_ONLY: Parts = Parts {
+        hists: 0,
+        counts: false,
+        judge: false,
+    };
+}
+
+/// What the detector keeps of one series over one window (or a merged range of windows).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub requests: u64,
+    pub errors: u64,
+    /// Indexed by [`Metric`]; `None` for metrics no rule reads.
+    pub hists: [Option<SparseHist>; 5],
+    pub error_types: Counts,
+    pub http_statuses: Counts,
+    pub finish_reasons: Counts,
+    pub query_types: Counts,
+    pub response_models: Counts,
+    pub judge: BTreeMap<String, Moments>,
+    /// Feedback counts: negative, neutral, positive.
+    pub feedback: [u64; 3],
+}
+
+impl Summary {
+    /// Keeps the histograms of `metrics` (indices of [`Metric`]) and everything else.
+    pub fn from_sketch(w: &WindowSketch, metrics: &BTreeSet<usize>) -> Self {
+        let mut hists: [Option<SparseHist>; 5] = Default::default();
+        for m in Metric::ALL {
+            if metrics.contains(&(m as usize)) {
+                hists[m as usize] = Some(SparseHist::from_metric(w.metric(m)));
+            }
+        }
+        Self {
+            requests: w.event_count,
+            errors: w.error_count,
+            hists,
+            error_types: w.error_types.clone(),
+            http_statuses: w.http_statuses.clone(),
+            finish_reasons: w.finish_reasons.clone(),
+            query_types: w.query_types.clone(),
+            response_models: w.response_models.clone(),
+            judge: w.judge.clone(),
+            feedback: w.feedback,
+        }
+    }
+
+    /// Request and error counts only (a fast slice).
+    pub fn counts(requests: u64, errors: u64) -> Self {
+        Self {
+            requests,
+            errors,
+            ..Self::default()
+        }
+    }
+
+    pub fn merge(&mut self, o: &Summary) {
+        self.merge_parts(o, Parts::ALL);
+    }
+
+    /// Merges the request, error and feedback counts and the chosen `parts` of `o`.
+    pub fn merge_parts(&mut self, o: &Summary, parts: Parts) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        for i in 0..3 {
+            self.feedback[i] += o.feedback[i];
+        }
+        for (m, (a, b)) in self.hists.iter_mut().zip(&o.hists).enumerate() {
+            if parts.hists & (1 << m) == 0 {
+                continue;
+            }
+            match (a.as_mut(), b) {
+                (Some(a), Some(b)) => a.merge(b),
+                (None, Some(b)) => *a = Some(b.clone()),
+                _ => {}
+            }
+        }
+        if parts.judge {
+            for (name, m) in &o.judge {
+                self.judge.entry(name.clone()).or_default().merge(m);
+            }
+        }
+        if !parts.counts {
+            return;
+        }
+        for (a, b) in [
+            (&mut self.error_types, &o.error_types),
+            (&mut self.http_statuses, &o.http_statuses),
+            (&mut self.finish_reasons, &o.finish_reasons),
+            (&mut self.query_types, &o.query_types),
+            (&mut self.response_models, &o.response_models),
+        ] {
+            for (k, n) in &b.0 {
+                a.add(k, *n);
+            }
+        }
+    }
+
+    pub fn hist(&self, m: Metric) -> Option<&SparseHist> {
+        self.hists[m as usize].as_ref()
+    }
+}
+
+/// Per series: recent windows, hourly roll-ups of older ones, and fast slices.
+#[derive(Debug, Clone, Default)]
+struct SeriesHistory {
+    fine: BTreeMap<i64, Summary>,
+    coarse: BTreeMap<i64, Summary>,
+    /// Slice start → (requests, errors).
+    /// Slice start → Kafka partition → (requests, errors). Keyed by partition so a slice
+    /// handed over twice (a restored checkpoint, the stored window) counts once.
+    slices: BTreeMap<i64, BTreeMap<i32, (u64, u64)>>,
+}
+
+impl SeriesHistory {
+    fn is_empty(&self) -> bool {
+        self.fine.is_empty() && self.coarse.is_empty() && self.slices.is_empty()
+    }
+}
+
+/// The detector's memory of closed windows, keyed by series label values.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// Windows newer than this (behind the newest closed window) stay at window resolution.
+    fine_ms: i64,
+    /// Nothing older than this behind the newest closed window is kept.
+    retain_ms: i64,
+    /// Slices are kept this long.
+    slice_retain_ms: i64,
+    /// Windows starting before this were rolled up (hour aligned).
+    rolled_floor: i64,
+    series: BTreeMap<Vec<String>, SeriesHistory>,
+}
+
+impl History {
+    pub fn new(window_ms: i64, fine_ms: i64, retain_ms: i64, slice_retain_ms: i64) -> Self {
+        Self {
+            fine_ms: fine_ms.max(window_ms),
+            retain_ms: retain_ms.max(window_ms),
+            slice_retain_ms,
+            rolled_floor: i64::MIN,
+            series: BTreeMap::new(),
+        }
+    }
+
+    /// Takes the retention settings of `other` (a rule reload), keeping the data.
+    pub fn set_retention_like(&mut self, other: &History) {
+        self.fine_ms = other.fine_ms;
+        self.retain_ms = other.retain_ms;
+        self.slice_retain_ms = other.slice_retain_ms;
+    }
+
+    /// Adds a closed window of one series (partial rows of one window merge).
+    pub fn add_window(&mut self, labels: &[String], start_ms: i64, s: Summary) {
+        let h = self.series.entry(labels.to_vec()).or_default();
+        let (map, key) = if start_ms < self.rolled_floor {
+            (&mut h.coarse, start_ms.div_euclid(COARSE_MS) * COARSE_MS)
+        } else {
+            (&mut h.fine, start_ms)
+        };
+        match map.get_mut(&key) {
+            Some(e) => e.merge(&s),
+            None => {
+                map.insert(key, s);
+            }
+        }
+    }
+
+    /// Adds a fast slice of one series.
+    pub fn add_slice(
+        &mut self,
+        labels: &[String],
+        start_ms: i64,
+        partition: i32,
+        requests: u64,
+        errors: u64,
+    ) {
+        let h = self.series.entry(labels.to_vec()).or_default();
+        h.slices
+            .entry(start_ms)
+            .or_default()
+            .insert(partition, (requests, errors));
+    }
+
+    /// Rolls up and forgets by the detector's clock (the end of the newest closed window).
+    pub fn maintain(&mut self, now_ms: i64) {
+        let floor = (now_ms - self.fine_ms).div_euclid(COARSE_MS) * COARSE_MS;
+        let keep_from = now_ms - self.retain_ms;
+        let slices_from = now_ms - self.slice_retain_ms;
+        if floor > self.rolled_floor {
+            self.rolled_floor = floor;
+        }
+        let rolled_floor = self.rolled_floor;
+        for h in self.series.values_mut() {
+            while let Some(e) = h.fine.first_entry() {
+                if *e.key() >= rolled_floor {
+                    break;
+                }
+                let (start, s) = e.remove_entry();
+                let hour = start.div_euclid(COARSE_MS) * COARSE_MS;
+                h.coarse.entry(hour).or_default().merge(&s);
+            }
+            while let Some(e) = h.coarse.first_entry() {
+                if *e.key() + COARSE_MS > keep_from {
+                    break;
+                }
+                e.remove();
+            }
+            while let Some(e) = h.slices.first_entry() {
+                if *e.key() >= slices_from {
+                    break;
+                }
+                e.remove();
+            }
+        }
+        self.series.retain(|_, h| !h.is_empty());
+    }
+
+    /// Every series with history.
+    pub fn series(&self) -> impl Iterator<Item = &Vec<String>> {
+        self.series.keys()
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    /// The merged summary of `labels` over windows starting in `[from, to)`; hourly roll-ups
+    /// count when their midpoint is in the range. `None` when nothing is recorded there.
+    pub fn range(&self, labels: &[String], from: i64, to: i64) -> Option<Summary> {
+        self.range_of(labels, from, to, Parts::ALL)
+    }
+
+    /// [`Self::range`] merging only `parts` (counts of requests, errors and feedback always):
+    /// a rule reads one histogram or the judge moments, not everything.
+    pub fn range_of(&self, labels: &[String], from: i64, to: i64, parts: Parts) -> Option<Summary> {
+        let h = self.series.get(labels)?;
+        let mut out: Option<Summary> = None;
+        let mut add = |s: &Summary| {
+            out.get_or_insert_with(Summary::default)
+                .merge_parts(s, parts)
+        };
+        for (start, s) in h.coarse.range(..to) {
+            let mid = start + COARSE_MS / 2;
+            if mid >= from && mid < to {
+                add(s);
+            }
+        }
+        for (_, s) in h.fine.range(from..to) {
+            add(s);
+        }
+        out
+    }
+
+    /// Request and error counts of `labels` over slices starting in `[from, to)`.
+    pub fn slice_range(&self, labels: &[String], from: i64, to: i64) -> Option<Summary> {
+        let h = self.series.get(labels)?;
+        let mut any = false;
+        let (mut r, mut e) = (0, 0);
+        for (req, err) in h.slices.range(from..to).flat_map(|(_, p)| p.values()) {
+            any = true;
+            r += req;
+            e += err;
+        }
+        any.then(|| Summary::counts(r, e))
+    }
+
+    /// Approximate heap use: sparse buckets dominate.
+    pub fn approx_bytes(&self) -> usize {
+        let mut b = 0;
+        for h in self.series.values() {
+            for s in h.fine.values().chain(h.coarse.values()) {
+                b += std::mem::size_of::<Summary>();
+                for hist in s.hists.iter().flatten() {
+                    b += hist.buckets.len() * 16;
+                }
+            }
+            b += h.slices.len() * 40;
+        }
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::RequestEvent;
+
+    fn sketch(latencies: &[f64], errors: u64) -> WindowSketch {
+        let mut w = WindowSketch::default();
+        for (i, l) in latencies.iter().enumerate() {
+            let ev = RequestEvent {
+                latency_ms: *l,
+                status: if (i as u64) < errors {
+                    crate::event::Status::Error
+                } else {
+                    crate::event::Status::Ok
+                },
+                ..Default::default()
+            };
+            w.observe(&ev, 0, i as i64);
+        }
+        w
+    }
+
+    #[test]
+    fn sparse_quantiles_match_hdr() {
+        let lat: Vec<f64> = (1..=1000).map(|i| i as f64 * 1.7).collect();
+        let w = sketch(&lat, 0);
+        let keep: BTreeSet<usize> = [0].into();
+        let s = Summary::from_sketch(&w, &keep);
+        let h = s.hist(Metric::LatencyMs).unwrap();
+        assert_eq!(h.count(), 1000);
+        for q in [0.5, 0.9, 0.99, 0.999] {
+            let hdr = w.metric(Metric::LatencyMs).hist.value_at_quantile(q);
+            assert_eq!(h.quantile_units(q), Some(hdr), "q={q}");
+        }
+    }
+
+    #[test]
+    fn merge_equals_sketch_merge() {
+        let a = sketch(&[1.0, 5.0, 100.0, 100.0], 1);
+        let b = sketch(&[5.0, 7.0, 2000.0], 2);
+        let keep: BTreeSet<usize> = [0].into();
+        let mut sa = Summary::from_sketch(&a, &keep);
+        sa.merge(&Summary::from_sketch(&b, &keep));
+        let mut ab = a.clone();
+        ab.merge(&b);
+        assert_eq!(sa, Summary::from_sketch(&ab, &keep));
+        assert_eq!((sa.requests, sa.errors), (7, 3));
+        let (x, y) = align(
+            Summary::from_sketch(&a, &keep)
+                .hist(Metric::LatencyMs)
+                .unwrap(),
+            Summary::from_sketch(&b, &keep)
+                .hist(Metric::LatencyMs)
+                .unwrap(),
+        );
+        assert_eq!(x.len(), y.len());
+        assert_eq!(x.iter().sum::<u64>(), 4);
+        assert_eq!(y.iter().sum::<u64>(), 3);
+    }
+
+    #[test]
+    fn rolls_up_and_forgets() {
+        let keep = BTreeSet::new();
+        let mut h = History::new(60_000, 2 * COARSE_MS, 26 * COARSE_MS, 600_000);
+        let labels = vec!["svc".to_string()];
+        let t0 = 1_790_000_000_000 / COARSE_MS * COARSE_MS;
+        for i in 0..(30 * 60) {
+            let w = sketch(&[10.0], 0);
+            h.add_window(&labels, t0 + i * 60_000, Summary::from_sketch(&w, &keep));
+            h.maintain(t0 + (i + 1) * 60_000);
+        }
+        let now = t0 + 30 * COARSE_MS;
+        // Last 10 minutes: fine windows.
+        assert_eq!(h.range(&labels, now - 600_000, now).unwrap().requests, 10);
+        // 24 h ending 1 h ago: hourly roll-ups by midpoint.
+        let s = h
+            .range(&labels, now - 25 * COARSE_MS, now - COARSE_MS)
+            .unwrap();
+        assert_eq!(s.requests, 24 * 60);
+        // Older than the retention: gone.
+        assert!(h.range(&labels, t0, t0 + COARSE_MS).is_none());
+    }
+}

@@ -1,0 +1,498 @@
+//! The rule language's types: the file format as written (serde definitions, private to the
+//! rules) and the compiled, validated [`Rule`] the rest of the daemon evaluates.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::event::SeriesLabel;
+use crate::window::sketch::Metric;
+
+/// The extra instance label of `judge_score` rules without `signal.judge`: every judge name
+/// is evaluated separately and its alerts carry the name under this label.
+pub const JUDGE_LABEL: &str = "judge";
+
+/// What rule validation needs to know about the daemon's configuration.
+#[derive(Debug, Clone)]
+pub struct RuleContext {
+    /// The series labels, in key order.
+    pub labels: Vec<SeriesLabel>,
+    /// Width of the closed windows.
+    pub window: Duration,
+    /// Width of the fast error-count slices inside a window.
+    pub slice: Duration,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file format, as written.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RuleFileSpec {
+    pub(super) rules: Vec<RuleSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RuleSpec {
+    pub(super) name: Spanned<String>,
+    #[serde(default)]
+    pub(super) description: String,
+    #[serde(default, rename = "match")]
+    pub(super) matchers: BTreeMap<String, OneOrMany>,
+    #[serde(default)]
+    pub(super) by: Option<Vec<String>>,
+    pub(super) signal: SignalSpec,
+    #[serde(with = "humantime_serde")]
+    pub(super) over: Duration,
+    #[serde(default, with = "humantime_serde")]
+    pub(super) every: Option<Duration>,
+    pub(super) baseline: BaselineSpec,
+    pub(super) condition: ConditionSpec,
+    #[serde(default)]
+    pub(super) test: Option<TestSpec>,
+    #[serde(default)]
+    pub(super) min_samples: MinSamplesSpec,
+    #[serde(default, rename = "for", with = "humantime_serde")]
+    pub(super) for_: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub(super) keep_firing_for: Option<Duration>,
+    pub(super) severity: Severity,
+    #[serde(default)]
+    pub(super) labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(super) annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(super) channels: Vec<String>,
+    #[serde(default)]
+    pub(super) action: Option<Action>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SignalSpec {
+    pub(super) metric: String,
+    #[serde(default)]
+    pub(super) stat: Option<String>,
+    #[serde(default)]
+    pub(super) error_type: Option<String>,
+    #[serde(default)]
+    pub(super) judge: Option<String>,
+    #[serde(default)]
+    pub(super) of: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BaselineSpec {
+    #[serde(default, with = "humantime_serde")]
+    pub(super) trailing: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub(super) offset: Option<Duration>,
+    #[serde(default)]
+    pub(super) across: Vec<String>,
+    #[serde(default)]
+    pub(super) peer: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(super) value: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConditionSpec {
+    pub(super) effect: EffectKind,
+    #[serde(default)]
+    pub(super) above: Option<f64>,
+    #[serde(default)]
+    pub(super) below: Option<f64>,
+    #[serde(default)]
+    pub(super) recover: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TestSpec {
+    pub(super) kind: TestKind,
+    #[serde(default)]
+    pub(super) alpha: Option<f64>,
+    #[serde(default)]
+    pub(super) confidence: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MinSamplesSpec {
+    #[serde(default)]
+    pub(super) current: Option<u64>,
+    #[serde(default)]
+    pub(super) baseline: Option<u64>,
+    #[serde(default)]
+    pub(super) events: Option<u64>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The compiled rule.
+
+/// How loud an alert is; mapped to PagerDuty severities by the delivery stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Alert,
+    Page,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Alert => "alert",
+            Severity::Page => "page",
+        }
+    }
+}
+
+/// What firing does beyond notifying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Opens the fallback circuit breaker of the series (wired by the delivery stage).
+    CircuitBreaker,
+}
+
+/// The quantity compared between current and baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EffectKind {
+    /// The current statistic itself.
+    Value,
+    /// current / baseline.
+    Ratio,
+    /// (current − baseline) / baseline.
+    RelativeChange,
+    /// current − baseline.
+    Difference,
+    /// Population stability index of the current distribution against the baseline.
+    Psi,
+    /// Jensen–Shannon distance (base 2, in [0, 1]).
+    JensenShannon,
+}
+
+impl EffectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EffectKind::Value => "value",
+            EffectKind::Ratio => "ratio",
+            EffectKind::RelativeChange => "relative_change",
+            EffectKind::Difference => "difference",
+            EffectKind::Psi => "psi",
+            EffectKind::JensenShannon => "jensen_shannon",
+        }
+    }
+
+    pub(super) fn is_distance(self) -> bool {
+        matches!(self, EffectKind::Psi | EffectKind::JensenShannon)
+    }
+}
+
+/// Significance tests a rule can require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestKind {
+    WelchT,
+    MannWhitney,
+    Ks,
+    AndersonDarling,
+    TwoProportionZ,
+    Binomial,
+    Wilson,
+    ChiSquare,
+    QuantileCi,
+}
+
+impl TestKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TestKind::WelchT => "welch_t",
+            TestKind::MannWhitney => "mann_whitney",
+            TestKind::Ks => "ks",
+            TestKind::AndersonDarling => "anderson_darling",
+            TestKind::TwoProportionZ => "two_proportion_z",
+            TestKind::Binomial => "binomial",
+            TestKind::Wilson => "wilson",
+            TestKind::ChiSquare => "chi_square",
+            TestKind::QuantileCi => "quantile_ci",
+        }
+    }
+
+    /// Tests judged by a confidence bound rather than a p-value.
+    pub(super) fn uses_confidence(self) -> bool {
+        matches!(self, TestKind::Wilson | TestKind::QuantileCi)
+    }
+}
+
+/// A test with its level: significant when p < `alpha`, or, for bound-based tests, when the
+/// `confidence` bounds separate current from baseline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Test {
+    pub kind: TestKind,
+    pub alpha: f64,
+    pub confidence: f64,
+}
+
+/// Categorical fields with a distribution in every window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    QueryType,
+    ErrorType,
+    FinishReason,
+    ResponseModel,
+    HttpStatus,
+}
+
+impl Category {
+    pub(super) const ALL: [(&'static str, Category); 5] = [
+        ("query_type", Category::QueryType),
+        ("error_type", Category::ErrorType),
+        ("finish_reason", Category::FinishReason),
+        ("response_model", Category::ResponseModel),
+        ("http_status", Category::HttpStatus),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, c)| *c == self)
+            .map(|(s, _)| *s)
+            .unwrap_or("?")
+    }
+}
+
+/// The statistic a rule watches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signal {
+    /// A quantile (0 < q < 1) of a histogram metric.
+    Quantile { metric: Metric, q: f64 },
+    /// The mean of a histogram metric (exact: from the sum).
+    Mean { metric: Metric },
+    /// The whole distribution of a histogram metric.
+    Distribution { metric: Metric },
+    /// errors / requests.
+    ErrorRate,
+    /// requests with this `error_type` / requests.
+    ErrorTypeRate(String),
+    /// feedback −1 / all feedback.
+    NegativeFeedbackRate,
+    /// Mean judge score; `None` evaluates every judge name separately (label `judge`).
+    JudgeMean(Option<String>),
+    /// Distribution of a categorical field.
+    Categorical(Category),
+}
+
+impl Signal {
+    /// What the signal yields, for validating tests and effects.
+    pub(super) fn shape(&self) -> Shape {
+        match self {
+            Signal::Quantile { .. } => Shape::Quantile,
+            Signal::Mean { .. } => Shape::HistMean,
+            Signal::Distribution { .. } => Shape::HistDistribution,
+            Signal::ErrorRate | Signal::ErrorTypeRate(_) | Signal::NegativeFeedbackRate => {
+                Shape::Rate
+            }
+            Signal::JudgeMean(_) => Shape::Moments,
+            Signal::Categorical(_) => Shape::Categorical,
+        }
+    }
+
+    /// Human name, e.g. `latency_ms p99`.
+    pub fn describe(&self) -> String {
+        match self {
+            Signal::Quantile { metric, q } => format!("{} {}", metric.name(), quantile_name(*q)),
+            Signal::Mean { metric } => format!("{} mean", metric.name()),
+            Signal::Distribution { metric } => format!("{} distribution", metric.name()),
+            Signal::ErrorRate => "error rate".into(),
+            Signal::ErrorTypeRate(t) => format!("rate of error_type {t}"),
+            Signal::NegativeFeedbackRate => "negative feedback rate".into(),
+            Signal::JudgeMean(Some(j)) => format!("mean judge score {j}"),
+            Signal::JudgeMean(None) => "mean judge score".into(),
+            Signal::Categorical(c) => format!("{} distribution", c.as_str()),
+        }
+    }
+}
+
+pub(super) fn quantile_name(q: f64) -> String {
+    let p = q * 100.0;
+    if (p - p.round()).abs() < 1e-9 {
+        format!("p{}", p.round() as u64)
+    } else {
+        format!("p{}", (q * 1000.0).round() as u64)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shape {
+    Quantile,
+    HistMean,
+    HistDistribution,
+    Rate,
+    Moments,
+    Categorical,
+}
+
+/// Where the baseline comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Baseline {
+    /// The same series (merged across the `across` labels) over `range_ms`, ending `offset_ms`
+    /// before the current range starts.
+    Trailing {
+        range_ms: i64,
+        offset_ms: i64,
+        /// Label indices ignored when picking baseline series.
+        across: Vec<usize>,
+    },
+    /// The series with these label values replaced, over the current range.
+    Peer { set: Vec<(usize, String)> },
+    /// A constant.
+    Value(f64),
+}
+
+/// Which side of the threshold is bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Above,
+    Below,
+}
+
+/// Fire when the effect is past `threshold` (and significant, with enough samples); once
+/// firing, the condition holds until the effect is back past `recover`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Condition {
+    pub effect: EffectKind,
+    pub direction: Direction,
+    pub threshold: f64,
+    pub recover: f64,
+}
+
+impl Condition {
+    /// Is `effect` past the firing threshold?
+    pub fn breached(&self, effect: f64) -> bool {
+        match self.direction {
+            Direction::Above => effect > self.threshold,
+            Direction::Below => effect < self.threshold,
+        }
+    }
+
+    /// Is `effect` still past the recovery threshold (i.e. not yet recovered)?
+    pub fn still_breached(&self, effect: f64) -> bool {
+        match self.direction {
+            Direction::Above => effect > self.recover,
+            Direction::Below => effect < self.recover,
+        }
+    }
+}
+
+/// Time resolution a rule is evaluated at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Closed windows (`windows.width`).
+    Window,
+    /// Fast error-count slices (`windows.slice`), for error-rate rules that must react fast.
+    Slice,
+}
+
+/// A validated rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub file: PathBuf,
+    pub line: u64,
+    pub description: String,
+    /// (label index, accepted values).
+    pub matchers: Vec<(usize, Vec<String>)>,
+    /// Label indices an alert instance is keyed by (all series labels by default).
+    pub by: Vec<usize>,
+    pub signal: Signal,
+    pub over_ms: i64,
+    pub every_ms: i64,
+    pub resolution: Resolution,
+    pub baseline: Baseline,
+    pub condition: Condition,
+    pub test: Option<Test>,
+    pub min_current: u64,
+    pub min_baseline: u64,
+    /// Rate signals: fewest events (errors, …) in the current range for the condition to
+    /// hold — "5 errors in 144 requests" is not an incident however the interval falls.
+    pub min_events: u64,
+    pub for_ms: i64,
+    pub keep_firing_for_ms: i64,
+    pub severity: Severity,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub channels: Vec<String>,
+    pub action: Option<Action>,
+}
+
+impl Rule {
+    /// How far back before an evaluation time the rule reads history.
+    pub fn lookback_ms(&self) -> i64 {
+        match &self.baseline {
+            Baseline::Trailing {
+                range_ms,
+                offset_ms,
+                ..
+            } => self.over_ms + offset_ms + range_ms,
+            Baseline::Peer { .. } | Baseline::Value(_) => self.over_ms,
+        }
+    }
+}
+
+/// Every rule of a rules directory, in file then position order.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+    /// The files they came from.
+    pub files: Vec<PathBuf>,
+}
+
+impl RuleSet {
+    /// The longest history any rule reads.
+    pub fn lookback_ms(&self) -> i64 {
+        self.rules.iter().map(Rule::lookback_ms).max().unwrap_or(0)
+    }
+
+    /// Histogram metrics some rule reads (the detector keeps only those).
+    pub fn metrics(&self) -> BTreeSet<usize> {
+        self.rules
+            .iter()
+            .filter_map(|r| match r.signal {
+                Signal::Quantile { metric, .. }
+                | Signal::Mean { metric }
+                | Signal::Distribution { metric } => Some(metric as usize),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantile_display_names() {
+        assert_eq!(quantile_name(0.99), "p99");
+        assert_eq!(quantile_name(0.999), "p999");
+    }
+}

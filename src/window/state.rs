@@ -1,0 +1,939 @@
+//! Event-time tumbling windows per series, closed by a watermark.
+//!
+//! Pure and deterministic: the wall clock comes in as an argument, so the live daemon,
+//! replays and tests run the same code. Open windows sit in a `BTreeMap` keyed by start and
+//! are popped in order once the watermark passes their end (cf. Arroyo's tumbling window).
+//!
+//! Watermark: each partition tracks the newest event time it delivered. The watermark is the
+//! oldest of those among partitions that delivered an event within `idle_timeout`, minus the
+//! allowed lateness; when every partition is idle it advances with the wall clock, so a quiet
+//! topic still closes its windows. It never moves backwards. An event whose window already
+//! closed is late: it is still written to `events`, counted, and left out of `windows`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{RequestEvent, ScoreEvent, ScoreValue};
+use crate::window::series::{SeriesKey, SeriesMap, SeriesRegistry};
+use crate::window::sketch::WindowSketch;
+
+/// What happened to an observed request event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// Counted in its window.
+    Windowed,
+    /// Its window had already closed.
+    Late,
+}
+
+/// Why a late score could not be joined to its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreMiss {
+    /// No recent request with that `response_id` (never seen, or forgotten).
+    UnknownResponse,
+    /// The request's window has already closed.
+    WindowClosed,
+}
+
+/// One closed window: every series that had events in `[start_ms, end_ms)`.
+#[derive(Debug, Clone)]
+pub struct ClosedWindow {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// Sorted by series key.
+    pub series: Vec<(SeriesKey, WindowSketch)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PartitionClock {
+    /// Newest event time delivered; `None` for an assigned partition that has not delivered.
+    max_event_ms: Option<i64>,
+    /// Wall clock of the last event, or of the assignment.
+    last_seen_wall_ms: i64,
+}
+
+/// Request and error counts of one series in one slice whose end the fast watermark passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedSlice {
+    pub series: SeriesKey,
+    pub start_ms: i64,
+    pub requests: u64,
+    pub errors: u64,
+}
+
+/// Counters kept by the window state, read by the metrics endpoint and the demo summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowStats {
+    pub windowed_events: u64,
+    pub late_events: u64,
+    pub scores_joined: u64,
+    pub windows_closed: u64,
+    pub series_windows_closed: u64,
+}
+
+/// Remembers recent `response_id`s → (window start, series), bounded FIFO. Ids are kept
+/// as 64-bit hashes (a false match needs a collision among `capacity` recent ids).
+#[derive(Debug)]
+struct ResponseIndex {
+    capacity: usize,
+    /// Fixed seed: the ids are saved in checkpoints and must mean the same after a restart.
+    hasher: foldhash::fast::FixedState,
+    map: HashMap<u64, (i64, SeriesKey), foldhash::fast::RandomState>,
+    order: VecDeque<u64>,
+}
+
+impl ResponseIndex {
+    fn id(&self, response_id: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(response_id)
+    }
+
+    fn insert(&mut self, response_id: &str, start: i64, key: SeriesKey) {
+        if self.capacity == 0 {
+            return;
+        }
+        let id = self.id(response_id);
+        if self.map.insert(id, (start, key)).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+
+    fn get(&self, response_id: &str) -> Option<&(i64, SeriesKey)> {
+        self.map.get(&self.id(response_id))
+    }
+}
+
+/// The series of one window: (label values, sketch), sorted by labels.
+pub type SeriesRows = Vec<(Vec<String>, WindowSketch)>;
+
+/// Everything needed to resume a [`WindowState`] after a restart: open windows, the
+/// watermark, partition clocks and the late-score index entries of open windows.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WindowSnapshot {
+    pub watermark_ms: Option<i64>,
+    /// (partition, newest event time delivered).
+    pub clocks: Vec<(i32, Option<i64>)>,
+    /// (window start, [(series label values, sketch)]).
+    pub open: Vec<(i64, SeriesRows)>,
+    /// (response id hash, window start, series label values), oldest first.
+    pub responses: Vec<(u64, i64, Vec<String>)>,
+    /// Slices ending at or before this were handed to the detector.
+    #[serde(default)]
+    pub fast_watermark_ms: Option<i64>,
+}
+
+impl PartialEq for WindowSketch {
+    fn eq(&self, other: &Self) -> bool {
+        // Compared in tests through their serialized form.
+        serde_json::to_string(self).ok() == serde_json::to_string(other).ok()
+    }
+}
+
+/// Open windows of every series, the watermark and the series registry.
+#[derive(Debug)]
+pub struct WindowState {
+    width_ms: i64,
+    lateness_ms: i64,
+    idle_ms: i64,
+    open: BTreeMap<i64, SeriesMap<WindowSketch>>,
+    watermark_ms: i64,
+    slice_ms: i64,
+    slice_lateness_ms: i64,
+    /// Slices ending at or before this are closed for fast rules.
+    fast_watermark_ms: i64,
+    closed_slices: Vec<ClosedSlice>,
+    clocks: BTreeMap<i32, PartitionClock>,
+    series: SeriesRegistry,
+    responses: ResponseIndex,
+    stats: WindowStats,
+}
+
+impl WindowState {
+    pub fn new(cfg: &WindowsConfig, series: SeriesRegistry, join_capacity: usize) -> Self {
+        Self {
+            width_ms: cfg.width.as_millis() as i64,
+            lateness_ms: cfg.allowed_lateness.as_millis() as i64,
+            idle_ms: cfg.idle_timeout.as_millis() as i64,
+            open: BTreeMap::new(),
+            watermark_ms: i64::MIN,
+            slice_ms: (cfg.slice.as_millis() as i64).clamp(1, cfg.width.as_millis().max(1) as i64),
+            slice_lateness_ms: cfg.slice_lateness.as_millis() as i64,
+            fast_watermark_ms: i64::MIN,
+            closed_slices: Vec::new(),
+            clocks: BTreeMap::new(),
+            series,
+            responses: ResponseIndex {
+                capacity: join_capacity,
+                hasher: foldhash::fast::FixedState::with_seed(0x6472_6966_7477_6174),
+                map: HashMap::default(),
+                order: VecDeque::new(),
+            },
+            stats: WindowStats::default(),
+        }
+    }
+
+    /// Event time up to which every window is closed; `None` before the first advance.
+    pub fn watermark_ms(&self) -> Option<i64> {
+        (self.watermark_ms != i64::MIN).then_some(self.watermark_ms)
+    }
+
+    pub fn stats(&self) -> WindowStats {
+        self.stats
+    }
+
+    /// Event time up to which every slice is closed; `None` before the first advance.
+    pub fn fast_watermark_ms(&self) -> Option<i64> {
+        (self.fast_watermark_ms != i64::MIN).then_some(self.fast_watermark_ms)
+    }
+
+    /// Whether this state may still deliver data older than every other partition's: it has
+    /// no watermark yet but a partition assigned within `idle_timeout`. The detector waits
+    /// for such a partition rather than evaluate ticks its windows belong to.
+    pub fn holds_detector(&self, now_ms: i64) -> bool {
+        self.watermark_ms().is_none()
+            && self
+                .clocks
+                .values()
+                .any(|c| now_ms - c.last_seen_wall_ms < self.idle_ms)
+    }
+
+    /// Slices closed since the last call, oldest first.
+    pub fn take_closed_slices(&mut self) -> Vec<ClosedSlice> {
+        std::mem::take(&mut self.closed_slices)
+    }
+
+    pub fn series(&self) -> &SeriesRegistry {
+        &self.series
+    }
+
+    pub fn open_windows(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Open series × window sketches: what memory is proportional to.
+    pub fn open_sketches(&self) -> usize {
+        self.open.values().map(HashMap::len).sum()
+    }
+
+    pub fn window_start(&self, ts_ms: i64) -> i64 {
+        ts_ms.div_euclid(self.width_ms) * self.width_ms
+    }
+
+    /// Adds a request event from `partition` at `offset`; `now_ms` is the wall clock.
+    pub fn observe(
+        &mut self,
+        ev: &RequestEvent,
+        partition: i32,
+        offset: i64,
+        now_ms: i64,
+    ) -> Observed {
+        let clock = self.clocks.entry(partition).or_insert(PartitionClock {
+            max_event_ms: None,
+            last_seen_wall_ms: now_ms,
+        });
+        clock.max_event_ms = Some(
+            clock
+                .max_event_ms
+                .map_or(ev.timestamp_ms, |m| m.max(ev.timestamp_ms)),
+        );
+        clock.last_seen_wall_ms = now_ms;
+
+        let start = self.window_start(ev.timestamp_ms);
+        if start + self.width_ms <= self.watermark_ms {
+            self.stats.late_events += 1;
+            return Observed::Late;
+        }
+        let key = self.series.key_for(ev);
+        if let Some(id) = &ev.response_id {
+            self.responses.insert(id, start, key.clone());
+        }
+        let slice_start = ev.timestamp_ms.div_euclid(self.slice_ms) * self.slice_ms;
+        let sketch = self.open.entry(start).or_default().entry(key).or_default();
+        sketch.observe(ev, partition, offset);
+        if slice_start + self.slice_ms > self.fast_watermark_ms {
+            let index = ((slice_start - start) / self.slice_ms) as usize;
+            sketch.add_to_slice(index, ev.status == crate::event::Status::Error);
+        }
+        self.stats.windowed_events += 1;
+        Observed::Windowed
+    }
+
+    /// The state to save in a checkpoint.
+    pub fn snapshot(&self) -> WindowSnapshot {
+        let mut open = Vec::with_capacity(self.open.len());
+        for (start, series) in &self.open {
+            let mut rows: SeriesRows = series
+                .iter()
+                .map(|(k, s)| (k.values().to_vec(), s.clone()))
+                .collect();
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            open.push((*start, rows));
+        }
+        let responses = self
+            .responses
+            .order
+            .iter()
+            .filter_map(|id| {
+                let (start, key) = self.responses.map.get(id)?;
+                self.open
+                    .contains_key(start)
+                    .then(|| (*id, *start, key.values().to_vec()))
+            })
+            .collect();
+        WindowSnapshot {
+            watermark_ms: self.watermark_ms(),
+            clocks: self
+                .clocks
+                .iter()
+                .map(|(p, c)| (*p, c.max_event_ms))
+                .collect(),
+            open,
+            responses,
+            fast_watermark_ms: self.fast_watermark_ms(),
+        }
+    }
+
+    /// Resumes from a checkpoint taken with [`WindowState::snapshot`]. Partition clocks count
+    /// as just seen at `now_ms`.
+    pub fn restore(&mut self, snap: &WindowSnapshot, now_ms: i64) {
+        self.watermark_ms = snap.watermark_ms.unwrap_or(i64::MIN);
+        self.fast_watermark_ms = snap
+            .fast_watermark_ms
+            .or(snap.watermark_ms)
+            .unwrap_or(i64::MIN);
+        for (p, max) in &snap.clocks {
+            self.clocks.insert(
+                *p,
+                PartitionClock {
+                    max_event_ms: *max,
+                    last_seen_wall_ms: now_ms,
+                },
+            );
+        }
+        for (start, rows) in &snap.open {
+            let window = self.open.entry(*start).or_default();
+            for (values, sketch) in rows {
+                let key = self.series.register(SeriesKey::new(values.clone()));
+                window.insert(key, sketch.clone());
+            }
+        }
+        // Slices the detector was handed before the checkpoint: hand them over again (the
+        // detector keys slices by partition, so a detector that has them keeps one copy).
+        let fast = self.fast_watermark_ms;
+        for (start, series) in &self.open {
+            for (key, sketch) in series {
+                for (i, (r, e)) in sketch.slices.iter().enumerate() {
+                    let slice_start = start + i as i64 * self.slice_ms;
+                    if *r > 0 && slice_start + self.slice_ms <= fast {
+                        self.closed_slices.push(ClosedSlice {
+                            series: key.clone(),
+                            start_ms: slice_start,
+                            requests: *r,
+                            errors: *e,
+                        });
+                    }
+                }
+            }
+        }
+        self.closed_slices.sort_by_key(|s| s.start_ms);
+        for (id, start, values) in &snap.responses {
+            let key = self.series.register(SeriesKey::new(values.clone()));
+            if self.responses.map.insert(*id, (*start, key)).is_none() {
+                self.responses.order.push_back(*id);
+            }
+        }
+    }
+
+    /// A partition was assigned: it holds the watermark back from now until it delivers an
+    /// event or stays silent for `idle_timeout`.
+    pub fn assign_partition(&mut self, partition: i32, now_ms: i64) {
+        self.clocks.entry(partition).or_insert(PartitionClock {
+            max_event_ms: None,
+            last_seen_wall_ms: now_ms,
+        });
+    }
+
+    /// A partition was revoked: it no longer counts toward the watermark.
+    pub fn revoke_partition(&mut self, partition: i32) {
+        self.clocks.remove(&partition);
+    }
+
+    /// Joins a late judge score or feedback to the window of the request it scores.
+    pub fn observe_score(
+        &mut self,
+        s: &ScoreEvent,
+        partition: i32,
+        offset: i64,
+    ) -> Result<(), ScoreMiss> {
+        let (start, key) = self
+            .responses
+            .get(&s.response_id)
+            .cloned()
+            .ok_or(ScoreMiss::UnknownResponse)?;
+        let sketch = self
+            .open
+            .get_mut(&start)
+            .and_then(|w| w.get_mut(&key))
+            .ok_or(ScoreMiss::WindowClosed)?;
+        match &s.value {
+            ScoreValue::Judge { name, value } => {
+                sketch.add_late_judge(name, *value, partition, offset)
+            }
+            ScoreValue::Feedback(f) => sketch.add_late_feedback(*f, partition, offset),
+        }
+        self.stats.scores_joined += 1;
+        Ok(())
+    }
+
+    /// Recomputes the watermark at wall time `now_ms` and returns the windows it closed,
+    /// oldest first.
+    pub fn advance(&mut self, now_ms: i64) -> Vec<ClosedWindow> {
+        let active: Vec<Option<i64>> = self
+            .clocks
+            .values()
+            .filter(|c| now_ms - c.last_seen_wall_ms < self.idle_ms)
+            .map(|c| c.max_event_ms)
+            .collect();
+        let candidate = if active.is_empty() {
+            // Every partition idle: event time follows the wall clock from the newest event.
+            self.clocks
+                .values()
+                .filter_map(|c| {
+                    c.max_event_ms
+                        .map(|m| m.saturating_add(now_ms - c.last_seen_wall_ms))
+                })
+                .max()
+        } else if active.contains(&None) {
+            // A partition was just assigned and has not delivered yet: it may hold older
+            // events than anyone else, so hold the watermark until it does or goes idle.
+            None
+        } else {
+            active.into_iter().flatten().min()
+        };
+        if let Some(c) = candidate {
+            self.watermark_ms = self.watermark_ms.max(c.saturating_sub(self.lateness_ms));
+            let fast = c
+                .saturating_sub(self.slice_lateness_ms)
+                .max(self.watermark_ms);
+            self.close_slices_through(fast);
+        }
+        let mut closed = Vec::new();
+        while let Some(entry) = self.open.first_entry() {
+            if *entry.key() + self.width_ms > self.watermark_ms {
+                break;
+            }
+            let (start, sketches) = entry.remove_entry();
+            closed.push(self.finish(start, sketches));
+        }
+        if !closed.is_empty() {
+            self.forget_closed();
+        }
+        closed
+    }
+
+    /// Hands every slice ending in `(fast watermark, to]` to [`Self::take_closed_slices`].
+    fn close_slices_through(&mut self, to: i64) {
+        let to = to.div_euclid(self.slice_ms) * self.slice_ms;
+        if to <= self.fast_watermark_ms {
+            return;
+        }
+        let from = self.fast_watermark_ms;
+        for (start, series) in self.open.range(..to) {
+            let mut rows: Vec<_> = series.iter().collect();
+            rows.sort_by(|a, b| a.0.cmp(b.0));
+            for (i, slice_start) in (*start..*start + self.width_ms)
+                .step_by(self.slice_ms as usize)
+                .enumerate()
+            {
+                let end = slice_start + self.slice_ms;
+                if end <= from || end > to {
+                    continue;
+                }
+                for (key, sketch) in &rows {
+                    if let Some((r, e)) = sketch.slices.get(i) {
+                        if *r > 0 {
+                            self.closed_slices.push(ClosedSlice {
+                                series: (*key).clone(),
+                                start_ms: slice_start,
+                                requests: *r,
+                                errors: *e,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        self.closed_slices.sort_by_key(|s| s.start_ms);
+        self.fast_watermark_ms = to;
+    }
+
+    /// Closes every open window regardless of the watermark (end of a replay or the demo).
+    pub fn close_all(&mut self) -> Vec<ClosedWindow> {
+        if let Some((last, _)) = self.open.last_key_value() {
+            let end = *last + self.width_ms;
+            self.close_slices_through(end);
+        }
+        let open = std::mem::take(&mut self.open);
+        let closed: Vec<_> = open.into_iter().map(|(s, w)| self.finish(s, w)).collect();
+        if let Some(last) = closed.last() {
+            self.watermark_ms = self.watermark_ms.max(last.end_ms);
+        }
+        self.forget_closed();
+        closed
+    }
+
+    fn finish(&mut self, start: i64, sketches: SeriesMap<WindowSketch>) -> ClosedWindow {
+        let mut series: Vec<_> = sketches.into_iter().collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        self.stats.windows_closed += 1;
+        self.stats.series_windows_closed += series.len() as u64;
+        ClosedWindow {
+            start_ms: start,
+            end_ms: start + self.width_ms,
+            series,
+        }
+    }
+
+    /// Drops series with no open window from the registry, freeing room under the cap.
+    fn forget_closed(&mut self) {
+        let open = &self.open;
+        self.series
+            .retain(|k| open.values().any(|w| w.contains_key(k)));
+    }
+}
+
+/// Event-time tumbling windows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowsConfig {
+    /// Window width. Default `60s`.
+    #[serde(with = "humantime_serde")]
+    pub width: Duration,
+    /// How far behind the newest event time a window stays open for late events. Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// A partition with no event for this long no longer holds the watermark back, and when
+    /// every partition is idle the watermark advances with the wall clock. Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Width of the fast error-count slices inside a window, for rules that must react
+    /// faster than a window closes (the circuit breaker). Must divide `width`. Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub slice: Duration,
+    /// How far behind the newest event time a slice stays open. Events arriving later still
+    /// count in their window, not in the slice. At most `allowed_lateness`. Default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub slice_lateness: Duration,
+}
+
+impl Default for WindowsConfig {
+    fn default() -> Self {
+        Self {
+            width: Duration::from_secs(60),
+            allowed_lateness: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(10),
+            slice: Duration::from_secs(10),
+            slice_lateness: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Late judge scores and feedback.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoresConfig {
+    /// How many recent `response_id`s are remembered so that a late score can find the window
+    /// of its request (about 100 bytes each). Default 200000.
+    pub join_capacity: usize,
+}
+
+impl Default for ScoresConfig {
+    fn default() -> Self {
+        Self {
+            join_capacity: 200_000,
+        }
+    }
+}
+
+impl WindowsConfig {
+    /// Checks the section; the error names the field and the fix.
+    pub fn validate(&self) -> Result<(), crate::section::ConfigError> {
+        let w = self;
+        if w.width < Duration::from_secs(1) {
+            return Err(crate::section::invalid(
+                "windows.width",
+                "must be at least 1s",
+            ));
+        }
+        if w.width.as_millis() > 86_400_000 || 86_400_000 % w.width.as_millis() != 0 {
+            return Err(crate::section::invalid(
+                "windows.width",
+                "must divide a day evenly (e.g. 10s, 1m, 5m, 1h)",
+            ));
+        }
+        if w.slice < Duration::from_secs(1)
+            || !w.width.as_millis().is_multiple_of(w.slice.as_millis())
+        {
+            return Err(crate::section::invalid(
+                "windows.slice",
+                "must be at least 1s and divide windows.width evenly (e.g. 10s for 1m windows)",
+            ));
+        }
+        if w.slice_lateness > w.allowed_lateness {
+            return Err(crate::section::invalid(
+                "windows.slice_lateness",
+                "must not exceed windows.allowed_lateness",
+            ));
+        }
+        if w.idle_timeout.is_zero() {
+            return Err(crate::section::invalid(
+                "windows.idle_timeout",
+                "must be greater than 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::event::{Feedback, SeriesLabel, Status};
+
+    const MIN: i64 = 60_000;
+    const T0: i64 = 1_790_000_000_000 / MIN * MIN; // a window boundary
+
+    fn state(lateness_s: u64, idle_s: u64) -> WindowState {
+        let cfg = WindowsConfig {
+            width: Duration::from_secs(60),
+            allowed_lateness: Duration::from_secs(lateness_s),
+            idle_timeout: Duration::from_secs(idle_s),
+            ..WindowsConfig::default()
+        };
+        WindowState::new(
+            &cfg,
+            SeriesRegistry::new(vec![SeriesLabel::Service], 100),
+            1000,
+        )
+    }
+
+    fn ev(service: &str, ts: i64) -> RequestEvent {
+        RequestEvent {
+            event_id: format!("{service}-{ts}"),
+            timestamp_ms: ts,
+            service: service.into(),
+            request_model: "m".into(),
+            latency_ms: 100.0,
+            status: Status::Ok,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn slices_close_early_and_are_handed_over_again_after_a_restore() {
+        let mut w = state(30, 3600);
+        w.observe(&ev("a", T0 + 1_000), 0, 0, 0);
+        let mut err = ev("a", T0 + 2_000);
+        err.status = Status::Error;
+        w.observe(&err, 0, 1, 0);
+        w.observe(&ev("a", T0 + 12_000), 0, 2, 0);
+        // The newest event at +20 s: slices ending by +15 s (slice lateness 5 s) are closed,
+        // the window (lateness 30 s) is not.
+        w.observe(&ev("a", T0 + 20_000), 0, 3, 0);
+        assert!(w.advance(0).is_empty());
+        let slices = w.take_closed_slices();
+        assert_eq!(
+            slices
+                .iter()
+                .map(|s| (s.start_ms - T0, s.requests, s.errors))
+                .collect::<Vec<_>>(),
+            vec![(0, 2, 1)]
+        );
+        // An event for the closed slice still counts in the window, not in the slice.
+        w.observe(&ev("a", T0 + 3_000), 0, 4, 0);
+        let snap = w.snapshot();
+        assert_eq!(snap.fast_watermark_ms, Some(T0 + 10_000));
+        let mut back = state(30, 3600);
+        back.restore(&snap, 0);
+        assert_eq!(back.take_closed_slices(), slices);
+        let (_, rows) = &snap.open[0];
+        assert_eq!(rows[0].1.event_count, 5);
+        assert_eq!(rows[0].1.slices[0], (2, 1));
+    }
+
+    #[test]
+    fn tumbling_windows_close_when_watermark_passes_end() {
+        let mut w = state(10, 3600);
+        let now = 0;
+        assert_eq!(
+            w.observe(&ev("a", T0 + 1_000), 0, 0, now),
+            Observed::Windowed
+        );
+        assert_eq!(
+            w.observe(&ev("b", T0 + 59_999), 0, 1, now),
+            Observed::Windowed
+        );
+        assert_eq!(
+            w.observe(&ev("a", T0 + MIN + 5_000), 0, 2, now),
+            Observed::Windowed
+        );
+        // newest = T0+65s, lateness 10 s → watermark T0+55s: nothing closes yet
+        assert!(w.advance(now).is_empty());
+        assert_eq!(w.watermark_ms(), Some(T0 + 55_000));
+        w.observe(&ev("a", T0 + MIN + 10_000), 0, 3, now);
+        let closed = w.advance(now);
+        assert_eq!(closed.len(), 1);
+        let c = &closed[0];
+        assert_eq!((c.start_ms, c.end_ms), (T0, T0 + MIN));
+        let names: Vec<_> = c
+            .series
+            .iter()
+            .map(|(k, s)| (k.values()[0].clone(), s.event_count))
+            .collect();
+        assert_eq!(names, vec![("a".to_string(), 1), ("b".to_string(), 1)]);
+        assert_eq!(c.series[0].1.offsets.get(&0), Some(&(0, 0)));
+        assert_eq!(w.open_windows(), 1);
+    }
+
+    #[test]
+    fn events_within_lateness_count_and_later_ones_are_late() {
+        let mut w = state(30, 3600);
+        w.observe(&ev("a", T0 + MIN + 20_000), 0, 0, 0);
+        w.advance(0); // watermark T0+50s: window T0 open
+        assert_eq!(
+            w.observe(&ev("a", T0 + 5_000), 0, 1, 0),
+            Observed::Windowed,
+            "within lateness"
+        );
+        w.observe(&ev("a", T0 + MIN + 40_000), 0, 2, 0);
+        let closed = w.advance(0); // watermark T0+70s
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].start_ms, T0);
+        assert_eq!(
+            closed[0].series[0].1.event_count, 1,
+            "the event within lateness was counted"
+        );
+        assert_eq!(w.observe(&ev("a", T0 + 59_000), 0, 3, 0), Observed::Late);
+        assert_eq!(w.stats().late_events, 1);
+        assert_eq!(w.stats().windowed_events, 3);
+    }
+
+    #[test]
+    fn slowest_active_partition_holds_the_watermark() {
+        let mut w = state(0, 10);
+        w.observe(&ev("a", T0 + 5 * MIN), 0, 0, 0);
+        w.observe(&ev("a", T0 + 10_000), 1, 0, 0);
+        assert!(
+            w.advance(1_000).is_empty(),
+            "partition 1 is still in window T0"
+        );
+        assert_eq!(w.watermark_ms(), Some(T0 + 10_000));
+        // partition 0 keeps delivering, partition 1 goes quiet: after idle_timeout it no
+        // longer holds the watermark back
+        w.observe(&ev("a", T0 + 5 * MIN + 1), 0, 1, 11_000);
+        let closed = w.advance(11_000);
+        assert_eq!(closed.len(), 1);
+        assert_eq!(w.watermark_ms(), Some(T0 + 5 * MIN + 1));
+    }
+
+    #[test]
+    fn an_assigned_partition_holds_the_watermark_until_it_delivers_or_idles() {
+        let mut w = state(0, 10);
+        w.assign_partition(0, 0);
+        w.assign_partition(1, 0);
+        w.observe(&ev("a", T0 + 5 * MIN), 0, 0, 100);
+        assert!(w.advance(1_000).is_empty());
+        assert_eq!(w.watermark_ms(), None, "partition 1 has not delivered yet");
+        assert_eq!(
+            w.observe(&ev("b", T0 + 1_000), 1, 0, 2_000),
+            Observed::Windowed,
+            "not late"
+        );
+        w.advance(2_000);
+        assert_eq!(w.watermark_ms(), Some(T0 + 1_000));
+        w.revoke_partition(1);
+        w.advance(3_000);
+        assert_eq!(w.watermark_ms(), Some(T0 + 5 * MIN));
+        // a silent assigned partition stops holding once idle
+        w.assign_partition(2, 3_000);
+        w.observe(&ev("a", T0 + 6 * MIN), 0, 1, 3_500);
+        w.advance(4_000);
+        assert_eq!(w.watermark_ms(), Some(T0 + 5 * MIN));
+        w.observe(&ev("a", T0 + 6 * MIN), 0, 2, 13_500);
+        w.advance(13_500);
+        assert_eq!(w.watermark_ms(), Some(T0 + 6 * MIN));
+    }
+
+    #[test]
+    fn idle_ticks_advance_the_watermark_with_the_wall_clock() {
+        let mut w = state(5, 10);
+        w.observe(&ev("a", T0 + 30_000), 0, 0, 1_000_000);
+        assert!(w.advance(1_005_000).is_empty());
+        assert_eq!(w.watermark_ms(), Some(T0 + 25_000));
+        // no more events; 40 s of wall time later the watermark has moved 40 s
+        let closed = w.advance(1_040_000);
+        assert_eq!(w.watermark_ms(), Some(T0 + 30_000 + 40_000 - 5_000));
+        assert_eq!(
+            closed.len(),
+            1,
+            "the quiet window closed on idle ticks alone"
+        );
+        // the watermark never goes backwards
+        w.observe(&ev("a", T0 + 61_000), 0, 1, 1_041_000);
+        w.advance(1_041_000);
+        assert_eq!(w.watermark_ms(), Some(T0 + 65_000));
+    }
+
+    #[test]
+    fn late_scores_join_the_request_window() {
+        let mut w = state(30, 3600);
+        let mut e = ev("a", T0 + 1_000);
+        e.response_id = Some("r1".into());
+        w.observe(&e, 0, 0, 0);
+        let judge = ScoreEvent {
+            event_id: None,
+            response_id: "r1".into(),
+            timestamp_ms: None,
+            value: ScoreValue::Judge {
+                name: "faith".into(),
+                value: 0.5,
+            },
+        };
+        assert_eq!(w.observe_score(&judge, 2, 9), Ok(()));
+        let fb = ScoreEvent {
+            value: ScoreValue::Feedback(Feedback::Negative),
+            ..judge.clone()
+        };
+        assert_eq!(w.observe_score(&fb, 2, 10), Ok(()));
+        let unknown = ScoreEvent {
+            response_id: "nope".into(),
+            ..judge.clone()
+        };
+        assert_eq!(
+            w.observe_score(&unknown, 2, 11),
+            Err(ScoreMiss::UnknownResponse)
+        );
+        let closed = w.close_all();
+        let s = &closed[0].series[0].1;
+        assert_eq!(s.judge["faith"].n, 1);
+        assert_eq!(s.feedback_count(Feedback::Negative), 1);
+        assert_eq!(s.late_scores, 2);
+        assert_eq!(s.offsets.get(&2), Some(&(9, 10)));
+        assert_eq!(w.observe_score(&judge, 2, 12), Err(ScoreMiss::WindowClosed));
+    }
+
+    #[test]
+    fn closing_frees_series_under_the_cap() {
+        let cfg = WindowsConfig {
+            width: Duration::from_secs(60),
+            allowed_lateness: Duration::ZERO,
+            idle_timeout: Duration::from_secs(3600),
+            ..WindowsConfig::default()
+        };
+        let mut w = WindowState::new(&cfg, SeriesRegistry::new(vec![SeriesLabel::Service], 2), 10);
+        w.observe(&ev("a", T0), 0, 0, 0);
+        w.observe(&ev("b", T0), 0, 1, 0);
+        w.observe(&ev("c", T0), 0, 2, 0);
+        assert_eq!(w.series().overflow_events, 1);
+        w.observe(&ev("a", T0 + MIN), 0, 3, 0);
+        let closed = w.advance(0);
+        let keys: Vec<_> = closed[0]
+            .series
+            .iter()
+            .map(|(k, _)| k.values()[0].clone())
+            .collect();
+        assert_eq!(keys, ["__overflow__", "a", "b"]);
+        assert_eq!(w.series().active(), 1, "only a has an open window");
+        w.observe(&ev("c", T0 + MIN + 1), 0, 4, 0);
+        assert_eq!(
+            w.series().overflow_events,
+            1,
+            "c found room once b's window closed"
+        );
+        assert_eq!(w.series().active(), 2);
+    }
+
+    #[test]
+    fn snapshot_and_restore_resume_exactly() {
+        // Two runs over the same events: one straight through, one restored from a
+        // snapshot half way. Closed windows must be identical.
+        let events: Vec<RequestEvent> = (0..3000i64)
+            .map(|i| {
+                let mut e = ev(["a", "b", "c"][(i % 3) as usize], T0 + i * 97);
+                e.latency_ms = (i % 1000) as f64 + 0.5;
+                e.response_id = Some(format!("r{i}"));
+                e.judge_scores = vec![("f".into(), (i % 10) as f64 / 10.0)];
+                e
+            })
+            .collect();
+        let score = |i: i64| ScoreEvent {
+            event_id: None,
+            response_id: format!("r{i}"),
+            timestamp_ms: None,
+            value: ScoreValue::Judge {
+                name: "late".into(),
+                value: 0.25,
+            },
+        };
+        let run = |split: Option<usize>| {
+            let mut w = state(30, 3600);
+            let mut closed = Vec::new();
+            for (i, e) in events.iter().enumerate() {
+                if Some(i) == split {
+                    let snap = w.snapshot();
+                    let json = serde_json::to_string(&snap).unwrap();
+                    let back: WindowSnapshot = serde_json::from_str(&json).unwrap();
+                    assert_eq!(back, snap);
+                    w = state(30, 3600);
+                    w.restore(&back, 0);
+                }
+                w.observe(e, 0, i as i64, 0);
+                if i >= 5 {
+                    let _ = w.observe_score(&score(i as i64 - 5), 0, i as i64);
+                }
+                if i % 100 == 0 {
+                    closed.extend(w.advance(0));
+                }
+            }
+            closed.extend(w.close_all());
+            closed
+                .into_iter()
+                .map(|c| {
+                    (
+                        c.start_ms,
+                        c.series
+                            .into_iter()
+                            .map(|(k, s)| (k.values().to_vec(), serde_json::to_string(&s).unwrap()))
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let straight = run(None);
+        let restored = run(Some(1777));
+        assert_eq!(straight.len(), restored.len());
+        assert_eq!(straight, restored);
+    }
+
+    #[test]
+    fn memory_is_bounded_by_series_and_open_windows() {
+        let mut w = state(0, 3600);
+        for i in 0..200_000i64 {
+            let ts = T0 + i * 30; // 100 minutes of traffic
+            w.observe(&ev(["a", "b", "c"][(i % 3) as usize], ts), 0, i, 0);
+            if i % 1000 == 0 {
+                w.advance(0);
+            }
+            assert!(w.open_sketches() <= 3 * 2);
+        }
+    }
+}
