@@ -12,7 +12,7 @@ pub struct Args {
     #[arg(long)]
     rules: Option<PathBuf>,
     /// Data directory holding the `windows` table [default: storage.data_dir].
-    #[arg(long = "data-dir", visible_alias = "data")]
+    #[arg(long = "data-dir", visible_alias = "data", value_name = "DATA_DIR")]
     data: Option<PathBuf>,
     /// Config file (TOML) for series labels and window sizes [default: built-in defaults].
     #[arg(long, env = "DRIFTWATCH_CONFIG")]

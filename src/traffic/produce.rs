@@ -67,7 +67,7 @@ pub fn producer_config(kafka: &KafkaConfig, produce: &ProduceConfig) -> ClientCo
 /// the produce topic, paced at `produce.rate` when it is non-zero. Blocking; run it on a
 /// blocking thread.
 pub fn produce(kafka: &KafkaConfig, config: &ProduceConfig) -> Result<ProduceReport, ProduceError> {
-    produce_paced(kafka, config, None)
+    produce_paced(kafka, config, None, chrono::Utc::now().timestamp_millis())
 }
 
 /// How far a producer may run ahead of a consumer in the same process: `consumed()`
@@ -78,11 +78,13 @@ pub struct Backpressure<'a> {
 }
 
 /// [`produce`], optionally held back so it never runs more than `max_ahead` messages ahead
-/// of an in-process consumer (the mock broker keeps only 5 MB per partition).
+/// of an in-process consumer (the mock broker keeps only 5 MB per partition). In backfill
+/// mode the simulated span ends at `end_ms`.
 pub fn produce_paced(
     kafka: &KafkaConfig,
     config: &ProduceConfig,
     backpressure: Option<Backpressure<'_>>,
+    end_ms: i64,
 ) -> Result<ProduceReport, ProduceError> {
     let producer: ThreadedProducer<DeliveryCounter> =
         producer_config(kafka, config).create_with_context(DeliveryCounter::default())?;
@@ -90,7 +92,7 @@ pub fn produce_paced(
     let started = Instant::now();
     let mut produce = config.clone();
     produce.events = config.events_to_send();
-    let mut synth = Synth::new(&produce, chrono::Utc::now().timestamp_millis());
+    let mut synth = Synth::new(&produce, end_ms);
     let mut tally = SynthTally::default();
     let rate = config.rate;
     let mut sent_requests = 0u64;
