@@ -186,10 +186,12 @@ pub async fn produce_and_consume(config: &Config) -> Result<DemoReport, DemoErro
                 consumed: &consumed,
                 max_ahead: 3_000,
             };
-            // The simulated span ends at the last full hour, so windows, hourly baselines and
-            // therefore the alerts are the same on every run (and in the README).
-            let end_ms =
-                crate::time::now_ms().div_euclid(crate::time::HOUR_MS) * crate::time::HOUR_MS;
+            // The simulated span ends at a fixed place on the clock's hour grid — 30 min 30 s
+            // past the hour, before now — so windows, hourly baselines and therefore the alerts
+            // are the same on every run (and in the README), while the hour still straddles
+            // two clock hours and its ends fall inside windows, as real traffic does.
+            let hour = crate::time::HOUR_MS;
+            let end_ms = crate::time::now_ms().div_euclid(hour) * hour - hour / 2 + 30_000;
             produce_paced(
                 &produce_config.kafka,
                 &produce_config.produce,

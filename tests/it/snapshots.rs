@@ -195,7 +195,11 @@ fn readme_and_docs_command_outputs_match_the_program() {
         }
     }
     for page in &pages {
-        let name = page.strip_prefix(&root).unwrap_or(page).display().to_string();
+        let name = page
+            .strip_prefix(&root)
+            .unwrap_or(page)
+            .display()
+            .to_string();
         let mut lines: Vec<String> = std::fs::read_to_string(page)
             .expect("reading a page")
             .lines()
