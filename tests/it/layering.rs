@@ -334,7 +334,7 @@ fn folder_cycles(tree: &Tree) -> Vec<Vec<String>> {
             let same_folder = target.len() == m.len() && target[..parent.len()] == *parent;
             let child_of_mod =
                 tree.folders.contains(m) && target.len() == m.len() + 1 && target[..m.len()] == *m;
-            let parent_mod = tree.folders.contains(&parent.to_vec()) && target == parent;
+            let parent_mod = tree.folders.contains(parent) && target == parent;
             if child_of_mod {
                 continue; // facade re-export
             }
