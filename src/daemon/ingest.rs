@@ -349,6 +349,7 @@ pub async fn run(
 
     let result: Result<(), RunError> = loop {
         health.last_loop_ms.store(now_ms(), Ordering::Relaxed);
+        let mut batch_now: Option<i64> = None;
         tokio::select! {
             biased;
             _ = &mut shutdown => break Ok(()),
@@ -402,8 +403,11 @@ pub async fn run(
             // The lock is never held while the source polls: rebalance callbacks run inside
             // the poll. A message of a partition this instance no longer owns (fetched before
             // a revoke) is ignored by the pipeline: its new owner reads it from the committed
-            // offset.
-            full = source.recv_batch(1024, |raw| lock(&core).pipeline.ingest(raw, now_ms())) => {
+            // offset. One wall-clock reading per batch, taken when its first message arrives.
+            full = source.recv_batch(1024, |raw| {
+                let now = *batch_now.get_or_insert_with(now_ms);
+                lock(&core).pipeline.ingest(raw, now)
+            }) => {
                 idle_ticks = 0;
                 if full {
                     match lock(&core).cut_and_commit(now_ms()) {
