@@ -70,7 +70,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("detect_tick");
     group.sample_size(10);
     for n in [100usize, 1000, 4000] {
-        let mut h = History::new(MIN, 2 * 60 * MIN, rules.lookback_ms() + MIN, 60_000);
+        let mut h = History::new(MIN, 2 * 60 * MIN, rules.lookback_ms() + MIN, 10 * MIN);
         for w in 0..(24 * 60) {
             let start = T0 + w * MIN;
             for s in 0..n {
@@ -81,9 +81,12 @@ fn bench(c: &mut Criterion) {
                     if s % 7 == 0 { "canary" } else { "stable" }.to_string(),
                 ];
                 h.add_window(&key, start, shapes[(s + w as usize) % shapes.len()].clone());
-                if w >= 24 * 60 - 1 {
+                // Fast slices for the last 10 minutes (a window's shape stands in for each
+                // slice: six times the traffic, the same buckets).
+                if w >= 24 * 60 - 10 {
                     for k in 0..6 {
-                        h.add_slice(&key, start + k * 10_000, 0, 100, 1);
+                        let shape = shapes[(s + w as usize + k as usize) % shapes.len()].clone();
+                        h.add_slice(&key, start + k * 10_000, 0, shape);
                     }
                 }
             }

@@ -37,6 +37,7 @@ pub fn rule_context(config: &Config) -> Result<RuleContext, crate::config::Confi
         labels: config.series.parsed_labels()?,
         window: config.windows.width,
         slice: config.windows.slice,
+        lateness: config.windows.allowed_lateness,
     })
 }
 
@@ -172,13 +173,12 @@ pub fn resume(
 }
 
 fn feed(d: &mut Detector, w: StoredWindow, slice_ms: i64) {
-    for (i, (r, e)) in w.slices.iter().enumerate() {
+    for (i, slice) in w.slices.iter().enumerate() {
         d.observe_slice(
             &w.labels,
             w.start_ms + i as i64 * slice_ms,
             w.partition,
-            *r,
-            *e,
+            slice,
         );
     }
     d.observe_summary(&w.labels, w.start_ms, w.summary);

@@ -188,13 +188,7 @@ impl Pipeline {
         let mut held = false;
         for (i, ((_, partition), part)) in self.partitions.iter_mut().enumerate() {
             for s in part.windows.take_closed_slices() {
-                d.observe_slice(
-                    s.series.values(),
-                    s.start_ms,
-                    *partition,
-                    s.requests,
-                    s.errors,
-                );
+                d.observe_slice(s.series.values(), s.start_ms, *partition, &s.sketch);
             }
             if let Some((_, from)) = closed.iter().find(|(p, _)| *p == i) {
                 for w in &part.closed[*from..] {

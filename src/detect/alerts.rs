@@ -67,6 +67,16 @@ pub struct Alert {
     pub last_eval_ms: i64,
     pub numbers: Numbers,
     pub summary: String,
+    /// The estimated change point of the current (or last) firing, made once by the
+    /// evaluation that fired it; every later report of this firing uses it.
+    #[serde(default)]
+    pub onset_ms: Option<i64>,
+    /// How long detection took: from `onset_ms` to `fired_at_ms` (event time).
+    #[serde(default)]
+    pub detection_delay_ms: Option<i64>,
+    /// Length of the current range of the last conclusive evaluation (the horizon).
+    #[serde(default)]
+    pub horizon_ms: Option<i64>,
 }
 
 /// One state change, written as a row of the `alerts` table.
@@ -98,6 +108,12 @@ pub struct Transition {
     /// When the alert last started firing (for resolved ones: the firing they end).
     #[serde(default)]
     pub fired_at_ms: Option<i64>,
+    /// The estimated change point of that firing (see [`Alert::onset_ms`]).
+    #[serde(default)]
+    pub onset_ms: Option<i64>,
+    /// `fired_at_ms − onset_ms`: how long detection took, in event time.
+    #[serde(default)]
+    pub detection_delay_ms: Option<i64>,
 }
 
 pub use crate::time::fnv_hex;
@@ -223,6 +239,8 @@ impl AlertBook {
                             channels: Vec::new(),
                             action: None,
                             fired_at_ms: a.fired_at_ms,
+                            onset_ms: a.fired_at_ms.and(a.onset_ms),
+                            detection_delay_ms: a.fired_at_ms.and(a.detection_delay_ms),
                         });
                     }
                 }
@@ -262,6 +280,9 @@ impl AlertBook {
                 last_eval_ms: t_ms,
                 numbers: Numbers::default(),
                 summary: String::new(),
+                onset_ms: None,
+                detection_delay_ms: None,
+                horizon_ms: None,
             });
             alert.last_eval_ms = t_ms;
             alert.severity = rule.severity;
@@ -273,6 +294,11 @@ impl AlertBook {
                 }
                 Outcome::Measured(m) => {
                     alert.last_data_ms = Some(t_ms);
+                    alert.horizon_ms = Some(ev.horizon_ms);
+                    // The estimate of the evaluation that fires the alert is kept.
+                    if alert.state != AlertState::Firing && ev.onset_ms.is_some() {
+                        alert.onset_ms = ev.onset_ms;
+                    }
                     alert.numbers = Numbers {
                         value: finite(m.value),
                         baseline: finite(m.baseline),
@@ -361,6 +387,7 @@ fn step(
             a.last_active_ms = Some(t);
             if rule.for_ms == 0 {
                 a.fired_at_ms = Some(t);
+                a.detection_delay_ms = a.onset_ms.map(|o| t - o);
                 Firing
             } else {
                 Pending
@@ -370,6 +397,7 @@ fn step(
             a.last_active_ms = Some(t);
             if t - a.active_at_ms.unwrap_or(t) >= rule.for_ms {
                 a.fired_at_ms = Some(t);
+                a.detection_delay_ms = a.onset_ms.map(|o| t - o);
                 Firing
             } else {
                 Pending
@@ -406,6 +434,7 @@ fn step(
     }
     if to == Inactive {
         a.active_at_ms = None;
+        a.onset_ms = None;
     }
     if to != Firing {
         a.keep_firing_since_ms = None;
@@ -446,7 +475,7 @@ fn transition(
         signal: rule.signal.describe(),
         numbers: a.numbers,
         threshold: rule.condition.threshold,
-        range_start_ms: t - rule.over_ms,
+        range_start_ms: t - a.horizon_ms.unwrap_or(rule.over_ms),
         range_end_ms: t,
         baseline_desc: baseline_desc(rule),
         reason,
@@ -456,6 +485,8 @@ fn transition(
         channels: rule.channels.clone(),
         action: rule.action,
         fired_at_ms: a.fired_at_ms,
+        onset_ms: a.fired_at_ms.and(a.onset_ms),
+        detection_delay_ms: a.fired_at_ms.and(a.detection_delay_ms),
     };
     for (k, v) in &rule.labels {
         tr.rule_labels.insert(k.clone(), render(v, rule, &tr));
@@ -604,6 +635,7 @@ mod tests {
             labels: vec![crate::event::SeriesLabel::Service],
             window: std::time::Duration::from_secs(60),
             slice: std::time::Duration::from_secs(10),
+            lateness: std::time::Duration::from_secs(30),
         };
         crate::detect::rules::parse_file(Path::new("r.yaml"), &text, &ctx)
             .unwrap()
@@ -627,6 +659,8 @@ mod tests {
                     significant: true,
                 }),
             },
+            horizon_ms: 300_000,
+            onset_ms: rate.map(|_| 1_000),
         }]
     }
 

@@ -535,6 +535,7 @@ rules:
             ],
             window: Duration::from_secs(60),
             slice: Duration::from_secs(10),
+            lateness: Duration::from_secs(30),
         };
         crate::detect::rules::parse_file(std::path::Path::new("t.yaml"), text, &ctx)
             .unwrap()
@@ -563,6 +564,8 @@ rules:
                 still_breached: rate > 0.03,
                 significant: true,
             }),
+            horizon_ms: 30_000,
+            onset_ms: None,
         }
     }
 
@@ -593,6 +596,8 @@ rules:
             channels: vec![],
             action: Some(Action::CircuitBreaker),
             fired_at_ms: Some(t),
+            onset_ms: None,
+            detection_delay_ms: None,
         }
     }
 

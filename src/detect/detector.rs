@@ -17,7 +17,7 @@ use crate::detect::breaker::{BreakerSettings, BreakerTransition, Breakers};
 use crate::detect::evaluate::evaluate;
 use crate::detect::history::{History, Summary};
 use crate::detect::rules::{Resolution, RuleSet};
-use crate::window::sketch::WindowSketch;
+use crate::window::sketch::{SliceSketch, WindowSketch};
 use crate::window::state::WindowsConfig;
 
 /// Detector settings that are not in the rules.
@@ -106,7 +106,9 @@ impl Detector {
             .rules
             .iter()
             .filter(|r| r.resolution == Resolution::Slice)
-            .map(|r| r.lookback_ms())
+            // The current ranges (and a peer's, over the same ranges) read slices; a
+            // trailing baseline reads closed windows.
+            .map(|r| r.over_ms)
             .max()
             .unwrap_or(0);
         History::new(
@@ -188,13 +190,12 @@ impl Detector {
         labels: &[String],
         start_ms: i64,
         partition: i32,
-        requests: u64,
-        errors: u64,
+        slice: &SliceSketch,
     ) {
-        if requests > 0 {
+        if slice.requests > 0 {
             self.note_start(start_ms);
-            self.history
-                .add_slice(labels, start_ms, partition, requests, errors);
+            let s = Summary::from_slice(slice, &self.metrics);
+            self.history.add_slice(labels, start_ms, partition, s);
         }
     }
 

@@ -4,11 +4,11 @@
 //! Pure and deterministic: the live daemon and `driftwatch backtest` call the same function
 //! with the same history and get the same answer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::detect::history::{align, align_counts, History, Parts, Summary};
 use crate::detect::rules::{
-    Baseline, Category, Direction, EffectKind, Resolution, Rule, Signal, TestKind,
+    Baseline, Category, Direction, EffectKind, Null, Resolution, Rule, Signal, Test, TestKind,
 };
 use crate::detect::stats::{self, Alternative};
 use crate::window::sketch::Moments;
@@ -26,6 +26,12 @@ pub struct Evaluation {
     pub n_current: u64,
     pub n_baseline: u64,
     pub outcome: Outcome,
+    /// Length of the current range the outcome comes from (one of the rule's horizons).
+    pub horizon_ms: i64,
+    /// When the outcome fires (breached and significant): the estimated change point, the
+    /// start of the step from which the data fit the changed level best (CUSUM argmax over
+    /// the longest horizon).
+    pub onset_ms: Option<i64>,
 }
 
 /// What an evaluation found.
@@ -54,80 +60,92 @@ pub struct Measured {
     pub significant: bool,
 }
 
-/// Evaluates `rule` at `t_ms` (the end of the current range) for every instance with data.
+impl Evaluation {
+    fn fires(&self) -> bool {
+        matches!(self.outcome, Outcome::Measured(m) if m.breached && m.significant)
+    }
+}
+
+/// The rule's test at the level of one of its `k` horizons (Bonferroni: the family level
+/// per evaluation is the rule's `alpha` / `confidence`).
+fn per_horizon(rule: &Rule) -> Option<Test> {
+    let k = rule.horizons_ms.len().max(1) as f64;
+    rule.test.map(|t| Test {
+        alpha: t.alpha / k,
+        confidence: 1.0 - (1.0 - t.confidence) / k,
+        ..t
+    })
+}
+
+/// Current aggregates of one horizon: per instance key, the merged summary and the series
+/// it merges.
+type Current<'h> = BTreeMap<Vec<String>, (Summary, Vec<&'h Vec<String>>)>;
+
+/// Evaluates `rule` at `t_ms` (the end of the current ranges) for every instance with data.
+///
+/// Each horizon `h` of the rule (its `horizons` and `over`) is a current range
+/// `[t − h, t)`, tested at the rule's level divided by the number of horizons; an instance
+/// fires when any horizon is breached and significant (the most significant one is
+/// reported), and stays firing while any horizon with data is still past the recovery
+/// threshold.
 pub fn evaluate(
     rule: &Rule,
     label_names: &[&str],
     history: &History,
     t_ms: i64,
 ) -> Vec<Evaluation> {
-    let cur_from = t_ms - rule.over_ms;
     let parts = parts_for(&rule.signal);
-    let range = |labels: &[String], from: i64, to: i64| match rule.resolution {
-        Resolution::Window => history.range_of(labels, from, to, parts),
-        Resolution::Slice => history.slice_range(labels, from, to),
-    };
+    let test = per_horizon(rule);
     let matches = |labels: &[String], skip: &[usize]| {
         rule.matchers
             .iter()
             .all(|(i, vals)| skip.contains(i) || vals.iter().any(|v| labels.get(*i) == Some(v)))
     };
-
-    // Current aggregates per instance.
-    let mut current: BTreeMap<Vec<String>, Summary> = BTreeMap::new();
-    for labels in history.series() {
-        // The overflow series mixes whatever did not fit under series.max_active: no alert
-        // (nor circuit breaker) can be about it.
-        let overflow = labels
-            .first()
-            .is_some_and(|v| v == crate::window::series::OVERFLOW_LABEL);
-        if overflow || !matches(labels, &[]) {
-            continue;
-        }
-        if let Some(s) = range(labels, cur_from, t_ms) {
-            if s.requests == 0 && s.judge.is_empty() {
+    let range = |labels: &[String], from: i64, to: i64| match rule.resolution {
+        Resolution::Window => history.range_of(labels, from, to, parts),
+        Resolution::Slice => history.slice_range(labels, from, to, parts),
+    };
+    let current_of = |from: i64| -> Current<'_> {
+        let mut current: Current<'_> = BTreeMap::new();
+        for labels in history.series() {
+            // The overflow series mixes whatever did not fit under series.max_active: no
+            // alert (nor circuit breaker) can be about it.
+            let overflow = labels
+                .first()
+                .is_some_and(|v| v == crate::window::series::OVERFLOW_LABEL);
+            if overflow || !matches(labels, &[]) {
                 continue;
             }
-            let key: Vec<String> = rule.by.iter().map(|i| labels[*i].clone()).collect();
-            current.entry(key).or_default().merge(&s);
+            if let Some(s) = range(labels, from, t_ms) {
+                if s.requests == 0 && s.judge.is_empty() {
+                    continue;
+                }
+                let key: Vec<String> = rule.by.iter().map(|i| labels[*i].clone()).collect();
+                let e = current.entry(key).or_default();
+                e.0.merge(&s);
+                e.1.push(labels);
+            }
         }
-    }
-
-    // Baselines, computed once per group: a series belongs to the group of an instance when
-    // it agrees on every `by` label the baseline does not vary (`across` / `peer` labels).
-    let (from, to, vary): (i64, i64, Vec<usize>) = match &rule.baseline {
-        Baseline::Value(_) => (0, 0, Vec::new()),
-        Baseline::Trailing {
-            range_ms,
-            offset_ms,
-            across,
-        } => {
-            let to = cur_from - offset_ms;
-            (to - range_ms, to, across.clone())
-        }
-        Baseline::Peer { set } => (cur_from, t_ms, set.iter().map(|(i, _)| *i).collect()),
+        current
     };
-    let group_of = |labels: &[String]| -> Vec<String> {
+
+    // Baselines are grouped: a series belongs to the group of an instance when it agrees on
+    // every `by` label the baseline does not vary (`across` / `peer` labels).
+    let vary: Vec<usize> = match &rule.baseline {
+        Baseline::Value(_) => Vec::new(),
+        Baseline::Trailing { across, .. } => across.clone(),
+        Baseline::Peer { set } => set.iter().map(|(i, _)| *i).collect(),
+    };
+    let group_of_key = |key: &[String]| -> Vec<String> {
         rule.by
             .iter()
-            .filter(|i| !vary.contains(i))
-            .map(|i| labels[*i].clone())
+            .zip(key)
+            .filter(|(i, _)| !vary.contains(i))
+            .map(|(_, v)| v.clone())
             .collect()
     };
-    let mut baselines: std::collections::HashMap<Vec<String>, Summary> =
-        std::collections::HashMap::new();
-    if !matches!(rule.baseline, Baseline::Value(_)) {
-        let wanted: std::collections::HashSet<Vec<String>> = current
-            .keys()
-            .map(|key| {
-                rule.by
-                    .iter()
-                    .zip(key)
-                    .filter(|(i, _)| !vary.contains(i))
-                    .map(|(_, v)| v.clone())
-                    .collect()
-            })
-            .collect();
+    let baselines_of = |wanted: &HashSet<Vec<String>>, from: i64, to: i64, fast: bool| {
+        let mut out: HashMap<Vec<String>, Summary> = HashMap::new();
         for labels in history.series() {
             let is_peer = match &rule.baseline {
                 Baseline::Peer { set } => set.iter().all(|(i, v)| &labels[*i] == v),
@@ -136,62 +154,298 @@ pub fn evaluate(
             if !is_peer || !matches(labels, &vary) {
                 continue;
             }
-            let group = group_of(labels);
+            let group: Vec<String> = rule
+                .by
+                .iter()
+                .filter(|i| !vary.contains(i))
+                .map(|i| labels[*i].clone())
+                .collect();
             if !wanted.contains(&group) {
                 continue;
             }
-            if let Some(r) = range(labels, from, to) {
-                baselines.entry(group).or_default().merge(&r);
+            let r = if fast {
+                range(labels, from, to)
+            } else {
+                history.range_of(labels, from, to, parts)
+            };
+            if let Some(r) = r {
+                out.entry(group).or_default().merge(&r);
+            }
+        }
+        out
+    };
+
+    let longest = rule.over_ms;
+    let longest_current = current_of(t_ms - longest);
+    let wanted: HashSet<Vec<String>> = longest_current
+        .keys()
+        .map(|k| group_of_key(k))
+        .collect();
+    // A trailing baseline ends `offset` before the longest horizon starts and is read from
+    // closed windows; it is the same for every horizon.
+    let trailing = match &rule.baseline {
+        Baseline::Trailing {
+            range_ms,
+            offset_ms,
+            ..
+        } => {
+            let to = t_ms - longest - offset_ms;
+            Some(baselines_of(&wanted, to - range_ms, to, false))
+        }
+        _ => None,
+    };
+
+    let mut by_instance: BTreeMap<InstanceLabels, Vec<Evaluation>> = BTreeMap::new();
+    let mut members: HashMap<Vec<String>, Vec<&Vec<String>>> = HashMap::new();
+    for (i, h) in rule.horizons_ms.iter().enumerate() {
+        let is_longest = i + 1 == rule.horizons_ms.len();
+        let owned;
+        let current = if is_longest {
+            &longest_current
+        } else {
+            owned = current_of(t_ms - h);
+            &owned
+        };
+        let peer = match &rule.baseline {
+            Baseline::Peer { .. } => Some(baselines_of(&wanted, t_ms - h, t_ms, true)),
+            _ => None,
+        };
+        let baselines = trailing.as_ref().or(peer.as_ref());
+        for (key, (cur, series)) in current {
+            let base = baselines.map(|b| b.get(&group_of_key(key)));
+            let base: Option<&Summary> = match (&rule.baseline, base) {
+                (Baseline::Value(_), _) => None,
+                (_, Some(Some(b))) => Some(b),
+                _ => Some(&EMPTY_SUMMARY),
+            };
+            let labels: InstanceLabels = rule
+                .by
+                .iter()
+                .zip(key)
+                .map(|(i, v)| (label_names[*i].to_string(), v.clone()))
+                .collect();
+            if is_longest {
+                members.insert(key.clone(), series.clone());
+            }
+            for mut e in measure_instance(rule, test, labels, cur, base) {
+                e.horizon_ms = *h;
+                by_instance.entry(e.labels.clone()).or_default().push(e);
             }
         }
     }
 
-    let no_baseline = Summary::default();
-    let mut out = Vec::new();
-    for (key, cur) in current {
-        let base: Option<&Summary> = match &rule.baseline {
-            Baseline::Value(_) => None,
-            _ => {
-                let group: Vec<String> = rule
-                    .by
-                    .iter()
-                    .zip(&key)
-                    .filter(|(i, _)| !vary.contains(i))
-                    .map(|(_, v)| v.clone())
-                    .collect();
-                Some(baselines.get(&group).unwrap_or(&no_baseline))
-            }
-        };
-        let base_labels: InstanceLabels = rule
-            .by
-            .iter()
-            .zip(&key)
-            .map(|(i, v)| (label_names[*i].to_string(), v.clone()))
-            .collect();
-        match &rule.signal {
-            Signal::JudgeMean(None) => {
-                for (name, m) in &cur.judge {
-                    let mut labels = base_labels.clone();
-                    labels.push((JUDGE_LABEL.to_string(), name.clone()));
-                    let b = base
-                        .as_ref()
-                        .map(|b| b.judge.get(name).copied().unwrap_or_default());
-                    out.push(judge(rule, labels, m, b.as_ref()));
-                }
-            }
-            Signal::JudgeMean(Some(name)) => {
-                let Some(m) = cur.judge.get(name) else {
-                    continue;
-                };
-                let b = base
-                    .as_ref()
-                    .map(|b| b.judge.get(name).copied().unwrap_or_default());
-                out.push(judge(rule, base_labels, m, b.as_ref()));
-            }
-            _ => out.push(measure(rule, base_labels, &cur, base)),
+    let mut out = Vec::with_capacity(by_instance.len());
+    for (_, evals) in by_instance {
+        let mut e = combine(evals);
+        if e.fires() {
+            let key: Vec<String> = e.labels.iter().take(rule.by.len()).map(|(_, v)| v.clone()).collect();
+            let base = match (&rule.baseline, trailing.as_ref()) {
+                (Baseline::Trailing { .. }, Some(b)) => b.get(&group_of_key(&key)),
+                _ => None,
+            };
+            let series = members.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+            e.onset_ms = Some(
+                onset(rule, history, series, &e, base, t_ms, parts)
+                    .unwrap_or(t_ms - e.horizon_ms),
+            );
         }
+        out.push(e);
     }
     out
+}
+
+static EMPTY_SUMMARY: std::sync::LazyLock<Summary> = std::sync::LazyLock::new(Summary::default);
+
+/// One instance's evaluations at one horizon (several for a judge rule over every name).
+fn measure_instance(
+    rule: &Rule,
+    test: Option<Test>,
+    base_labels: InstanceLabels,
+    cur: &Summary,
+    base: Option<&Summary>,
+) -> Vec<Evaluation> {
+    match &rule.signal {
+        Signal::JudgeMean(None) => cur
+            .judge
+            .iter()
+            .map(|(name, m)| {
+                let mut labels = base_labels.clone();
+                labels.push((JUDGE_LABEL.to_string(), name.clone()));
+                let b = base.map(|b| b.judge.get(name).copied().unwrap_or_default());
+                judge(rule, test, labels, m, b.as_ref())
+            })
+            .collect(),
+        Signal::JudgeMean(Some(name)) => match cur.judge.get(name) {
+            Some(m) => {
+                let b = base.map(|b| b.judge.get(name).copied().unwrap_or_default());
+                vec![judge(rule, test, base_labels, m, b.as_ref())]
+            }
+            None => Vec::new(),
+        },
+        _ => vec![measure(rule, test, base_labels, cur, base)],
+    }
+}
+
+/// One instance's outcome from its horizons (ascending): the most significant firing
+/// horizon; else the longest measured one, still past the recovery threshold while any
+/// measured horizon is; else the longest (no data).
+fn combine(mut evals: Vec<Evaluation>) -> Evaluation {
+    let firing = evals
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.fires())
+        .min_by(|(ia, a), (ib, b)| {
+            let p = |e: &Evaluation| match e.outcome {
+                Outcome::Measured(m) if !m.p_value.is_nan() => m.p_value,
+                _ => f64::INFINITY,
+            };
+            p(a).total_cmp(&p(b)).then(ia.cmp(ib))
+        })
+        .map(|(i, _)| i);
+    if let Some(i) = firing {
+        return evals.swap_remove(i);
+    }
+    let still = evals
+        .iter()
+        .any(|e| matches!(e.outcome, Outcome::Measured(m) if m.still_breached));
+    match evals
+        .iter()
+        .rposition(|e| matches!(e.outcome, Outcome::Measured(_)))
+    {
+        Some(i) => {
+            let mut e = evals.swap_remove(i);
+            if let Outcome::Measured(m) = &mut e.outcome {
+                m.still_breached = still;
+            }
+            e
+        }
+        None => evals.pop().expect("a rule has at least one horizon"),
+    }
+}
+
+/// The estimated change point of a firing evaluation `e`: over the steps (slices or
+/// windows) of the longest horizon, each step's log-likelihood ratio of "changed to the
+/// level the firing horizon measured" against "at the baseline's level" (Bernoulli for rates
+/// and for samples past the exceedance threshold, normal for judge means), and the start of
+/// the step that maximises the summed ratio from it to now (Page's CUSUM estimate). `None`
+/// when the signal has no such model (distributions) or the levels do not differ.
+fn onset(
+    rule: &Rule,
+    history: &History,
+    series: &[&Vec<String>],
+    e: &Evaluation,
+    base: Option<&Summary>,
+    t_ms: i64,
+    parts: Parts,
+) -> Option<i64> {
+    let Outcome::Measured(m) = e.outcome else {
+        return None;
+    };
+    let from = t_ms - rule.over_ms;
+    let mut steps: BTreeMap<i64, Summary> = BTreeMap::new();
+    for labels in series {
+        let v = match rule.resolution {
+            Resolution::Slice => history.slice_steps(labels, from, t_ms, parts),
+            Resolution::Window => history.window_steps(labels, from, t_ms, parts),
+        };
+        for (start, s) in v {
+            steps.entry(start).or_default().merge_parts(&s, parts);
+        }
+    }
+    let horizon_from = t_ms - e.horizon_ms;
+    let bernoulli = |p0: f64, p1: f64, counts: &dyn Fn(&Summary) -> (u64, u64)| {
+        let clamp = |p: f64| p.clamp(1e-9, 1.0 - 1e-9);
+        let (p0, p1) = (clamp(p0), clamp(p1));
+        if !(p0 - p1).is_normal() {
+            return None;
+        }
+        let (hit, miss) = ((p1 / p0).ln(), ((1.0 - p1) / (1.0 - p0)).ln());
+        Some(
+            steps
+                .iter()
+                .map(|(start, s)| {
+                    let (k, n) = counts(s);
+                    (*start, k as f64 * hit + (n - k.min(n)) as f64 * miss)
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    let llr = match &rule.signal {
+        Signal::ErrorRate | Signal::ErrorTypeRate(_) | Signal::NegativeFeedbackRate => {
+            bernoulli(m.baseline, m.value, &|s| rate(&rule.signal, s))?
+        }
+        Signal::Quantile { metric, q } => {
+            let bh = base.and_then(|b| b.hist(*metric));
+            let tau = exceedance_threshold(rule, *metric, bh, *q)?;
+            let p0 = match bh {
+                Some(b) if b.count() > 0 => {
+                    (b.count_above(tau) as f64).max(0.5) / b.count() as f64
+                }
+                _ => 1.0 - q,
+            };
+            let above = |s: &Summary| {
+                s.hist(*metric)
+                    .map(|h| (h.count_above(tau), h.count()))
+                    .unwrap_or((0, 0))
+            };
+            let (c, n) = steps
+                .range(horizon_from..)
+                .map(|(_, s)| above(s))
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+            if n == 0 {
+                return None;
+            }
+            bernoulli(p0, c as f64 / n as f64, &above)?
+        }
+        Signal::JudgeMean(_) => {
+            let name = match &rule.signal {
+                Signal::JudgeMean(Some(n)) => n.clone(),
+                _ => e
+                    .labels
+                    .iter()
+                    .find(|(k, _)| k == JUDGE_LABEL)
+                    .map(|(_, v)| v.clone())?,
+            };
+            let var = base
+                .and_then(|b| b.judge.get(&name))
+                .and_then(Moments::variance)
+                .or_else(|| {
+                    let mut all = Moments::default();
+                    steps.values().filter_map(|s| s.judge.get(&name)).for_each(|x| all.merge(x));
+                    all.variance()
+                })
+                .filter(|v| *v > 0.0)?;
+            let (m0, m1) = (m.baseline, m.value);
+            if !(m0.is_finite() && m1.is_finite()) || m0 == m1 {
+                return None;
+            }
+            steps
+                .iter()
+                .map(|(start, s)| {
+                    let l = s.judge.get(&name).map_or(0.0, |x| {
+                        x.n as f64 / var * ((m1 - m0) * x.mean - (m1 * m1 - m0 * m0) / 2.0)
+                    });
+                    (*start, l)
+                })
+                .collect()
+        }
+        _ => return None,
+    };
+    cusum_onset(&llr)
+}
+
+/// Page's CUSUM change-point estimate: the step start `j` maximising Σ_{i ≥ j} llr_i (the
+/// latest of equal maxima), or `None` when no suffix has a positive sum.
+pub fn cusum_onset(llr: &[(i64, f64)]) -> Option<i64> {
+    let (mut sum, mut best, mut at) = (0.0, 0.0, None);
+    for (start, l) in llr.iter().rev() {
+        sum += l;
+        if sum > best {
+            best = sum;
+            at = Some(*start);
+        }
+    }
+    at
 }
 
 /// What a signal reads of the summaries.
@@ -250,6 +504,7 @@ fn effect(kind: EffectKind, cur: f64, base: f64) -> Option<f64> {
 
 fn finish(
     rule: &Rule,
+    test: Option<Test>,
     labels: InstanceLabels,
     (n_current, n_baseline): (u64, u64),
     (value, baseline): (f64, f64),
@@ -261,6 +516,8 @@ fn finish(
         n_current,
         n_baseline,
         outcome: Outcome::NoData(why),
+        horizon_ms: rule.over_ms,
+        onset_ms: None,
     };
     if n_current < rule.min_current {
         return no_data("too few current samples");
@@ -271,7 +528,7 @@ fn finish(
     let Some(effect) = effect else {
         return no_data("effect undefined (zero baseline)");
     };
-    let (significant, p_value) = match (rule.test, significance) {
+    let (significant, p_value) = match (test, significance) {
         (None, _) => (true, f64::NAN),
         (Some(_), Some(s)) => s,
         (Some(_), None) => (false, f64::NAN),
@@ -289,18 +546,53 @@ fn finish(
             still_breached: rule.condition.still_breached(effect),
             significant,
         }),
+        horizon_ms: rule.over_ms,
+        onset_ms: None,
     }
 }
 
-fn judge(rule: &Rule, labels: InstanceLabels, cur: &Moments, base: Option<&Moments>) -> Evaluation {
+/// The baseline's moments moved onto the threshold: the mean of `(1 + θ)·X` for a relative
+/// change θ, of `X + θ` for a difference. Welch's test of current against them tests
+/// "the change is at most the threshold" (scipy: `ttest_ind(cur, (1 + θ) * base)`).
+pub fn moments_at_threshold(b: &Moments, effect: EffectKind, threshold: f64) -> Moments {
+    match effect {
+        EffectKind::RelativeChange => {
+            let s = 1.0 + threshold;
+            Moments {
+                n: b.n,
+                mean: b.mean * s,
+                m2: b.m2 * s * s,
+            }
+        }
+        EffectKind::Difference => Moments {
+            mean: b.mean + threshold,
+            ..*b
+        },
+        _ => *b,
+    }
+}
+
+fn judge(
+    rule: &Rule,
+    test: Option<Test>,
+    labels: InstanceLabels,
+    cur: &Moments,
+    base: Option<&Moments>,
+) -> Evaluation {
     let (bv, bn) = match (&rule.baseline, base) {
         (Baseline::Value(v), _) => (*v, 0),
         (_, Some(b)) => (b.mean, b.n),
         (_, None) => (f64::NAN, 0),
     };
-    let sig = match (rule.test, base) {
+    let sig = match (test, base) {
         (Some(t), Some(b)) if t.kind == TestKind::WelchT => {
-            stats::welch_t(cur, b, alternative(rule)).map(|r| (r.p_value < t.alpha, r.p_value))
+            let b = match t.null {
+                Null::NoChange => *b,
+                Null::Threshold => {
+                    moments_at_threshold(b, rule.condition.effect, rule.condition.threshold)
+                }
+            };
+            stats::welch_t(cur, &b, alternative(rule)).map(|r| (r.p_value < t.alpha, r.p_value))
         }
         _ => None,
     };
@@ -309,7 +601,7 @@ fn judge(rule: &Rule, labels: InstanceLabels, cur: &Moments, base: Option<&Momen
     } else {
         effect(rule.condition.effect, cur.mean, bv)
     };
-    finish(rule, labels, (cur.n, bn), (cur.mean, bv), eff, sig)
+    finish(rule, test, labels, (cur.n, bn), (cur.mean, bv), eff, sig)
 }
 
 /// Fewer expected events than this in a cell and the z-test's normal approximation is not
@@ -363,12 +655,12 @@ fn category(c: Category, s: &Summary) -> &crate::window::sketch::Counts {
 
 fn measure(
     rule: &Rule,
+    test: Option<Test>,
     labels: InstanceLabels,
     cur: &Summary,
     base: Option<&Summary>,
 ) -> Evaluation {
     let alt = alternative(rule);
-    let test = rule.test;
     match &rule.signal {
         Signal::ErrorRate | Signal::ErrorTypeRate(_) | Signal::NegativeFeedbackRate => {
             let (k, n) = rate(&rule.signal, cur);
@@ -414,7 +706,7 @@ fn measure(
             } else {
                 effect(rule.condition.effect, value, bv)
             };
-            let mut e = finish(rule, labels, (n, bn), (value, bv), eff, sig);
+            let mut e = finish(rule, test, labels, (n, bn), (value, bv), eff, sig);
             // Too few events to breach: measured (so a firing alert can recover), not breached.
             if let Outcome::Measured(m) = &mut e.outcome {
                 if k < rule.min_events {
@@ -426,13 +718,13 @@ fn measure(
         Signal::Quantile { metric, q } => {
             let q = *q;
             let scale = metric.scale();
-            hist_scalar(rule, labels, *metric, cur, base, Some(q), move |h| {
+            hist_scalar(rule, test, labels, *metric, cur, base, Some(q), move |h| {
                 h.quantile_units(q)
                     .map(|u| u as f64 / scale)
                     .unwrap_or(f64::NAN)
             })
         }
-        Signal::Mean { metric } => hist_scalar(rule, labels, *metric, cur, base, None, |h| {
+        Signal::Mean { metric } => hist_scalar(rule, test, labels, *metric, cur, base, None, |h| {
             let n = h.count();
             if n == 0 {
                 f64::NAN
@@ -448,21 +740,23 @@ fn measure(
             // Hundreds of HDR buckets would make PSI, Jensen-Shannon and chi-square see
             // noise: compare on the baseline's deciles.
             let (a, b) = rebin_by_baseline(&a, &b, DISTRIBUTION_BINS);
-            distribution(rule, labels, &a, &b, Some((ch, bh)))
+            distribution(rule, test, labels, &a, &b, Some((ch, bh)))
         }
         Signal::Categorical(c) => {
             let empty = crate::window::sketch::Counts::default();
             let bc = base.map(|b| category(*c, b)).unwrap_or(&empty);
             let (a, b) = align_counts(category(*c, cur), bc);
-            distribution(rule, labels, &a, &b, None)
+            distribution(rule, test, labels, &a, &b, None)
         }
         Signal::JudgeMean(_) => unreachable!("judge signals are measured by judge()"),
     }
 }
 
 /// A scalar statistic of a histogram metric (a quantile, the mean) against its baseline.
+#[allow(clippy::too_many_arguments)]
 fn hist_scalar(
     rule: &Rule,
+    test: Option<Test>,
     labels: InstanceLabels,
     metric: crate::window::sketch::Metric,
     cur: &Summary,
@@ -481,7 +775,17 @@ fn hist_scalar(
         }
         (_, None) => (f64::NAN, 0, None),
     };
-    let sig = match (rule.test, bh) {
+    let mut exceeding = None;
+    let sig = match (test, bh) {
+        (Some(t), _) if t.kind == TestKind::Exceedance => {
+            let q = q.unwrap_or(0.5);
+            let tau = exceedance_threshold(rule, metric, bh, q);
+            tau.and_then(|tau| {
+                let c = ch.count_above(tau);
+                exceeding = Some(c);
+                exceedance_p(c, ch.count(), q).map(|p| (p < t.alpha, p))
+            })
+        }
         (Some(t), Some(bh)) => hist_test(t, alternative(rule), ch, bh, q, rule.condition.direction),
         _ => None,
     };
@@ -490,11 +794,19 @@ fn hist_scalar(
     } else {
         effect(rule.condition.effect, value, bv)
     };
-    finish(rule, labels, (ch.count(), bn), (value, bv), eff, sig)
+    let mut e = finish(rule, test, labels, (ch.count(), bn), (value, bv), eff, sig);
+    // Fewer samples past the threshold than `min_samples.events`: measured, not breached.
+    if let (Outcome::Measured(m), Some(c)) = (&mut e.outcome, exceeding) {
+        if c < rule.min_events {
+            m.breached = false;
+        }
+    }
+    e
 }
 
 fn distribution(
     rule: &Rule,
+    test: Option<Test>,
     labels: InstanceLabels,
     a: &[u64],
     b: &[u64],
@@ -510,7 +822,7 @@ fn distribution(
         EffectKind::JensenShannon => stats::jensen_shannon(a, b),
         _ => None,
     };
-    let sig = rule.test.and_then(|t| match (t.kind, hists) {
+    let sig = test.and_then(|t| match (t.kind, hists) {
         (TestKind::ChiSquare, _) => {
             stats::chi_square(a, b).map(|r| (r.p_value < t.alpha, r.p_value))
         }
@@ -525,7 +837,7 @@ fn distribution(
         _ => None,
     });
     let v = eff.unwrap_or(f64::NAN);
-    finish(rule, labels, (n, bn), (v, f64::NAN), eff, sig)
+    finish(rule, test, labels, (n, bn), (v, f64::NAN), eff, sig)
 }
 
 /// Bins a histogram distribution is compared on (baseline quantiles).
@@ -562,6 +874,33 @@ pub fn rebin_by_baseline(a: &[u64], b: &[u64], k: usize) -> (Vec<u64>, Vec<u64>)
         rb.push(cb);
     }
     (ra, rb)
+}
+
+/// τ of the exceedance test in histogram units: threshold × the baseline's q-quantile
+/// (effect ratio), or the threshold itself (effect value, in the field's unit).
+fn exceedance_threshold(
+    rule: &Rule,
+    metric: crate::window::sketch::Metric,
+    base: Option<&crate::detect::history::SparseHist>,
+    q: f64,
+) -> Option<f64> {
+    match rule.condition.effect {
+        EffectKind::Value => Some(rule.condition.threshold * metric.scale()),
+        EffectKind::Ratio => base
+            .and_then(|b| b.quantile_units(q))
+            .map(|u| u as f64 * rule.condition.threshold),
+        _ => None,
+    }
+}
+
+/// p-value of the exceedance test: `c` of `n` current samples lie above τ; under H0 (the
+/// q-quantile is at most τ) each does with probability at most 1 − q, so
+/// p = P(Binomial(n, 1 − q) ≥ c) — scipy's `binomtest(c, n, 1 - q, alternative="greater")`.
+pub fn exceedance_p(c: u64, n: u64, q: f64) -> Option<f64> {
+    if n == 0 {
+        return None;
+    }
+    stats::binom_test(c, n, 1.0 - q, Alternative::Greater)
 }
 
 /// Proportion used for an empty bin in PSI (the usual convention).
@@ -621,6 +960,7 @@ mod tests {
             ],
             window: std::time::Duration::from_secs(60),
             slice: std::time::Duration::from_secs(10),
+            lateness: std::time::Duration::from_secs(30),
         };
         crate::detect::rules::parse_file(std::path::Path::new("r.yaml"), &text, &ctx)
             .unwrap()

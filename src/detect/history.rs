@@ -11,93 +11,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::window::sketch::{Counts, Metric, MetricSketch, Moments, WindowSketch};
+use crate::window::sketch::{Counts, Metric, Moments, SliceSketch, WindowSketch};
 
 /// Rolled-up summaries cover one hour.
 pub const COARSE_MS: i64 = 3_600_000;
 
-/// A histogram as (bucket value, count) pairs, ascending, on HDR's bucket boundaries: the
-/// value is the highest value equivalent to the bucket, in histogram units.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SparseHist {
-    pub buckets: Vec<(u64, u64)>,
-    /// Sum of the recorded values in the field's unit (exact, for the mean).
-    pub sum: f64,
-}
-
-impl SparseHist {
-    pub fn from_metric(m: &MetricSketch) -> Self {
-        let buckets = m
-            .hist
-            .iter_recorded()
-            .map(|v| (v.value_iterated_to(), v.count_at_value()))
-            .collect();
-        Self {
-            buckets,
-            sum: if m.count() > 0 { m.sum } else { 0.0 },
-        }
-    }
-
-    pub fn count(&self) -> u64 {
-        self.buckets.iter().map(|b| b.1).sum()
-    }
-
-    pub fn merge(&mut self, o: &SparseHist) {
-        self.sum += o.sum;
-        if o.buckets.is_empty() {
-            return;
-        }
-        if self.buckets.is_empty() {
-            self.buckets = o.buckets.clone();
-            return;
-        }
-        let mut out = Vec::with_capacity(self.buckets.len() + o.buckets.len());
-        let (mut i, mut j) = (0, 0);
-        let (a, b) = (&self.buckets, &o.buckets);
-        while i < a.len() && j < b.len() {
-            match a[i].0.cmp(&b[j].0) {
-                std::cmp::Ordering::Less => {
-                    out.push(a[i]);
-                    i += 1;
-                }
-                std::cmp::Ordering::Greater => {
-                    out.push(b[j]);
-                    j += 1;
-                }
-                std::cmp::Ordering::Equal => {
-                    out.push((a[i].0, a[i].1 + b[j].1));
-                    i += 1;
-                    j += 1;
-                }
-            }
-        }
-        out.extend_from_slice(&a[i..]);
-        out.extend_from_slice(&b[j..]);
-        self.buckets = out;
-    }
-
-    /// The bucket value holding the sample of 1-based `rank`.
-    pub fn value_at_rank(&self, rank: u64) -> Option<u64> {
-        let mut seen = 0;
-        for (v, c) in &self.buckets {
-            seen += c;
-            if seen >= rank {
-                return Some(*v);
-            }
-        }
-        None
-    }
-
-    /// Quantile in histogram units, HDR's definition: the bucket holding rank ⌈q·n⌉ (≥ 1).
-    pub fn quantile_units(&self, q: f64) -> Option<u64> {
-        let n = self.count();
-        if n == 0 {
-            return None;
-        }
-        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
-        self.value_at_rank(rank)
-    }
-}
+pub use crate::window::sketch::SparseHist;
 
 /// Two histograms' counts on their union of buckets, bucket i meaning the same in both.
 pub fn align(a: &SparseHist, b: &SparseHist) -> (Vec<u64>, Vec<u64>) {
@@ -195,7 +114,29 @@ impl Summary {
         }
     }
 
-    /// Request and error counts only (a fast slice).
+    /// What the detector keeps of a fast slice: the histograms of `metrics` and the rest.
+    pub fn from_slice(s: &SliceSketch, metrics: &BTreeSet<usize>) -> Self {
+        let mut hists: [Option<SparseHist>; 5] = Default::default();
+        for m in Metric::ALL {
+            if metrics.contains(&(m as usize)) {
+                hists[m as usize] = Some(s.hists[m as usize].clone());
+            }
+        }
+        Self {
+            requests: s.requests,
+            errors: s.errors,
+            hists,
+            error_types: s.error_types.clone(),
+            http_statuses: s.http_statuses.clone(),
+            finish_reasons: s.finish_reasons.clone(),
+            query_types: s.query_types.clone(),
+            response_models: s.response_models.clone(),
+            judge: s.judge.clone(),
+            feedback: s.feedback,
+        }
+    }
+
+    /// Request and error counts only.
     pub fn counts(requests: u64, errors: u64) -> Self {
         Self {
             requests,
@@ -256,10 +197,9 @@ impl Summary {
 struct SeriesHistory {
     fine: BTreeMap<i64, Summary>,
     coarse: BTreeMap<i64, Summary>,
-    /// Slice start → (requests, errors).
-    /// Slice start → Kafka partition → (requests, errors). Keyed by partition so a slice
+    /// Slice start → Kafka partition → the slice's summary. Keyed by partition so a slice
     /// handed over twice (a restored checkpoint, the stored window) counts once.
-    slices: BTreeMap<i64, BTreeMap<i32, (u64, u64)>>,
+    slices: BTreeMap<i64, BTreeMap<i32, Summary>>,
 }
 
 impl SeriesHistory {
@@ -322,14 +262,10 @@ impl History {
         labels: &[String],
         start_ms: i64,
         partition: i32,
-        requests: u64,
-        errors: u64,
+        s: Summary,
     ) {
         let h = self.series.entry(labels.to_vec()).or_default();
-        h.slices
-            .entry(start_ms)
-            .or_default()
-            .insert(partition, (requests, errors));
+        h.slices.entry(start_ms).or_default().insert(partition, s);
     }
 
     /// Rolls up and forgets by the detector's clock (the end of the newest closed window).
@@ -402,17 +338,66 @@ impl History {
         out
     }
 
-    /// Request and error counts of `labels` over slices starting in `[from, to)`.
-    pub fn slice_range(&self, labels: &[String], from: i64, to: i64) -> Option<Summary> {
+    /// The merged `parts` of `labels` over slices starting in `[from, to)`.
+    pub fn slice_range(
+        &self,
+        labels: &[String],
+        from: i64,
+        to: i64,
+        parts: Parts,
+    ) -> Option<Summary> {
         let h = self.series.get(labels)?;
-        let mut any = false;
-        let (mut r, mut e) = (0, 0);
-        for (req, err) in h.slices.range(from..to).flat_map(|(_, p)| p.values()) {
-            any = true;
-            r += req;
-            e += err;
+        let mut out: Option<Summary> = None;
+        for s in h.slices.range(from..to).flat_map(|(_, p)| p.values()) {
+            out.get_or_insert_with(Summary::default)
+                .merge_parts(s, parts);
         }
-        any.then(|| Summary::counts(r, e))
+        out
+    }
+
+    /// The slices of `labels` starting in `[from, to)`, each merged over partitions, in time
+    /// order (for the change-point estimate).
+    pub fn slice_steps(
+        &self,
+        labels: &[String],
+        from: i64,
+        to: i64,
+        parts: Parts,
+    ) -> Vec<(i64, Summary)> {
+        let Some(h) = self.series.get(labels) else {
+            return Vec::new();
+        };
+        h.slices
+            .range(from..to)
+            .map(|(start, p)| {
+                let mut s = Summary::default();
+                for x in p.values() {
+                    s.merge_parts(x, parts);
+                }
+                (*start, s)
+            })
+            .collect()
+    }
+
+    /// The fine windows of `labels` starting in `[from, to)`, in time order.
+    pub fn window_steps(
+        &self,
+        labels: &[String],
+        from: i64,
+        to: i64,
+        parts: Parts,
+    ) -> Vec<(i64, Summary)> {
+        let Some(h) = self.series.get(labels) else {
+            return Vec::new();
+        };
+        h.fine
+            .range(from..to)
+            .map(|(start, x)| {
+                let mut s = Summary::default();
+                s.merge_parts(x, parts);
+                (*start, s)
+            })
+            .collect()
     }
 
     /// Approximate heap use: sparse buckets dominate.
@@ -425,7 +410,12 @@ impl History {
                     b += hist.buckets.len() * 16;
                 }
             }
-            b += h.slices.len() * 40;
+            for s in h.slices.values().flat_map(|p| p.values()) {
+                b += std::mem::size_of::<Summary>();
+                for hist in s.hists.iter().flatten() {
+                    b += hist.buckets.len() * 16;
+                }
+            }
         }
         b
     }

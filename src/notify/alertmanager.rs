@@ -139,6 +139,8 @@ mod tests {
             channels: vec!["webhook".into()],
             action: None,
             fired_at_ms: Some(1_795_000_000_000),
+            onset_ms: None,
+            detection_delay_ms: None,
         }
     }
 

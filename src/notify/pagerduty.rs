@@ -94,6 +94,8 @@ pub fn event(routing_key: &str, source: &str, t: &Transition) -> Option<Value> {
                 "window": window,
                 "baseline_source": t.baseline_desc,
                 "reason": t.reason,
+                "onset": t.onset_ms.map(crate::time::rfc3339),
+                "detection_delay_seconds": t.detection_delay_ms.map(|d| d as f64 / 1000.0),
             },
         },
         "links": links,
@@ -138,6 +140,8 @@ mod tests {
             channels: vec!["pagerduty".into()],
             action: None,
             fired_at_ms: Some(1_795_000_000_000),
+            onset_ms: None,
+            detection_delay_ms: None,
         }
     }
 

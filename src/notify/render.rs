@@ -75,6 +75,8 @@ pub fn alert_json(t: &Transition) -> Value {
         "baseline_source": t.baseline_desc,
         "reason": t.reason,
         "fired_at": t.fired_at_ms.map(rfc3339),
+        "onset": t.onset_ms.map(rfc3339),
+        "detection_delay_seconds": t.detection_delay_ms.map(|d| d as f64 / 1000.0),
         "resolved_at": (t.to == AlertState::Resolved).then(|| rfc3339(t.at_ms)),
     })
 }
@@ -163,6 +165,13 @@ pub fn mail(d: &Dispatch, ctx: &Context) -> Mail {
             ),
             ("Baseline source", t.baseline_desc.clone()),
             ("Fired at", t.fired_at_ms.map(rfc3339).unwrap_or_default()),
+            (
+                "Onset (estimated)",
+                match (t.onset_ms, t.detection_delay_ms) {
+                    (Some(o), Some(d)) => format!("{} (detected {} s after)", rfc3339(o), d / 1000),
+                    _ => String::new(),
+                },
+            ),
             ("Runbook", t.runbook_url.clone()),
         ]
     };

@@ -411,6 +411,8 @@ mod tests {
             channels: vec![],
             action: None,
             fired_at_ms: Some(at),
+            onset_ms: None,
+            detection_delay_ms: None,
         }
     }
 

@@ -19,7 +19,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::detect::history::{SparseHist, Summary};
 use crate::durable::io;
 use crate::time::DAY_MS;
-use crate::window::sketch::{deserialize_hist, Counts, Metric, Moments};
+use crate::window::sketch::{deserialize_hist, Counts, Metric, Moments, SliceSketch};
 
 /// A problem reading the `windows` table.
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +56,8 @@ pub struct StoredWindow {
     pub summary: Summary,
     /// The Kafka partition the row came from (-1 when unknown).
     pub partition: i32,
-    /// (requests, errors) per slice, as the live detector saw them.
-    pub slices: Vec<(u64, u64)>,
+    /// The window's slices, as the live detector saw them.
+    pub slices: Vec<SliceSketch>,
 }
 
 /// Every row of `<data_dir>/windows` with `from <= window_start < to`, sorted by start then
@@ -333,6 +333,10 @@ fn read_batch(
     let slice_err = b
         .column_by_name("slice_errors")
         .and_then(|c| c.as_any().downcast_ref::<ListArray>());
+    // Files written before slice sketches existed have the counts only.
+    let slice_sketches = b
+        .column_by_name("slice_sketches")
+        .and_then(|c| c.as_any().downcast_ref::<BinaryArray>());
 
     for row in 0..b.num_rows() {
         let s = start.value(row);
@@ -371,14 +375,27 @@ fn read_batch(
         }
         summary.judge = judge_moments(path, [jn, jmean, jm2], row)?;
         let mut slices = Vec::new();
-        if let (Some(r), Some(e)) = (slice_req, slice_err) {
+        let sketches = slice_sketches
+            .filter(|c| c.is_valid(row) && !c.value(row).is_empty())
+            .map(|c| c.value(row));
+        if let Some(json) = sketches {
+            slices = serde_json::from_slice(json).map_err(|e| ReadError::Hist {
+                path: path.to_path_buf(),
+                row,
+                column: "slice_sketches".into(),
+                message: e.to_string(),
+            })?;
+        } else if let (Some(r), Some(e)) = (slice_req, slice_err) {
             let (r, e) = (r.value(row), e.value(row));
             if let (Some(r), Some(e)) = (
                 r.as_primitive_opt::<Int64Type>(),
                 e.as_primitive_opt::<Int64Type>(),
             ) {
                 for i in 0..r.len().min(e.len()) {
-                    slices.push((r.value(i).max(0) as u64, e.value(i).max(0) as u64));
+                    slices.push(SliceSketch::counts(
+                        r.value(i).max(0) as u64,
+                        e.value(i).max(0) as u64,
+                    ));
                 }
             }
         }

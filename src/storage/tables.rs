@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Array, Int64Builder,
     Int8Builder, ListArray, ListBuilder, MapBuilder, RecordBatch, StringBuilder, StructArray,
     TimestampMillisecondArray,
 };
@@ -265,6 +265,7 @@ pub fn windows_schema(labels: &[&str]) -> SchemaRef {
         Field::new("kafka_offsets", offsets_type(), false),
         Field::new("slice_requests", list_i64_type(), false),
         Field::new("slice_errors", list_i64_type(), false),
+        Field::new("slice_sketches", DataType::Binary, false),
     ]);
     Arc::new(Schema::new(fields))
 }
@@ -384,13 +385,27 @@ pub fn windows_batch(
     for errors in [false, true] {
         let mut b = ListBuilder::new(Int64Builder::new()).with_field(list_i64_item());
         for (_, s) in rows {
-            for (r, e) in &s.slices {
-                b.values().append_value(if errors { *e } else { *r } as i64);
+            for sl in &s.slices {
+                let v = if errors { sl.errors } else { sl.requests };
+                b.values().append_value(v as i64);
             }
             b.append(true);
         }
         cols.push(Arc::new(b.finish()));
     }
+    // The fast path's sketches (histograms, judge moments, feedback, categories per slice)
+    // as JSON, so a backtest evaluates exactly what the live detector did.
+    let mut b = BinaryBuilder::new();
+    for (_, s) in rows {
+        if s.slices.is_empty() {
+            b.append_value(b"");
+        } else {
+            let json = serde_json::to_vec(&s.slices)
+                .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+            b.append_value(json);
+        }
+    }
+    cols.push(Arc::new(b.finish()));
     RecordBatch::try_new(windows_schema(labels), cols)
 }
 
@@ -522,6 +537,8 @@ pub fn alerts_schema(labels: &[&str]) -> SchemaRef {
         Field::new("range_start", ts_type(), false),
         Field::new("range_end", ts_type(), false),
         Field::new("fired_at", ts_type(), true),
+        Field::new("onset", ts_type(), true),
+        Field::new("detection_delay_ms", DataType::Int64, true),
         s("baseline_source", false),
         s("reason", false),
         s("summary", false),
@@ -555,6 +572,9 @@ pub struct AlertRecord {
     pub range_start_ms: i64,
     pub range_end_ms: i64,
     pub fired_at_ms: Option<i64>,
+    /// Estimated change point of the firing and the delay from it to the firing.
+    pub onset_ms: Option<i64>,
+    pub detection_delay_ms: Option<i64>,
     pub baseline_desc: String,
     pub reason: String,
     pub summary: String,
@@ -581,6 +601,8 @@ impl From<&crate::detect::alerts::Transition> for AlertRecord {
             range_start_ms: t.range_start_ms,
             range_end_ms: t.range_end_ms,
             fired_at_ms: t.fired_at_ms,
+            onset_ms: t.onset_ms,
+            detection_delay_ms: t.detection_delay_ms,
             baseline_desc: t.baseline_desc.clone(),
             reason: t.reason.clone(),
             summary: t.summary.clone(),
@@ -627,6 +649,8 @@ impl From<&crate::detect::breaker::BreakerTransition> for AlertRecord {
             range_start_ms: b.range_start_ms,
             range_end_ms: b.range_end_ms,
             fired_at_ms: None,
+            onset_ms: None,
+            detection_delay_ms: None,
             baseline_desc: String::new(),
             reason: b.reason.clone(),
             summary: format!(
@@ -729,6 +753,15 @@ pub fn alerts_batch(labels: &[&str], rows: &[AlertRecord]) -> Result<RecordBatch
         TimestampMillisecondArray::from(rows.iter().map(|r| r.fired_at_ms).collect::<Vec<_>>())
             .with_timezone("UTC"),
     ));
+    cols.push(Arc::new(
+        TimestampMillisecondArray::from(rows.iter().map(|r| r.onset_ms).collect::<Vec<_>>())
+            .with_timezone("UTC"),
+    ));
+    cols.push(Arc::new(Int64Array::from(
+        rows.iter()
+            .map(|r| r.detection_delay_ms)
+            .collect::<Vec<_>>(),
+    )));
     cols.push(strs(&|r| Some(&r.baseline_desc)));
     cols.push(strs(&|r| Some(&r.reason)));
     cols.push(strs(&|r| Some(&r.summary)));

@@ -5,4 +5,5 @@
 //! also wire the pipeline, live in [`crate::daemon`].
 
 pub mod produce;
+pub mod scenario;
 pub mod synth;

@@ -211,10 +211,14 @@ impl Counts {
         }
     }
 
-    fn merge(&mut self, o: &Counts) {
+    pub fn merge(&mut self, o: &Counts) {
         for (k, n) in &o.0 {
             self.add(k, *n);
         }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     pub fn get(&self, key: &str) -> u64 {
@@ -244,10 +248,188 @@ pub struct WindowSketch {
     pub late_scores: u64,
     /// Kafka partition → (lowest, highest) offset that contributed.
     pub offsets: BTreeMap<i32, (i64, i64)>,
-    /// (requests, errors) per slice of the window (`windows.slice`), counting the events
-    /// that arrived while their slice was open: exactly what fast rules saw.
+    /// Per slice of the window (`windows.slice`): the events that arrived while their slice
+    /// was open, summarised for the fast path — exactly what fast rules saw.
+    #[serde(default, deserialize_with = "slices_compat")]
+    pub slices: Vec<SliceSketch>,
+}
+
+/// What a fast rule sees of one series in one slice (`windows.slice`, 10 s): counts, sparse
+/// histograms on the window histograms' bucket boundaries, inline judge scores and feedback,
+/// and the categorical counters. Events that arrive after their slice closed count in their
+/// window only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SliceSketch {
+    pub requests: u64,
+    pub errors: u64,
+    /// Indexed by [`Metric`].
     #[serde(default)]
-    pub slices: Vec<(u64, u64)>,
+    pub hists: [SparseHist; 5],
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub judge: BTreeMap<String, Moments>,
+    #[serde(default)]
+    pub feedback: [u64; 3],
+    #[serde(default, skip_serializing_if = "Counts::is_empty")]
+    pub error_types: Counts,
+    #[serde(default, skip_serializing_if = "Counts::is_empty")]
+    pub http_statuses: Counts,
+    #[serde(default, skip_serializing_if = "Counts::is_empty")]
+    pub finish_reasons: Counts,
+    #[serde(default, skip_serializing_if = "Counts::is_empty")]
+    pub query_types: Counts,
+    #[serde(default, skip_serializing_if = "Counts::is_empty")]
+    pub response_models: Counts,
+}
+
+impl SliceSketch {
+    /// A slice known only by its counts (windows stored before slice sketches existed).
+    pub fn counts(requests: u64, errors: u64) -> Self {
+        Self {
+            requests,
+            errors,
+            ..Self::default()
+        }
+    }
+
+    pub fn merge(&mut self, o: &SliceSketch) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        for (a, b) in self.hists.iter_mut().zip(&o.hists) {
+            a.merge(b);
+        }
+        for (name, m) in &o.judge {
+            self.judge.entry(name.clone()).or_default().merge(m);
+        }
+        for i in 0..3 {
+            self.feedback[i] += o.feedback[i];
+        }
+        self.error_types.merge(&o.error_types);
+        self.http_statuses.merge(&o.http_statuses);
+        self.finish_reasons.merge(&o.finish_reasons);
+        self.query_types.merge(&o.query_types);
+        self.response_models.merge(&o.response_models);
+    }
+}
+
+/// Checkpoints written before slice sketches held `[requests, errors]` pairs.
+pub(crate) fn slices_compat<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SliceSketch>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Pair(u64, u64),
+        Sketch(Box<SliceSketch>),
+    }
+    let v: Vec<Repr> = Vec::deserialize(d)?;
+    Ok(v.into_iter()
+        .map(|r| match r {
+            Repr::Pair(r, e) => SliceSketch::counts(r, e),
+            Repr::Sketch(s) => *s,
+        })
+        .collect())
+}
+
+/// A histogram as (bucket value, count) pairs, ascending, on HDR's bucket boundaries: the
+/// value is the highest value equivalent to the bucket, in histogram units.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SparseHist {
+    pub buckets: Vec<(u64, u64)>,
+    /// Sum of the recorded values in the field's unit (exact, for the mean).
+    pub sum: f64,
+}
+
+impl SparseHist {
+    pub fn from_metric(m: &MetricSketch) -> Self {
+        let buckets = m
+            .hist
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect();
+        Self {
+            buckets,
+            sum: if m.count() > 0 { m.sum } else { 0.0 },
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.1).sum()
+    }
+
+    /// Adds one value already resolved to its bucket (`bucket` as in [`Self::buckets`]).
+    pub fn add(&mut self, bucket: u64, value: f64) {
+        self.sum += value;
+        match self.buckets.binary_search_by_key(&bucket, |b| b.0) {
+            Ok(i) => self.buckets[i].1 += 1,
+            Err(i) => self.buckets.insert(i, (bucket, 1)),
+        }
+    }
+
+    pub fn merge(&mut self, o: &SparseHist) {
+        self.sum += o.sum;
+        if o.buckets.is_empty() {
+            return;
+        }
+        if self.buckets.is_empty() {
+            self.buckets = o.buckets.clone();
+            return;
+        }
+        let mut out = Vec::with_capacity(self.buckets.len() + o.buckets.len());
+        let (mut i, mut j) = (0, 0);
+        let (a, b) = (&self.buckets, &o.buckets);
+        while i < a.len() && j < b.len() {
+            match a[i].0.cmp(&b[j].0) {
+                std::cmp::Ordering::Less => {
+                    out.push(a[i]);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push(b[j]);
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    out.push((a[i].0, a[i].1 + b[j].1));
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        self.buckets = out;
+    }
+
+    /// The bucket value holding the sample of 1-based `rank`.
+    pub fn value_at_rank(&self, rank: u64) -> Option<u64> {
+        let mut seen = 0;
+        for (v, c) in &self.buckets {
+            seen += c;
+            if seen >= rank {
+                return Some(*v);
+            }
+        }
+        None
+    }
+
+    /// Quantile in histogram units, HDR's definition: the bucket holding rank ⌈q·n⌉ (≥ 1).
+    pub fn quantile_units(&self, q: f64) -> Option<u64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+        self.value_at_rank(rank)
+    }
+
+    /// Samples certainly above `units`: those in buckets whose lowest value is above it. A
+    /// bucket spans at most [`HIST_RELATIVE_ERROR`] of its highest value, so a bucket counts
+    /// when `highest · (1 − 1/128) > units` — conservative by at most one bucket width.
+    pub fn count_above(&self, units: f64) -> u64 {
+        self.buckets
+            .iter()
+            .rev()
+            .take_while(|(v, _)| *v as f64 * (1.0 - HIST_RELATIVE_ERROR) > units)
+            .map(|(_, c)| c)
+            .sum()
+    }
 }
 
 impl WindowSketch {
@@ -337,13 +519,45 @@ impl WindowSketch {
         }
     }
 
-    /// Counts a request in slice `index` of the window.
-    pub fn add_to_slice(&mut self, index: usize, error: bool) {
+    /// Counts a request, already [`Self::observe`]d, in slice `index` of the window.
+    pub fn add_to_slice(&mut self, index: usize, ev: &RequestEvent) {
         if self.slices.len() <= index {
-            self.slices.resize(index + 1, (0, 0));
+            self.slices.resize(index + 1, SliceSketch::default());
         }
-        self.slices[index].0 += 1;
-        self.slices[index].1 += u64::from(error);
+        let slice = &mut self.slices[index];
+        slice.requests += 1;
+        slice.errors += u64::from(ev.status == Status::Error);
+        for m in Metric::ALL {
+            if let Some(v) = m.value(ev) {
+                let units = (v * m.scale()).round() as u64;
+                let h = &self.metrics[m.index()].hist;
+                let bucket = h.highest_equivalent(units.min(h.max()));
+                slice.hists[m.index()].add(bucket, v);
+            }
+        }
+        for (name, v) in &ev.judge_scores {
+            if slice.judge.len() < MAX_JUDGE_NAMES || slice.judge.contains_key(name) {
+                slice.judge.entry(name.clone()).or_default().push(*v);
+            }
+        }
+        if let Some(f) = ev.feedback {
+            slice.feedback[feedback_index(f)] += 1;
+        }
+        if let Some(t) = &ev.error_type {
+            slice.error_types.add(t, 1);
+        }
+        if let Some(s) = ev.http_status {
+            slice.http_statuses.add(itoa_u16(s).as_str(), 1);
+        }
+        if let Some(f) = &ev.finish_reason {
+            slice.finish_reasons.add(f, 1);
+        }
+        if let Some(q) = &ev.query_type {
+            slice.query_types.add(q, 1);
+        }
+        if let Some(m) = &ev.response_model {
+            slice.response_models.add(m, 1);
+        }
     }
 
     pub fn note_offset(&mut self, partition: i32, offset: i64) {
@@ -382,11 +596,10 @@ impl WindowSketch {
         }
         self.late_scores += other.late_scores;
         if self.slices.len() < other.slices.len() {
-            self.slices.resize(other.slices.len(), (0, 0));
+            self.slices.resize(other.slices.len(), SliceSketch::default());
         }
         for (a, b) in self.slices.iter_mut().zip(&other.slices) {
-            a.0 += b.0;
-            a.1 += b.1;
+            a.merge(b);
         }
         for (p, (lo, hi)) in &other.offsets {
             self.note_offset(*p, *lo);

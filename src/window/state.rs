@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{RequestEvent, ScoreEvent, ScoreValue};
 use crate::window::series::{SeriesKey, SeriesMap, SeriesRegistry};
-use crate::window::sketch::WindowSketch;
+use crate::window::sketch::{SliceSketch, WindowSketch};
 
 /// What happened to an observed request event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,13 +54,12 @@ struct PartitionClock {
     last_seen_wall_ms: i64,
 }
 
-/// Request and error counts of one series in one slice whose end the fast watermark passed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One series in one slice whose end the fast watermark passed.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClosedSlice {
     pub series: SeriesKey,
     pub start_ms: i64,
-    pub requests: u64,
-    pub errors: u64,
+    pub sketch: SliceSketch,
 }
 
 /// Counters kept by the window state, read by the metrics endpoint and the demo summary.
@@ -259,7 +258,7 @@ impl WindowState {
         sketch.observe(ev, partition, offset);
         if slice_start + self.slice_ms > self.fast_watermark_ms {
             let index = ((slice_start - start) / self.slice_ms) as usize;
-            sketch.add_to_slice(index, ev.status == crate::event::Status::Error);
+            sketch.add_to_slice(index, ev);
         }
         self.stats.windowed_events += 1;
         Observed::Windowed
@@ -329,14 +328,13 @@ impl WindowState {
         let fast = self.fast_watermark_ms;
         for (start, series) in &self.open {
             for (key, sketch) in series {
-                for (i, (r, e)) in sketch.slices.iter().enumerate() {
+                for (i, slice) in sketch.slices.iter().enumerate() {
                     let slice_start = start + i as i64 * self.slice_ms;
-                    if *r > 0 && slice_start + self.slice_ms <= fast {
+                    if slice.requests > 0 && slice_start + self.slice_ms <= fast {
                         self.closed_slices.push(ClosedSlice {
                             series: key.clone(),
                             start_ms: slice_start,
-                            requests: *r,
-                            errors: *e,
+                            sketch: slice.clone(),
                         });
                     }
                 }
@@ -457,13 +455,12 @@ impl WindowState {
                     continue;
                 }
                 for (key, sketch) in &rows {
-                    if let Some((r, e)) = sketch.slices.get(i) {
-                        if *r > 0 {
+                    if let Some(slice) = sketch.slices.get(i) {
+                        if slice.requests > 0 {
                             self.closed_slices.push(ClosedSlice {
                                 series: (*key).clone(),
                                 start_ms: slice_start,
-                                requests: *r,
-                                errors: *e,
+                                sketch: slice.clone(),
                             });
                         }
                     }
@@ -654,7 +651,7 @@ mod tests {
         assert_eq!(
             slices
                 .iter()
-                .map(|s| (s.start_ms - T0, s.requests, s.errors))
+                .map(|s| (s.start_ms - T0, s.sketch.requests, s.sketch.errors))
                 .collect::<Vec<_>>(),
             vec![(0, 2, 1)]
         );
@@ -667,7 +664,47 @@ mod tests {
         assert_eq!(back.take_closed_slices(), slices);
         let (_, rows) = &snap.open[0];
         assert_eq!(rows[0].1.event_count, 5);
-        assert_eq!(rows[0].1.slices[0], (2, 1));
+        let first = &rows[0].1.slices[0];
+        assert_eq!((first.requests, first.errors), (2, 1));
+        // The slice's latency histogram holds what its two events recorded.
+        let lat = &first.hists[crate::window::sketch::Metric::LatencyMs.index()];
+        assert_eq!(lat.count(), 2);
+    }
+
+    #[test]
+    fn slice_histograms_merge_to_the_window_histogram() {
+        let mut w = state(30, 3600);
+        for i in 0..200 {
+            let mut e = ev("a", T0 + i * 250);
+            e.latency_ms = 100.0 + (i as f64 * 37.0) % 4_000.0;
+            e.judge_scores = vec![("faithfulness".into(), (i % 10) as f64 / 10.0)];
+            w.observe(&e, 0, i, 0);
+        }
+        let snap = w.snapshot();
+        let (_, rows) = &snap.open[0];
+        let sketch = &rows[0].1;
+        let mut merged = crate::window::sketch::SliceSketch::default();
+        for s in &sketch.slices {
+            merged.merge(s);
+        }
+        let m = crate::window::sketch::Metric::LatencyMs;
+        let whole = crate::window::sketch::SparseHist::from_metric(sketch.metric(m));
+        assert_eq!(merged.hists[m.index()].buckets, whole.buckets);
+        assert!((merged.hists[m.index()].sum - whole.sum).abs() < 1e-6);
+        assert_eq!(merged.judge["faithfulness"].n, 200);
+        assert_eq!(merged.requests, sketch.event_count);
+    }
+
+    #[test]
+    fn checkpoints_with_count_only_slices_still_load() {
+        let old = r#"[[3, 1], [0, 0]]"#;
+        #[derive(serde::Deserialize)]
+        struct W {
+            #[serde(deserialize_with = "crate::window::sketch::slices_compat")]
+            slices: Vec<crate::window::sketch::SliceSketch>,
+        }
+        let w: W = serde_json::from_str(&format!(r#"{{"slices": {old}}}"#)).unwrap();
+        assert_eq!(w.slices[0], crate::window::sketch::SliceSketch::counts(3, 1));
     }
 
     #[test]

@@ -167,6 +167,7 @@ mod tests {
             ],
             window: Duration::from_secs(60),
             slice: Duration::from_secs(10),
+            lateness: Duration::from_secs(30),
         }
     }
 

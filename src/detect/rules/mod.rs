@@ -26,7 +26,7 @@ pub use error::RuleError;
 pub use load::{load_dir, load_texts, parse_file, BUILTIN_RULES};
 pub use spec::{
     Action, Baseline, Category, Condition, Direction, EffectKind, Resolution, Rule, RuleContext,
-    RuleSet, Severity, Signal, Test, TestKind, JUDGE_LABEL,
+    Null, RuleSet, Severity, Signal, Test, TestKind, JUDGE_LABEL,
 };
 pub(crate) use template::{template_parts, TemplatePart};
 pub use template::{TEMPLATE_FORMATS, TEMPLATE_VARS};

@@ -22,8 +22,11 @@ pub struct RuleContext {
     pub labels: Vec<SeriesLabel>,
     /// Width of the closed windows.
     pub window: Duration,
-    /// Width of the fast error-count slices inside a window.
+    /// Width of the fast slices inside a window.
     pub slice: Duration,
+    /// How long a window stays open after its end (`windows.allowed_lateness`): a fast rule's
+    /// trailing baseline must end before windows that may still be open.
+    pub lateness: Duration,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -48,6 +51,9 @@ pub(super) struct RuleSpec {
     pub(super) signal: SignalSpec,
     #[serde(with = "humantime_serde")]
     pub(super) over: Duration,
+    /// Shorter current ranges evaluated with `over` at every step (e.g. `[1m, 2m]`).
+    #[serde(default)]
+    pub(super) horizons: Vec<String>,
     #[serde(default, with = "humantime_serde")]
     pub(super) every: Option<Duration>,
     pub(super) baseline: BaselineSpec,
@@ -127,6 +133,21 @@ pub(super) struct TestSpec {
     pub(super) alpha: Option<f64>,
     #[serde(default)]
     pub(super) confidence: Option<f64>,
+    /// What the test rejects: `baseline` (no change, the default) or `threshold`.
+    #[serde(default, rename = "against")]
+    pub(super) null: Option<Null>,
+}
+
+/// The null hypothesis of a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Null {
+    /// Current and baseline are the same (the default, `against: baseline`).
+    #[serde(rename = "baseline")]
+    NoChange,
+    /// The effect is at most the threshold (for `welch_t`: the current mean is within the
+    /// threshold's relative change or difference of the baseline's).
+    Threshold,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -220,6 +241,8 @@ pub enum TestKind {
     Wilson,
     ChiSquare,
     QuantileCi,
+    /// "Quantile q above τ": the share of current samples above τ exceeds 1 − q (binomial).
+    Exceedance,
 }
 
 impl TestKind {
@@ -234,6 +257,7 @@ impl TestKind {
             TestKind::Wilson => "wilson",
             TestKind::ChiSquare => "chi_square",
             TestKind::QuantileCi => "quantile_ci",
+            TestKind::Exceedance => "exceedance",
         }
     }
 
@@ -248,8 +272,11 @@ impl TestKind {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Test {
     pub kind: TestKind,
+    /// Family level per evaluation; each of the rule's horizons is tested at `alpha / K`.
     pub alpha: f64,
+    /// Family confidence per evaluation; each horizon uses `1 − (1 − confidence) / K`.
     pub confidence: f64,
+    pub null: Null,
 }
 
 /// Categorical fields with a distribution in every window.
@@ -408,7 +435,7 @@ impl Condition {
 pub enum Resolution {
     /// Closed windows (`windows.width`).
     Window,
-    /// Fast error-count slices (`windows.slice`), for error-rate rules that must react fast.
+    /// Fast slices (`windows.slice`), for rules that must react within seconds.
     Slice,
 }
 
@@ -425,6 +452,8 @@ pub struct Rule {
     pub by: Vec<usize>,
     pub signal: Signal,
     pub over_ms: i64,
+    /// The current ranges evaluated at every step, ascending; the last is `over_ms`.
+    pub horizons_ms: Vec<i64>,
     pub every_ms: i64,
     pub resolution: Resolution,
     pub baseline: Baseline,

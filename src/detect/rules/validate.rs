@@ -11,7 +11,7 @@ use super::error::RuleError;
 use super::spec::{
     quantile_name, Action, Baseline, BaselineSpec, Category, Condition, ConditionSpec, Direction,
     EffectKind, OneOrMany, Resolution, Rule, RuleContext, RuleSpec, Shape, Signal, SignalSpec,
-    Test, TestKind, TestSpec, JUDGE_LABEL,
+    Null, Test, TestKind, TestSpec, JUDGE_LABEL,
 };
 use super::template::check_template;
 use crate::window::sketch::Metric;
@@ -125,23 +125,12 @@ impl Validator<'_> {
         let signal = self.signal(&r.signal)?;
         let shape = signal.shape();
 
-        // Resolution: slices carry request and error counts only.
+        // Resolution: rules stepping faster than a window read the fast slices.
         let window_ms = ctx.window.as_millis() as i64;
         let every = r.every.unwrap_or(ctx.window);
         let resolution = if every.as_millis() as i64 % window_ms == 0 {
             Resolution::Window
         } else {
-            if signal != Signal::ErrorRate {
-                self.err(
-                    "every",
-                    format!(
-                        "evaluating more often than windows.width ({}) works only for metric error_rate (from the {} slices); use a multiple of {}",
-                        humantime::format_duration(ctx.window),
-                        humantime::format_duration(ctx.slice),
-                        humantime::format_duration(ctx.window)
-                    ),
-                );
-            }
             Resolution::Slice
         };
         let (step, step_name) = match resolution {
@@ -150,32 +139,79 @@ impl Validator<'_> {
         };
         let every_ms = self.duration_ms("every", every, step, step_name);
         let over_ms = self.duration_ms("over", r.over, step, step_name);
+        let mut horizons_ms = Vec::new();
+        for (i, h) in r.horizons.iter().enumerate() {
+            let field = format!("horizons[{i}]");
+            match humantime::parse_duration(h) {
+                Ok(d) => {
+                    let ms = self.duration_ms(&field, d, step, step_name);
+                    if ms > over_ms {
+                        self.err(
+                            &field,
+                            format!("{h} is longer than over ({}); over is the longest horizon", humantime::format_duration(r.over)),
+                        );
+                    } else if horizons_ms.contains(&ms) || ms == over_ms {
+                        self.err(&field, format!("{h} is listed twice (over is always a horizon)"));
+                    } else {
+                        horizons_ms.push(ms);
+                    }
+                }
+                Err(e) => self.err(&field, format!("{h:?} is not a duration ({e}); write e.g. 1m or 30s")),
+            }
+        }
+        horizons_ms.push(over_ms);
+        horizons_ms.sort_unstable();
 
         let baseline = self.baseline(&r.baseline, ctx, step, step_name);
         let condition = self.condition(&r.condition, shape, baseline.as_ref());
         let test = r
             .test
             .as_ref()
-            .and_then(|t| self.test(t, shape, baseline.as_ref()));
+            .and_then(|t| self.test(t, shape, baseline.as_ref(), condition.as_ref()));
+        if let (Resolution::Slice, Some(Baseline::Trailing { offset_ms, .. })) =
+            (resolution, &baseline)
+        {
+            // A fast rule runs before windows close: its trailing baseline must end before
+            // the windows that may still be open, or live and backtest would see different
+            // baselines.
+            let need = window_ms + ctx.lateness.as_millis() as i64;
+            if over_ms + offset_ms < need {
+                self.err(
+                    "baseline.offset",
+                    format!(
+                        "over + offset must be at least windows.width + windows.allowed_lateness ({}) for a rule stepping every {}: the baseline would read windows that are still open",
+                        humantime::format_duration(std::time::Duration::from_millis(need as u64)),
+                        humantime::format_duration(every)
+                    ),
+                );
+            }
+        }
 
-        // Minimum samples: a quantile needs ten samples beyond it to mean something.
+        // Minimum samples: a quantile estimate needs ten samples beyond it to mean something;
+        // the exceedance test counts samples beyond the threshold instead and needs far fewer.
+        let exceedance = test.is_some_and(|t| t.kind == TestKind::Exceedance);
         let default_min = match &signal {
+            Signal::Quantile { .. } if exceedance => 50,
             Signal::Quantile { q, .. } => crate::detect::stats::min_samples_for_quantile(*q, 10),
             Signal::ErrorRate | Signal::ErrorTypeRate(_) | Signal::NegativeFeedbackRate => 100,
             _ => 30,
         };
         let min_current = r.min_samples.current.unwrap_or(default_min);
-        let min_baseline = r.min_samples.baseline.unwrap_or(default_min);
+        let default_min_baseline = match &signal {
+            Signal::Quantile { q, .. } => crate::detect::stats::min_samples_for_quantile(*q, 10),
+            _ => default_min,
+        };
+        let min_baseline = r.min_samples.baseline.unwrap_or(default_min_baseline);
         let min_events = r.min_samples.events.unwrap_or(0);
-        if r.min_samples.events.is_some() && shape != Shape::Rate {
+        if r.min_samples.events.is_some() && shape != Shape::Rate && !exceedance {
             self.err(
                 "min_samples.events",
-                "applies to rate signals (error_rate, error_type_rate, negative_feedback_rate) only",
+                "applies to rate signals (error_rate, error_type_rate, negative_feedback_rate) and the exceedance test only",
             );
         }
         if let Signal::Quantile { q, .. } = &signal {
             let need = crate::detect::stats::min_samples_for_quantile(*q, 10);
-            if min_current < need {
+            if min_current < need && !exceedance {
                 self.err(
                     "min_samples.current",
                     format!(
@@ -280,6 +316,7 @@ impl Validator<'_> {
             by,
             signal,
             over_ms,
+            horizons_ms,
             every_ms,
             resolution,
             baseline: baseline?,
@@ -513,7 +550,13 @@ impl Validator<'_> {
         })
     }
 
-    fn test(&mut self, t: &TestSpec, shape: Shape, baseline: Option<&Baseline>) -> Option<Test> {
+    fn test(
+        &mut self,
+        t: &TestSpec,
+        shape: Shape,
+        baseline: Option<&Baseline>,
+        condition: Option<&Condition>,
+    ) -> Option<Test> {
         use TestKind::*;
         let fits = match t.kind {
             WelchT => shape == Shape::Moments,
@@ -523,13 +566,13 @@ impl Validator<'_> {
                     Shape::Quantile | Shape::HistMean | Shape::HistDistribution
                 )
             }
-            QuantileCi => shape == Shape::Quantile,
+            QuantileCi | Exceedance => shape == Shape::Quantile,
             TwoProportionZ | Binomial | Wilson => shape == Shape::Rate,
             ChiSquare => matches!(shape, Shape::Categorical | Shape::HistDistribution),
         };
         if !fits {
             let hint = match shape {
-                Shape::Quantile => "quantile_ci, mann_whitney, ks or anderson_darling",
+                Shape::Quantile => "exceedance, quantile_ci, mann_whitney, ks or anderson_darling",
                 Shape::HistMean => "mann_whitney, ks or anderson_darling",
                 Shape::HistDistribution => "ks, anderson_darling, mann_whitney or chi_square",
                 Shape::Rate => "two_proportion_z, binomial or wilson",
@@ -546,8 +589,29 @@ impl Validator<'_> {
             return None;
         }
         let fixed = matches!(baseline, Some(Baseline::Value(_)));
-        if fixed && !matches!(t.kind, Binomial | Wilson) {
-            self.err("test.kind", format!("{} compares two samples; against a fixed baseline value use binomial or wilson", t.kind.as_str()));
+        if fixed && !matches!(t.kind, Binomial | Wilson | Exceedance) {
+            self.err("test.kind", format!("{} compares two samples; against a fixed baseline value use binomial or wilson (exceedance for a quantile)", t.kind.as_str()));
+        }
+        if t.kind == Exceedance {
+            if let Some(c) = condition {
+                let effect_ok = match c.effect {
+                    EffectKind::Ratio => !fixed,
+                    EffectKind::Value => true,
+                    _ => false,
+                };
+                if !effect_ok || c.direction != Direction::Above {
+                    self.err("test.kind", "exceedance tests \"the quantile is above threshold × baseline\" (effect ratio, above) or \"above a value\" (effect value, above)");
+                }
+            }
+        }
+        let null = t.null.unwrap_or(Null::NoChange);
+        if null == Null::Threshold {
+            let effect_ok = condition.is_some_and(|c| {
+                matches!(c.effect, EffectKind::RelativeChange | EffectKind::Difference)
+            });
+            if t.kind != WelchT || !effect_ok || fixed {
+                self.err("test.against", "threshold applies to welch_t with effect relative_change or difference against a trailing or peer baseline (binomial, wilson and exceedance test the threshold already)");
+            }
         }
         if !fixed && matches!(t.kind, Binomial | Wilson) && baseline.is_some() {
             self.err("test.kind", format!("{} tests a rate against a fixed baseline value; against a trailing or peer baseline use two_proportion_z", t.kind.as_str()));
@@ -579,6 +643,7 @@ impl Validator<'_> {
             kind: t.kind,
             alpha,
             confidence,
+            null,
         })
     }
 
