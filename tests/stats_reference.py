@@ -436,6 +436,105 @@ def binom_test_cases():
     return out
 
 
+def exceedance_cases():
+    """The exceedance test: c of n current samples above tau; under H0 (the q-quantile is at
+    most tau) at most Binomial(n, 1 - q) of them are: scipy's one-sided binomtest. `samples`
+    cases draw log-normal latencies, scale them (the incident) and count above 2 x the
+    baseline's P99 with numpy, as the Rust side does on HDR buckets away from the edges."""
+    out = []
+    for c, n, q in [
+        (0, 60, 0.99),
+        (1, 60, 0.99),
+        (5, 180, 0.99),
+        (6, 180, 0.99),
+        (9, 360, 0.99),
+        (12, 360, 0.99),
+        (3, 60, 0.99),
+        (30, 900, 0.99),
+        (2, 50, 0.999),
+        (60, 100, 0.5),
+        (100, 100, 0.9),
+        (0, 1, 0.99),
+    ]:
+        r = stats.binomtest(c, n, 1.0 - q, alternative="greater")
+        out.append(dict(name=f"c{c}_n{n}_q{q}", c=c, n=n, q=q, expected=f(r.pvalue)))
+    for seed, scale, n in [(201, 2.5, 180), (202, 3.0, 120), (203, 1.0, 360), (204, 2.0, 600)]:
+        rng = np.random.default_rng(seed)
+        base = rng.lognormal(math.log(800.0), 0.45, 3600)
+        cur = rng.lognormal(math.log(800.0 * scale), 0.45, n)
+        tau = 2.0 * float(np.quantile(base, 0.99, method="inverted_cdf"))
+        c = int(np.sum(cur > tau))
+        r = stats.binomtest(c, n, 0.01, alternative="greater")
+        out.append(dict(name=f"lognormal_x{scale}_n{n}", c=c, n=n, q=0.99, expected=f(r.pvalue)))
+    out.append(dict(name="no_samples", c=0, n=0, q=0.99, expected=None))
+    return out
+
+
+def welch_threshold_cases():
+    """Welch's test against the threshold: "the current mean is at most theta (relative
+    change) below the baseline's" is ttest_ind(cur, (1 + theta) * base); for a difference
+    theta, ttest_ind(cur, base + theta)."""
+    out = []
+    for seed, drop, theta, n_cur, n_base, effect in [
+        (301, 0.10, -0.05, 150, 18000, "relative_change"),
+        (302, 0.06, -0.05, 3000, 18000, "relative_change"),
+        (303, 0.00, -0.05, 300, 18000, "relative_change"),
+        (304, 0.10, -0.05, 40, 200, "relative_change"),
+        (305, 0.08, -0.03, 500, 5000, "difference"),
+        (306, -0.10, 0.05, 400, 4000, "relative_change"),
+    ]:
+        rng = np.random.default_rng(seed)
+        base = np.clip(rng.normal(0.8, 0.12, n_base), 0, 1)
+        cur = np.clip(rng.normal(0.8 * (1 - drop), 0.12, n_cur), 0, 1)
+        moved = base * (1 + theta) if effect == "relative_change" else base + theta
+        for alt in ALTS:
+            r = stats.ttest_ind(cur, moved, equal_var=False, alternative=alt)
+            out.append(
+                dict(
+                    name=f"drop{drop}_theta{theta}_{effect}_{n_cur}",
+                    a=moments(cur),
+                    b=moments(base),
+                    effect=effect,
+                    threshold=theta,
+                    alternative=alt,
+                    expected=dict(statistic=f(r.statistic), p_value=f(r.pvalue)),
+                )
+            )
+    return out
+
+
+def cusum_cases():
+    """Page's CUSUM change-point estimate, computed independently: the start of the step j
+    maximising sum(llr[j:]), the latest of equal maxima, None when no suffix sum is positive.
+    Bernoulli steps (k of n against p0 -> p1), as the error-rate and exceedance onsets use."""
+    out = []
+    for seed, p0, p1, steps, change, rate in [
+        (401, 0.01, 0.04, 60, 40, 20),
+        (402, 0.003, 0.04, 30, 12, 20),
+        (403, 0.01, 0.05, 30, 29, 30),
+        (404, 0.01, 0.04, 30, 30, 20),
+        (405, 0.0005, 0.034, 30, 18, 30),
+    ]:
+        rng = np.random.default_rng(seed)
+        ks, ns, llr = [], [], []
+        for j in range(steps):
+            n = int(rng.poisson(rate))
+            p = p1 if j >= change else p0 * 0.3
+            k = int(rng.binomial(n, p))
+            ks.append(k)
+            ns.append(n)
+            llr.append(k * math.log(p1 / p0) + (n - k) * math.log((1 - p1) / (1 - p0)))
+        suffix = np.cumsum(np.asarray(llr)[::-1])[::-1]
+        best = float(np.max(suffix))
+        if best > 0:
+            at = int(np.flatnonzero(suffix == best)[-1])
+            expected = at * 10_000
+        else:
+            expected = None
+        out.append(dict(name=f"seed{seed}", p0=p0, p1=p1, k=ks, n=ns, expected=expected))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Categorical
 
@@ -633,6 +732,9 @@ def main():
         two_proportion_z=two_proportion_cases(),
         wilson_interval=wilson_cases(),
         binom_test=binom_test_cases(),
+        exceedance=exceedance_cases(),
+        welch_threshold=welch_threshold_cases(),
+        cusum_onset=cusum_cases(),
         chi_square=chi_square_cases(),
         psi=psi_cases(),
         jensen_shannon=js_cases(),

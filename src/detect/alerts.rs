@@ -557,8 +557,9 @@ pub fn render(template: &str, rule: &Rule, tr: &Transition) -> String {
                         .unwrap_or_else(|| "n/a".into()),
                     "n_current" => tr.numbers.n_current.to_string(),
                     "n_baseline" => tr.numbers.n_baseline.to_string(),
+                    // The current range the numbers come from (the horizon that fired).
                     "over" => humantime::format_duration(std::time::Duration::from_millis(
-                        rule.over_ms as u64,
+                        (tr.range_end_ms - tr.range_start_ms).max(0) as u64,
                     ))
                     .to_string(),
                     "severity" => rule.severity.as_str().to_string(),

@@ -73,6 +73,7 @@ fn per_horizon(rule: &Rule) -> Option<Test> {
     rule.test.map(|t| Test {
         alpha: t.alpha / k,
         confidence: 1.0 - (1.0 - t.confidence) / k,
+        change_alpha: t.change_alpha.map(|a| a / k),
         ..t
     })
 }
@@ -359,13 +360,12 @@ fn onset(
         if !(p0 - p1).is_normal() {
             return None;
         }
-        let (hit, miss) = ((p1 / p0).ln(), ((1.0 - p1) / (1.0 - p0)).ln());
         Some(
             steps
                 .iter()
                 .map(|(start, s)| {
                     let (k, n) = counts(s);
-                    (*start, k as f64 * hit + (n - k.min(n)) as f64 * miss)
+                    (*start, stats::bernoulli_llr(k, n, p0, p1))
                 })
                 .collect::<Vec<_>>(),
         )
@@ -431,21 +431,7 @@ fn onset(
         }
         _ => return None,
     };
-    cusum_onset(&llr)
-}
-
-/// Page's CUSUM change-point estimate: the step start `j` maximising Σ_{i ≥ j} llr_i (the
-/// latest of equal maxima), or `None` when no suffix has a positive sum.
-pub fn cusum_onset(llr: &[(i64, f64)]) -> Option<i64> {
-    let (mut sum, mut best, mut at) = (0.0, 0.0, None);
-    for (start, l) in llr.iter().rev() {
-        sum += l;
-        if sum > best {
-            best = sum;
-            at = Some(*start);
-        }
-    }
-    at
+    stats::cusum_onset(&llr)
 }
 
 /// What a signal reads of the summaries.
@@ -551,23 +537,13 @@ fn finish(
     }
 }
 
-/// The baseline's moments moved onto the threshold: the mean of `(1 + θ)·X` for a relative
-/// change θ, of `X + θ` for a difference. Welch's test of current against them tests
-/// "the change is at most the threshold" (scipy: `ttest_ind(cur, (1 + θ) * base)`).
-pub fn moments_at_threshold(b: &Moments, effect: EffectKind, threshold: f64) -> Moments {
+/// The baseline's moments moved onto the threshold: `(1 + θ)·X` for a relative change θ,
+/// `X + θ` for a difference. Welch's test of current against them tests "the change is at
+/// most the threshold".
+fn moments_at_threshold(b: &Moments, effect: EffectKind, threshold: f64) -> Moments {
     match effect {
-        EffectKind::RelativeChange => {
-            let s = 1.0 + threshold;
-            Moments {
-                n: b.n,
-                mean: b.mean * s,
-                m2: b.m2 * s * s,
-            }
-        }
-        EffectKind::Difference => Moments {
-            mean: b.mean + threshold,
-            ..*b
-        },
+        EffectKind::RelativeChange => stats::affine_moments(b, 1.0 + threshold, 0.0),
+        EffectKind::Difference => stats::affine_moments(b, 1.0, threshold),
         _ => *b,
     }
 }
@@ -781,9 +757,22 @@ fn hist_scalar(
             let q = q.unwrap_or(0.5);
             let tau = exceedance_threshold(rule, metric, bh, q);
             tau.and_then(|tau| {
-                let c = ch.count_above(tau);
+                let (c, n) = (ch.count_above(tau), ch.count());
                 exceeding = Some(c);
-                exceedance_p(c, ch.count(), q).map(|p| (p < t.alpha, p))
+                let p = stats::exceedance_test(c, n, q)?;
+                if p < t.alpha {
+                    return Some((true, p));
+                }
+                // Fast path for large jumps: the share above τ rose against the baseline's
+                // own share above τ (exact conditional test when counts are small).
+                let change = t.change_alpha.zip(bh).and_then(|(a, b)| {
+                    let pc = two_proportions(c, n, b.count_above(tau), b.count(), Alternative::Greater)?;
+                    (pc < a).then_some(pc)
+                });
+                Some(match change {
+                    Some(pc) => (true, pc),
+                    None => (false, p),
+                })
             })
         }
         (Some(t), Some(bh)) => hist_test(t, alternative(rule), ch, bh, q, rule.condition.direction),
@@ -891,16 +880,6 @@ fn exceedance_threshold(
             .map(|u| u as f64 * rule.condition.threshold),
         _ => None,
     }
-}
-
-/// p-value of the exceedance test: `c` of `n` current samples lie above τ; under H0 (the
-/// q-quantile is at most τ) each does with probability at most 1 − q, so
-/// p = P(Binomial(n, 1 − q) ≥ c) — scipy's `binomtest(c, n, 1 - q, alternative="greater")`.
-pub fn exceedance_p(c: u64, n: u64, q: f64) -> Option<f64> {
-    if n == 0 {
-        return None;
-    }
-    stats::binom_test(c, n, 1.0 - q, Alternative::Greater)
 }
 
 /// Proportion used for an empty bin in PSI (the usual convention).
@@ -1033,6 +1012,74 @@ mod tests {
         let chat = e.iter().find(|e| e.labels[0].1 == "chat").unwrap();
         assert_eq!(chat.labels.len(), 1);
         assert_eq!(chat.n_current, 1000);
+    }
+
+    /// A summary of `n` latencies: `above` of them at `high_ms`, the rest at 800 ms.
+    fn latencies(n: u64, above: u64, high_ms: f64) -> Summary {
+        let mut w = crate::window::sketch::WindowSketch::default();
+        for i in 0..n {
+            let ev = crate::event::RequestEvent {
+                latency_ms: if i < above { high_ms } else { 800.0 },
+                ..Default::default()
+            };
+            w.observe(&ev, 0, i as i64);
+        }
+        Summary::from_sketch(&w, &[0usize].into())
+    }
+
+    #[test]
+    fn exceedance_fires_on_a_few_slow_requests_and_horizons_split_alpha() {
+        let r = rule("    signal: { metric: latency_ms, stat: p99 }\n    over: 2m\n    horizons: [1m]\n    every: 10s\n    baseline: { trailing: 1h }\n    condition: { effect: ratio, above: 2 }\n    test: { kind: exceedance, alpha: 0.02 }\n    min_samples: { current: 50, baseline: 1000, events: 3 }\n");
+        assert_eq!(r.horizons_ms, vec![60_000, 120_000]);
+        assert_eq!(per_horizon(&r).unwrap().alpha, 0.01);
+        let series = ["chat", "v1", "stable"];
+        let mut h = History::new(60_000, 7_200_000, 7_200_000, 600_000);
+        // The baseline hour: 3,600 requests at 800 ms (P99 = 800 ms).
+        for m in 0..60 {
+            h.add_window(&labels(series), T + m * 60_000, latencies(60, 0, 800.0));
+        }
+        // The last minute: six 10 s slices of 10 requests, 1 in 10 at 2.5 s (> 2 × 800 ms).
+        let now = T + 62 * 60_000;
+        for k in 0..6 {
+            let s = latencies(10, 1, 2_500.0);
+            h.add_slice(&labels(series), now - 60_000 + k * 10_000, 0, s);
+        }
+        let e = evaluate(&r, &NAMES, &h, now);
+        assert_eq!(e.len(), 1);
+        // 6 of 60 above τ: p = P(Bin(60, 0.01) ≥ 6) ≈ 2e-5 < 0.01 on the 1-minute horizon.
+        assert_eq!(e[0].horizon_ms, 60_000);
+        let Outcome::Measured(m) = e[0].outcome else {
+            panic!("{e:?}")
+        };
+        assert!(m.breached && m.significant, "{m:?}");
+        let p = stats::exceedance_test(6, 60, 0.99).unwrap();
+        assert!((m.p_value - p).abs() < 1e-15, "{} vs {p}", m.p_value);
+        // The change point: the first slow slice.
+        assert_eq!(e[0].onset_ms, Some(now - 60_000));
+        // Two slow requests of 60, below the event minimum of 3: not breached.
+        let mut h2 = History::new(60_000, 7_200_000, 7_200_000, 600_000);
+        for m in 0..60 {
+            h2.add_window(&labels(series), T + m * 60_000, latencies(60, 0, 800.0));
+        }
+        for k in 0..6 {
+            let s = latencies(10, u64::from(k < 2), 2_500.0);
+            h2.add_slice(&labels(series), now - 60_000 + k * 10_000, 0, s);
+        }
+        let e = evaluate(&r, &NAMES, &h2, now);
+        let Outcome::Measured(m) = e[0].outcome else {
+            panic!("{e:?}")
+        };
+        assert!(!(m.breached && m.significant), "{m:?}");
+        assert_eq!(e[0].onset_ms, None);
+    }
+
+    #[test]
+    fn count_above_leaves_out_the_bucket_straddling_the_threshold() {
+        let s = latencies(100, 10, 2_000.0);
+        let h = s.hist(crate::window::sketch::Metric::LatencyMs).unwrap();
+        assert_eq!(h.count_above(1_600_000.0), 10);
+        assert_eq!(h.count_above(2_000_000.0), 0);
+        assert_eq!(h.count_above(700_000.0), 100);
     }
 
     #[test]

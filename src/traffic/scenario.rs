@@ -225,3 +225,46 @@ pub fn scenarios() -> Vec<Scenario> {
         },
     ]
 }
+
+/// One event as a request-log line of the event contract (`schemas/llm-request.v1`).
+pub fn to_json_line(ev: &RequestEvent) -> String {
+    let mut o = serde_json::Map::new();
+    let mut put = |k: &str, v: serde_json::Value| {
+        o.insert(k.to_string(), v);
+    };
+    put("event_id", ev.event_id.clone().into());
+    put("timestamp", crate::time::rfc3339(ev.timestamp_ms).into());
+    put("schema_version", "1.0".into());
+    put("service", ev.service.clone().into());
+    put("request_model", ev.request_model.clone().into());
+    if let Some(v) = &ev.prompt_version {
+        put("prompt_version", v.clone().into());
+    }
+    if let Some(d) = ev.deployment {
+        put("deployment", d.as_str().into());
+    }
+    put("latency_ms", ev.latency_ms.into());
+    if let Some(t) = ev.ttft_ms {
+        put("ttft_ms", t.into());
+    }
+    if let Some(t) = ev.input_tokens {
+        put("input_tokens", t.into());
+    }
+    if let Some(t) = ev.output_tokens {
+        put("output_tokens", t.into());
+    }
+    let error = ev.status == Status::Error;
+    put("status", if error { "error" } else { "ok" }.into());
+    if let Some(t) = &ev.error_type {
+        put("error_type", t.clone().into());
+    }
+    if !ev.judge_scores.is_empty() {
+        let scores: serde_json::Map<String, serde_json::Value> = ev
+            .judge_scores
+            .iter()
+            .map(|(k, v)| (k.clone(), (*v).into()))
+            .collect();
+        put("judge_scores", scores.into());
+    }
+    serde_json::Value::Object(o).to_string()
+}

@@ -87,7 +87,7 @@ fn semantic_errors_name_file_line_rule_and_field() {
     assert_eq!(code, 2, "{out}");
     let expected = "error: rules in RULES:
   RULES/latency.yaml:2: rule \"r1\": condition.recover: must be on the healthy side of the threshold (≤ 2) so the alert cannot flap
-  RULES/latency.yaml:2: rule \"r1\": test.kind: welch_t does not apply to this signal; use quantile_ci, mann_whitney, ks or anderson_darling
+  RULES/latency.yaml:2: rule \"r1\": test.kind: welch_t does not apply to this signal; use exceedance, quantile_ci, mann_whitney, ks or anderson_darling
   RULES/latency.yaml:2: rule \"r1\": min_samples.current: 50 is too few for p99: fewer than 10 samples would lie beyond it; use at least 1000
   RULES/latency.yaml:2: rule \"r1\": annotations.summary: unknown format \"percent\" in {{ value | percent }}; use pct, ms, round, usd
   RULES/latency.yaml:2: rule \"r1\": annotations.runbook_url: every rule needs a runbook link: what the first responder checks and does
@@ -113,7 +113,7 @@ fn yaml_and_schema_errors_point_at_line_and_column() {
     assert_eq!(
         out,
         "error: rules in RULES:
-  RULES/errors.yaml: line 7 column 5: unknown field `severty`, expected one of name, description, match, by, signal, over, every, baseline, condition, test, min_samples, for, keep_firing_for, severity, labels, annotations, channels, action
+  RULES/errors.yaml: line 7 column 5: unknown field `severty`, expected one of name, description, match, by, signal, over, horizons, every, baseline, condition, test, min_samples, for, keep_firing_for, severity, labels, annotations, channels, action
 "
     );
     // A duration that is not one.
@@ -141,7 +141,7 @@ fn rule_combinations_that_cannot_work_are_refused() {
         "rules:\n{}{}{}{}{}",
         rule(
             "slow_p99",
-            "    signal: { metric: latency_ms, stat: p99 }\n    over: 5m\n    every: 10s\n    baseline: { trailing: 1h }\n    condition: { effect: ratio, above: 2 }"
+            "    signal: { metric: latency_ms, stat: p99 }\n    over: 30s\n    horizons: [1m, 25s, soon]\n    every: 10s\n    baseline: { trailing: 1h }\n    condition: { effect: ratio, above: 2 }\n    test: { kind: exceedance, against: threshold }"
         ),
         rule(
             "two_baselines",
@@ -163,14 +163,18 @@ fn rule_combinations_that_cannot_work_are_refused() {
     let (code, out) = check_rules(&[("combo.yaml", &text)]);
     assert_eq!(code, 2, "{out}");
     let expected = "error: rules in RULES:
-  RULES/combo.yaml:2: rule \"slow_p99\": every: evaluating more often than windows.width (1m) works only for metric error_rate (from the 10s slices); use a multiple of 1m
-  RULES/combo.yaml:10: rule \"two_baselines\": over: 1m 30s is not a multiple of windows.width (1m); rules read whole closed windows
-  RULES/combo.yaml:10: rule \"two_baselines\": baseline: give exactly one of trailing (a range before the current one), peer (label values of a peer series) or value (a constant)
-  RULES/combo.yaml:17: rule \"wrong_label\": match.model: \"model\" is not a series label; series.labels is [service, request_model, prompt_version, deployment]
-  RULES/combo.yaml:17: rule \"wrong_label\": baseline.across: \"prompt\" is not a series label; series.labels is [service, request_model, prompt_version, deployment]
-  RULES/combo.yaml:25: rule \"distance\": condition.effect: ratio compares single values; a distribution signal needs effect psi or jensen_shannon
-  RULES/combo.yaml:25: rule \"distance\": test.kind: wilson does not apply to this signal; use chi_square
-  RULES/combo.yaml:33: rule \"no_error_type\": signal.error_type: metric error_type_rate needs the error_type to watch, e.g. error_type: rate_limit
+  RULES/combo.yaml:2: rule \"slow_p99\": horizons[0]: 1m is longer than over (30s); over is the longest horizon
+  RULES/combo.yaml:2: rule \"slow_p99\": horizons[1]: 25s is not a multiple of windows.slice (10s); rules read whole closed windows
+  RULES/combo.yaml:2: rule \"slow_p99\": horizons[2]: \"soon\" is not a duration (expected number at 0); write e.g. 1m or 30s
+  RULES/combo.yaml:2: rule \"slow_p99\": test.against: threshold applies to welch_t with effect relative_change or difference against a trailing or peer baseline (binomial, wilson and exceedance test the threshold already)
+  RULES/combo.yaml:2: rule \"slow_p99\": baseline.offset: over + offset must be at least windows.width + windows.allowed_lateness (1m 30s) for a rule stepping every 10s: the baseline would read windows that are still open
+  RULES/combo.yaml:12: rule \"two_baselines\": over: 1m 30s is not a multiple of windows.width (1m); rules read whole closed windows
+  RULES/combo.yaml:12: rule \"two_baselines\": baseline: give exactly one of trailing (a range before the current one), peer (label values of a peer series) or value (a constant)
+  RULES/combo.yaml:19: rule \"wrong_label\": match.model: \"model\" is not a series label; series.labels is [service, request_model, prompt_version, deployment]
+  RULES/combo.yaml:19: rule \"wrong_label\": baseline.across: \"prompt\" is not a series label; series.labels is [service, request_model, prompt_version, deployment]
+  RULES/combo.yaml:27: rule \"distance\": condition.effect: ratio compares single values; a distribution signal needs effect psi or jensen_shannon
+  RULES/combo.yaml:27: rule \"distance\": test.kind: wilson does not apply to this signal; use chi_square
+  RULES/combo.yaml:35: rule \"no_error_type\": signal.error_type: metric error_type_rate needs the error_type to watch, e.g. error_type: rate_limit
 ";
     assert_eq!(out, expected);
 }

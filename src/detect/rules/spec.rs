@@ -136,6 +136,10 @@ pub(super) struct TestSpec {
     /// What the test rejects: `baseline` (no change, the default) or `threshold`.
     #[serde(default, rename = "against")]
     pub(super) null: Option<Null>,
+    /// Exceedance only: also significant when the share above τ rose against the
+    /// baseline's own share at this level (fast on large jumps).
+    #[serde(default)]
+    pub(super) change_alpha: Option<f64>,
 }
 
 /// The null hypothesis of a test.
@@ -277,6 +281,8 @@ pub struct Test {
     /// Family confidence per evaluation; each horizon uses `1 − (1 − confidence) / K`.
     pub confidence: f64,
     pub null: Null,
+    /// Exceedance: the level of the second, "changed against the baseline" test.
+    pub change_alpha: Option<f64>,
 }
 
 /// Categorical fields with a distribution in every window.

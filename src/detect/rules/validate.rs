@@ -639,11 +639,19 @@ impl Validator<'_> {
                 self.err("test.alpha", "must be between 0 and 0.5 (e.g. 0.01)");
             }
         }
+        if let Some(a) = t.change_alpha {
+            if t.kind != Exceedance || fixed {
+                self.err("test.change_alpha", "applies to the exceedance test against a trailing or peer baseline");
+            } else if !(a > 0.0 && a < 0.5) {
+                self.err("test.change_alpha", "must be between 0 and 0.5 (e.g. 1e-6)");
+            }
+        }
         Some(Test {
             kind: t.kind,
             alpha,
             confidence,
             null,
+            change_alpha: t.change_alpha,
         })
     }
 

@@ -25,9 +25,11 @@
 //! Files: `tests.rs` the statistical tests, intervals and distances (everything public);
 //! `special.rs` the special and distribution functions they need (normal, Student t,
 //! chi-square, binomial); `kolmogorov.rs` the finite-n Kolmogorov distribution behind the
-//! two-sided [`ks_2samp`] p-value; `scipy.rs` (unit tests) the checks against the scipy fixture;
+//! two-sided [`ks_2samp`] p-value; `changepoint.rs` the exceedance test, Welch's test against
+//! a threshold and the CUSUM onset estimate; `scipy.rs` (unit tests) the checks against the scipy fixture;
 //! `properties.rs` (unit tests) properties that need no reference values.
 
+mod changepoint;
 mod kolmogorov;
 mod special;
 mod tests;
@@ -37,6 +39,9 @@ mod properties;
 #[cfg(test)]
 mod scipy;
 
+pub use changepoint::{
+    affine_moments, bernoulli_llr, cusum_onset, exceedance_test, welch_t_against,
+};
 pub use tests::{
     anderson_ksamp, binned_quantile_rank, binom_test, chi_square, jensen_shannon, ks_2samp,
     mann_whitney_u, min_samples_for_quantile, psi, quantile_ci_ranks, two_proportion_z, welch_t,

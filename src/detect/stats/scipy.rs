@@ -211,6 +211,47 @@ fn wilson_interval_matches_scipy() {
 }
 
 #[test]
+fn exceedance_test_matches_scipy_binomtest() {
+    check_cases("exceedance", &[("/expected", P)], |c| {
+        exceedance_test(int(&c["c"]), int(&c["n"]), num(&c["q"])).map(|p| vec![p])
+    });
+}
+
+#[test]
+fn welch_against_the_threshold_matches_scipy_on_moved_samples() {
+    check_cases("welch_threshold", RESULT, |c| {
+        let theta = num(&c["threshold"]);
+        let (scale, shift) = match c["effect"].as_str() {
+            Some("relative_change") => (1.0 + theta, 0.0),
+            _ => (1.0, theta),
+        };
+        result(welch_t_against(
+            &moments(&c["a"]),
+            &moments(&c["b"]),
+            scale,
+            shift,
+            alt(c),
+        ))
+    });
+}
+
+#[test]
+fn cusum_onset_matches_the_reference_computation() {
+    check_cases("cusum_onset", &[("/expected", Exact)], |c| {
+        let (p0, p1) = (num(&c["p0"]), num(&c["p1"]));
+        let ks = counts(&c["k"]);
+        let ns = counts(&c["n"]);
+        let llr: Vec<(i64, f64)> = ks
+            .iter()
+            .zip(&ns)
+            .enumerate()
+            .map(|(j, (k, n))| (j as i64 * 10_000, bernoulli_llr(*k, *n, p0, p1)))
+            .collect();
+        cusum_onset(&llr).map(|at| vec![at as f64])
+    });
+}
+
+#[test]
 fn binom_test_matches_scipy() {
     check_cases("binom_test", &[("/expected", P)], |c| {
         binom_test(int(&c["k"]), int(&c["n"]), num(&c["p"]), alt(c)).map(|p| vec![p])
