@@ -106,7 +106,15 @@ pub fn render_backtest(
                 t.to.as_str(),
                 labels.join(","),
                 if t.to == crate::detect::alerts::AlertState::Firing {
-                    t.summary.clone()
+                    match (t.onset_ms, t.detection_delay_ms) {
+                        (Some(o), Some(d)) => format!(
+                            "{} [onset {}, detected after {} s]",
+                            t.summary,
+                            fmt_time(o),
+                            d / 1000
+                        ),
+                        _ => t.summary.clone(),
+                    }
                 } else {
                     t.reason.clone()
                 }

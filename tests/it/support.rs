@@ -153,6 +153,25 @@ fn read_response(mut s: TcpStream) -> std::io::Result<(u16, String)> {
 }
 
 /// Every value of a timestamp column.
+/// A nullable timestamp column.
+pub fn nullable_timestamps(batches: &[RecordBatch], col: &str) -> Vec<Option<i64>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = b
+                .column_by_name(col)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow::array::TimestampMillisecondArray>()
+                .unwrap()
+                .clone();
+            (0..a.len())
+                .map(move |i| a.is_valid(i).then(|| a.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 pub fn timestamps(batches: &[RecordBatch], col: &str) -> Vec<i64> {
     batches
         .iter()
