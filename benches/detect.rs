@@ -47,7 +47,7 @@ fn shapes(metrics: &std::collections::BTreeSet<usize>) -> Vec<Summary> {
                 };
                 w.observe(&ev, 0, k);
                 if k % 10 == 0 {
-                    w.add_to_slice((k / 100) as usize, error);
+                    w.add_to_slice((k / 100) as usize, &ev);
                 }
             }
             Summary::from_sketch(&w, metrics)

@@ -38,8 +38,10 @@ fn main() -> anyhow::Result<()> {
             sc.name,
             events,
             sc.rule,
-            r.delay_ms
-                .map_or("never".to_string(), |d| format!("{} s after onset", d / 1000)),
+            r.delay_ms.map_or("never".to_string(), |d| format!(
+                "{} s after onset",
+                d / 1000
+            )),
             r.false_alarms.len()
         );
         manifest.push(serde_json::json!({
@@ -121,7 +123,8 @@ fn detect(sc: &Scenario, file: &Path) -> anyhow::Result<Outcome> {
     let reader = std::io::BufReader::new(std::fs::File::open(file)?);
     for (offset, line) in reader.lines().enumerate() {
         let line = line?;
-        let Ok(Decoded::Request(ev)) = decoder.decode(Some(line.as_bytes()), sc.end_ms + 3_600_000) else {
+        let Ok(Decoded::Request(ev)) = decoder.decode(Some(line.as_bytes()), sc.end_ms + 3_600_000)
+        else {
             anyhow::bail!("{}:{}: not a request event", file.display(), offset + 1);
         };
         // Time moves on a second at a time, as in the detection tests.

@@ -178,10 +178,7 @@ pub fn evaluate(
 
     let longest = rule.over_ms;
     let longest_current = current_of(t_ms - longest);
-    let wanted: HashSet<Vec<String>> = longest_current
-        .keys()
-        .map(|k| group_of_key(k))
-        .collect();
+    let wanted: HashSet<Vec<String>> = longest_current.keys().map(|k| group_of_key(k)).collect();
     // A trailing baseline ends `offset` before the longest horizon starts and is read from
     // closed windows; it is the same for every horizon.
     let trailing = match &rule.baseline {
@@ -239,15 +236,19 @@ pub fn evaluate(
     for (_, evals) in by_instance {
         let mut e = combine(evals);
         if e.fires() {
-            let key: Vec<String> = e.labels.iter().take(rule.by.len()).map(|(_, v)| v.clone()).collect();
+            let key: Vec<String> = e
+                .labels
+                .iter()
+                .take(rule.by.len())
+                .map(|(_, v)| v.clone())
+                .collect();
             let base = match (&rule.baseline, trailing.as_ref()) {
                 (Baseline::Trailing { .. }, Some(b)) => b.get(&group_of_key(&key)),
                 _ => None,
             };
             let series = members.get(&key).map(Vec::as_slice).unwrap_or(&[]);
             e.onset_ms = Some(
-                onset(rule, history, series, &e, base, t_ms, parts)
-                    .unwrap_or(t_ms - e.horizon_ms),
+                onset(rule, history, series, &e, base, t_ms, parts).unwrap_or(t_ms - e.horizon_ms),
             );
         }
         out.push(e);
@@ -378,9 +379,7 @@ fn onset(
             let bh = base.and_then(|b| b.hist(*metric));
             let tau = exceedance_threshold(rule, *metric, bh, *q)?;
             let p0 = match bh {
-                Some(b) if b.count() > 0 => {
-                    (b.count_above(tau) as f64).max(0.5) / b.count() as f64
-                }
+                Some(b) if b.count() > 0 => (b.count_above(tau) as f64).max(0.5) / b.count() as f64,
                 _ => 1.0 - q,
             };
             let above = |s: &Summary| {
@@ -411,7 +410,10 @@ fn onset(
                 .and_then(Moments::variance)
                 .or_else(|| {
                     let mut all = Moments::default();
-                    steps.values().filter_map(|s| s.judge.get(&name)).for_each(|x| all.merge(x));
+                    steps
+                        .values()
+                        .filter_map(|s| s.judge.get(&name))
+                        .for_each(|x| all.merge(x));
                     all.variance()
                 })
                 .filter(|v| *v > 0.0)?;
@@ -766,7 +768,8 @@ fn hist_scalar(
                 // Fast path for large jumps: the share above τ rose against the baseline's
                 // own share above τ (exact conditional test when counts are small).
                 let change = t.change_alpha.zip(bh).and_then(|(a, b)| {
-                    let pc = two_proportions(c, n, b.count_above(tau), b.count(), Alternative::Greater)?;
+                    let pc =
+                        two_proportions(c, n, b.count_above(tau), b.count(), Alternative::Greater)?;
                     (pc < a).then_some(pc)
                 });
                 Some(match change {

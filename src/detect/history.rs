@@ -257,13 +257,7 @@ impl History {
     }
 
     /// Adds a fast slice of one series.
-    pub fn add_slice(
-        &mut self,
-        labels: &[String],
-        start_ms: i64,
-        partition: i32,
-        s: Summary,
-    ) {
+    pub fn add_slice(&mut self, labels: &[String], start_ms: i64, partition: i32, s: Summary) {
         let h = self.series.entry(labels.to_vec()).or_default();
         h.slices.entry(start_ms).or_default().insert(partition, s);
     }

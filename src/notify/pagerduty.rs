@@ -140,8 +140,8 @@ mod tests {
             channels: vec!["pagerduty".into()],
             action: None,
             fired_at_ms: Some(1_795_000_000_000),
-            onset_ms: None,
-            detection_delay_ms: None,
+            onset_ms: Some(1_795_000_000_000 - 95_000),
+            detection_delay_ms: Some(95_000),
         }
     }
 
@@ -165,6 +165,9 @@ mod tests {
         assert_eq!(d["n_current"], 1424);
         assert!(d["p_value"].is_null());
         assert_eq!(d["labels"]["service"], "search");
+        // How long detection took, from the estimated onset.
+        assert_eq!(d["onset"], crate::time::rfc3339(1_795_000_000_000 - 95_000));
+        assert_eq!(d["detection_delay_seconds"], 95.0);
         assert_eq!(e["links"][0]["href"], "https://x/p99.md");
     }
 

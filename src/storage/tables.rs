@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Array, Int64Builder,
-    Int8Builder, ListArray, ListBuilder, MapBuilder, RecordBatch, StringBuilder, StructArray,
-    TimestampMillisecondArray,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Array,
+    Int64Builder, Int8Builder, ListArray, ListBuilder, MapBuilder, RecordBatch, StringBuilder,
+    StructArray, TimestampMillisecondArray,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};

@@ -312,7 +312,9 @@ impl SliceSketch {
 }
 
 /// Checkpoints written before slice sketches held `[requests, errors]` pairs.
-pub(crate) fn slices_compat<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SliceSketch>, D::Error> {
+pub(crate) fn slices_compat<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<SliceSketch>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Repr {
@@ -596,7 +598,8 @@ impl WindowSketch {
         }
         self.late_scores += other.late_scores;
         if self.slices.len() < other.slices.len() {
-            self.slices.resize(other.slices.len(), SliceSketch::default());
+            self.slices
+                .resize(other.slices.len(), SliceSketch::default());
         }
         for (a, b) in self.slices.iter_mut().zip(&other.slices) {
             a.merge(b);

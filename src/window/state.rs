@@ -704,7 +704,10 @@ mod tests {
             slices: Vec<crate::window::sketch::SliceSketch>,
         }
         let w: W = serde_json::from_str(&format!(r#"{{"slices": {old}}}"#)).unwrap();
-        assert_eq!(w.slices[0], crate::window::sketch::SliceSketch::counts(3, 1));
+        assert_eq!(
+            w.slices[0],
+            crate::window::sketch::SliceSketch::counts(3, 1)
+        );
     }
 
     #[test]

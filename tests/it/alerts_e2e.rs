@@ -109,7 +109,9 @@ fn incidents_fire_resolve_survive_restart_and_match_backtest() {
     // replayed hour and is found within a few minutes.
     let (fired, onset) = (
         burst["fired_at_ms"].as_i64().unwrap(),
-        burst["onset_ms"].as_i64().expect("a fired alert has an onset"),
+        burst["onset_ms"]
+            .as_i64()
+            .expect("a fired alert has an onset"),
     );
     assert_eq!(burst["detection_delay_ms"].as_i64(), Some(fired - onset));
     assert!((0..=300_000).contains(&(fired - onset)), "{burst}");

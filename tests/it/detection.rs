@@ -14,8 +14,8 @@ use driftwatch::window::state::WindowState;
 pub const MIN: i64 = 60_000;
 pub use driftwatch::traffic::scenario::T0;
 
-pub use driftwatch::traffic::scenario::Traffic;
 use driftwatch::traffic::scenario::Generator;
+pub use driftwatch::traffic::scenario::Traffic;
 
 pub struct Sim {
     pub state: WindowState,
@@ -171,12 +171,14 @@ pub fn run_scenario(name: &str) -> (Sim, i64) {
     sim.run((sc.end_ms - sc.onset_ms) / 1000, &traffic);
     sim.debug_dump();
     let fired = sim.fired(sc.rule);
-    let first = fired.first().unwrap_or_else(|| {
-        panic!("{name}: {} never fired: {:?}", sc.rule, sim.firing_rules())
-    });
+    let first = fired
+        .first()
+        .unwrap_or_else(|| panic!("{name}: {} never fired: {:?}", sc.rule, sim.firing_rules()));
     let delay = first.at_ms + sim.slice_lateness_ms - sc.onset_ms;
     // The alert reports its estimated onset and the delay from it.
-    let onset = first.onset_ms.expect("a firing alert has an estimated onset");
+    let onset = first
+        .onset_ms
+        .expect("a firing alert has an estimated onset");
     assert_eq!(first.detection_delay_ms, Some(first.at_ms - onset));
     assert!(
         (onset - sc.onset_ms).abs() <= 60_000,
@@ -204,7 +206,11 @@ pub fn run_scenario(name: &str) -> (Sim, i64) {
 fn p99_times_2_5_at_3_requests_per_second_alerts_within_two_minutes() {
     let (sim, _) = run_scenario("p99_x2.5_at_3rps");
     let f = sim.fired("p99_latency_regression");
-    assert!(f[0].numbers.n_current < 1000, "far fewer than 1,000 samples: {:?}", f[0].numbers);
+    assert!(
+        f[0].numbers.n_current < 1000,
+        "far fewer than 1,000 samples: {:?}",
+        f[0].numbers
+    );
 }
 
 #[test]

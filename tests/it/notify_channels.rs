@@ -607,6 +607,12 @@ channels = ["gateway"]
     assert_eq!(a7["p_value"], 1e-6);
     assert_eq!(a7["n_current"], 3007);
     assert_eq!(a7["runbook_url"], "https://runbooks.example/error-rate");
+    // The estimated onset and how long detection took reach the receiver.
+    assert_eq!(a7["detection_delay_seconds"], 95.0);
+    assert!(
+        a7["onset"].as_str().is_some_and(|s| s.ends_with('Z')),
+        "{a7}"
+    );
     let second: Value = serde_json::from_str(&receiver.on("/hook")[1].body).unwrap();
     assert_eq!(second["status"], "resolved");
     assert_eq!(second["alerts"].as_array().unwrap().len(), 50);
@@ -684,6 +690,7 @@ channels = ["gateway"]
     assert!(text.contains("Value: 0.0207"), "{text}");
     assert!(text.contains("p-value: 1.000e-6"), "{text}");
     assert!(text.contains("Samples: 3007 current"), "{text}");
+    assert!(text.contains("(detected 95 s after)"), "{text}");
     assert!(!text.contains("svc-muted"));
     let html = m["html"].as_str().unwrap();
     assert!(

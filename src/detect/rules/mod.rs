@@ -25,8 +25,8 @@ mod validate;
 pub use error::RuleError;
 pub use load::{load_dir, load_texts, parse_file, BUILTIN_RULES};
 pub use spec::{
-    Action, Baseline, Category, Condition, Direction, EffectKind, Resolution, Rule, RuleContext,
-    Null, RuleSet, Severity, Signal, Test, TestKind, JUDGE_LABEL,
+    Action, Baseline, Category, Condition, Direction, EffectKind, Null, Resolution, Rule,
+    RuleContext, RuleSet, Severity, Signal, Test, TestKind, JUDGE_LABEL,
 };
 pub(crate) use template::{template_parts, TemplatePart};
 pub use template::{TEMPLATE_FORMATS, TEMPLATE_VARS};

@@ -10,8 +10,8 @@ use std::time::Duration;
 use super::error::RuleError;
 use super::spec::{
     quantile_name, Action, Baseline, BaselineSpec, Category, Condition, ConditionSpec, Direction,
-    EffectKind, OneOrMany, Resolution, Rule, RuleContext, RuleSpec, Shape, Signal, SignalSpec,
-    Null, Test, TestKind, TestSpec, JUDGE_LABEL,
+    EffectKind, Null, OneOrMany, Resolution, Rule, RuleContext, RuleSpec, Shape, Signal,
+    SignalSpec, Test, TestKind, TestSpec, JUDGE_LABEL,
 };
 use super::template::check_template;
 use crate::window::sketch::Metric;
@@ -148,15 +148,24 @@ impl Validator<'_> {
                     if ms > over_ms {
                         self.err(
                             &field,
-                            format!("{h} is longer than over ({}); over is the longest horizon", humantime::format_duration(r.over)),
+                            format!(
+                                "{h} is longer than over ({}); over is the longest horizon",
+                                humantime::format_duration(r.over)
+                            ),
                         );
                     } else if horizons_ms.contains(&ms) || ms == over_ms {
-                        self.err(&field, format!("{h} is listed twice (over is always a horizon)"));
+                        self.err(
+                            &field,
+                            format!("{h} is listed twice (over is always a horizon)"),
+                        );
                     } else {
                         horizons_ms.push(ms);
                     }
                 }
-                Err(e) => self.err(&field, format!("{h:?} is not a duration ({e}); write e.g. 1m or 30s")),
+                Err(e) => self.err(
+                    &field,
+                    format!("{h:?} is not a duration ({e}); write e.g. 1m or 30s"),
+                ),
             }
         }
         horizons_ms.push(over_ms);
@@ -607,7 +616,10 @@ impl Validator<'_> {
         let null = t.null.unwrap_or(Null::NoChange);
         if null == Null::Threshold {
             let effect_ok = condition.is_some_and(|c| {
-                matches!(c.effect, EffectKind::RelativeChange | EffectKind::Difference)
+                matches!(
+                    c.effect,
+                    EffectKind::RelativeChange | EffectKind::Difference
+                )
             });
             if t.kind != WelchT || !effect_ok || fixed {
                 self.err("test.against", "threshold applies to welch_t with effect relative_change or difference against a trailing or peer baseline (binomial, wilson and exceedance test the threshold already)");
@@ -641,7 +653,10 @@ impl Validator<'_> {
         }
         if let Some(a) = t.change_alpha {
             if t.kind != Exceedance || fixed {
-                self.err("test.change_alpha", "applies to the exceedance test against a trailing or peer baseline");
+                self.err(
+                    "test.change_alpha",
+                    "applies to the exceedance test against a trailing or peer baseline",
+                );
             } else if !(a > 0.0 && a < 0.5) {
                 self.err("test.change_alpha", "must be between 0 and 0.5 (e.g. 1e-6)");
             }
