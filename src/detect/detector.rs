@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detect::alerts::{Alert, AlertBook, Lifecycle, Transition};
 use crate::detect::breaker::{BreakerSettings, BreakerTransition, Breakers};
-use crate::detect::evaluate::evaluate;
+use crate::detect::evaluate::{evaluate_cached, BaselineCache};
 use crate::detect::history::{History, Summary};
 use crate::detect::rules::{Resolution, RuleSet};
 use crate::window::sketch::{SliceSketch, WindowSketch};
@@ -62,6 +62,8 @@ pub struct Detector {
     /// Transitions made outside an evaluation (a restore ending alerts of removed rules),
     /// handed out with the next [`Self::evaluate`].
     pending_out: Vec<Transition>,
+    /// Per rule name: its trailing baselines, reused between steps.
+    baseline_caches: std::collections::HashMap<String, BaselineCache>,
 }
 
 impl Detector {
@@ -82,6 +84,7 @@ impl Detector {
             breaker_settings: Some(BreakerSettings::default()),
             breaker_out: Vec::new(),
             pending_out: Vec::new(),
+            baseline_caches: std::collections::HashMap::new(),
         }
     }
 
@@ -141,6 +144,7 @@ impl Detector {
         self.history.set_retention_like(&sized);
         self.metrics = self.metrics.union(&rules.metrics()).copied().collect();
         self.rules = rules;
+        self.baseline_caches.clear();
         ended
     }
 
@@ -267,7 +271,8 @@ impl Detector {
                 if t.rem_euclid(rule.every_ms) != 0 {
                     continue;
                 }
-                let evals = evaluate(rule, &self.label_names, &self.history, t);
+                let cache = self.baseline_caches.entry(rule.name.clone()).or_default();
+                let evals = evaluate_cached(rule, &self.label_names, &self.history, t, cache);
                 self.evaluations += evals.len() as u64;
                 match (&rule.action, &self.breaker_settings) {
                     (Some(crate::detect::rules::Action::CircuitBreaker), Some(bs)) => {

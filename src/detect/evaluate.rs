@@ -82,18 +82,40 @@ fn per_horizon(rule: &Rule) -> Option<Test> {
 /// it merges.
 type Current<'h> = BTreeMap<Vec<String>, (Summary, Vec<&'h Vec<String>>)>;
 
+/// A rule's trailing baselines from its last evaluation, reused while the baseline range
+/// and the windows of the history are the same (a fast rule steps every 10 s; its baseline
+/// range moves once a window). Valid for one rule and one history.
+#[derive(Debug, Default)]
+pub struct BaselineCache {
+    /// (from, to, history windows version) the groups were computed for.
+    key: Option<(i64, i64, u64)>,
+    groups: HashMap<Vec<String>, Summary>,
+}
+
 /// Evaluates `rule` at `t_ms` (the end of the current ranges) for every instance with data.
+pub fn evaluate(
+    rule: &Rule,
+    label_names: &[&str],
+    history: &History,
+    t_ms: i64,
+) -> Vec<Evaluation> {
+    evaluate_cached(rule, label_names, history, t_ms, &mut BaselineCache::default())
+}
+
+/// [`evaluate`] reusing the trailing baselines of the previous call in `cache` when they
+/// cannot have changed: the same answer, computed once a window instead of every step.
 ///
 /// Each horizon `h` of the rule (its `horizons` and `over`) is a current range
 /// `[t − h, t)`, tested at the rule's level divided by the number of horizons; an instance
 /// fires when any horizon is breached and significant (the most significant one is
 /// reported), and stays firing while any horizon with data is still past the recovery
 /// threshold.
-pub fn evaluate(
+pub fn evaluate_cached(
     rule: &Rule,
     label_names: &[&str],
     history: &History,
     t_ms: i64,
+    cache: &mut BaselineCache,
 ) -> Vec<Evaluation> {
     let parts = parts_for(&rule.signal);
     let test = per_horizon(rule);
@@ -188,7 +210,26 @@ pub fn evaluate(
             ..
         } => {
             let to = t_ms - longest - offset_ms;
-            Some(baselines_of(&wanted, to - range_ms, to, false))
+            let key = (to - range_ms, to, history.windows_version());
+            if cache.key != Some(key) {
+                cache.key = Some(key);
+                cache.groups.clear();
+            }
+            // Groups not computed yet for this range (new instances): computed once; a group
+            // without baseline data is remembered as empty.
+            let missing: HashSet<Vec<String>> = wanted
+                .iter()
+                .filter(|g| !cache.groups.contains_key(*g))
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                let mut fresh = baselines_of(&missing, to - range_ms, to, false);
+                for g in missing {
+                    let b = fresh.remove(&g).unwrap_or_default();
+                    cache.groups.insert(g, b);
+                }
+            }
+            Some(&cache.groups)
         }
         _ => None,
     };
@@ -208,7 +249,7 @@ pub fn evaluate(
             Baseline::Peer { .. } => Some(baselines_of(&wanted, t_ms - h, t_ms, true)),
             _ => None,
         };
-        let baselines = trailing.as_ref().or(peer.as_ref());
+        let baselines = trailing.or(peer.as_ref());
         for (key, (cur, series)) in current {
             let base = baselines.map(|b| b.get(&group_of_key(key)));
             let base: Option<&Summary> = match (&rule.baseline, base) {
@@ -242,7 +283,7 @@ pub fn evaluate(
                 .take(rule.by.len())
                 .map(|(_, v)| v.clone())
                 .collect();
-            let base = match (&rule.baseline, trailing.as_ref()) {
+            let base = match (&rule.baseline, trailing) {
                 (Baseline::Trailing { .. }, Some(b)) => b.get(&group_of_key(&key)),
                 _ => None,
             };
@@ -1074,6 +1115,30 @@ mod tests {
         };
         assert!(!(m.breached && m.significant), "{m:?}");
         assert_eq!(e[0].onset_ms, None);
+    }
+
+    #[test]
+    fn cached_baselines_give_the_same_evaluations_as_fresh_ones() {
+        let r = rule("    signal: { metric: latency_ms, stat: p99 }\n    over: 2m\n    horizons: [1m]\n    every: 10s\n    baseline: { trailing: 30m }\n    condition: { effect: ratio, above: 2 }\n    test: { kind: exceedance, alpha: 0.02, change_alpha: 0.001 }\n    min_samples: { current: 20, baseline: 1000, events: 2 }\n");
+        let mut h = History::new(60_000, 7_200_000, 7_200_000, 600_000);
+        let s1 = labels(["chat", "v1", "stable"]);
+        let s2 = labels(["chat", "v2", "stable"]);
+        for m in 0..40 {
+            h.add_window(&s1, T + m * 60_000, latencies(60, m as u64 % 3, 1_500.0));
+        }
+        let mut cache = BaselineCache::default();
+        for step in 0..30 {
+            let t = T + 40 * 60_000 + step * 10_000;
+            let slow = u64::from(step % 4 == 0) * 3;
+            h.add_slice(&s1, t - 10_000, 0, latencies(10, slow, 2_500.0));
+            if step == 7 {
+                // A new instance appears, and a late window lands inside the baseline range.
+                h.add_slice(&s2, t - 10_000, 0, latencies(30, 5, 2_500.0));
+                h.add_window(&s1, T + 10 * 60_000, latencies(60, 1, 1_500.0));
+            }
+            let cached = evaluate_cached(&r, &NAMES, &h, t, &mut cache);
+            assert_eq!(cached, evaluate(&r, &NAMES, &h, t), "step {step}");
+        }
     }
 
     #[test]

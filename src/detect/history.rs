@@ -219,6 +219,8 @@ pub struct History {
     slice_retain_ms: i64,
     /// Windows starting before this were rolled up (hour aligned).
     rolled_floor: i64,
+    /// Bumped whenever a window is added, rolled up or forgotten (not for slices).
+    windows_version: u64,
     series: BTreeMap<Vec<String>, SeriesHistory>,
 }
 
@@ -229,6 +231,7 @@ impl History {
             retain_ms: retain_ms.max(window_ms),
             slice_retain_ms,
             rolled_floor: i64::MIN,
+            windows_version: 0,
             series: BTreeMap::new(),
         }
     }
@@ -242,6 +245,7 @@ impl History {
 
     /// Adds a closed window of one series (partial rows of one window merge).
     pub fn add_window(&mut self, labels: &[String], start_ms: i64, s: Summary) {
+        self.windows_version += 1;
         let h = self.series.entry(labels.to_vec()).or_default();
         let (map, key) = if start_ms < self.rolled_floor {
             (&mut h.coarse, start_ms.div_euclid(COARSE_MS) * COARSE_MS)
@@ -271,6 +275,7 @@ impl History {
             self.rolled_floor = floor;
         }
         let rolled_floor = self.rolled_floor;
+        let mut changed = false;
         for h in self.series.values_mut() {
             while let Some(e) = h.fine.first_entry() {
                 if *e.key() >= rolled_floor {
@@ -279,12 +284,14 @@ impl History {
                 let (start, s) = e.remove_entry();
                 let hour = start.div_euclid(COARSE_MS) * COARSE_MS;
                 h.coarse.entry(hour).or_default().merge(&s);
+                changed = true;
             }
             while let Some(e) = h.coarse.first_entry() {
                 if *e.key() + COARSE_MS > keep_from {
                     break;
                 }
                 e.remove();
+                changed = true;
             }
             while let Some(e) = h.slices.first_entry() {
                 if *e.key() >= slices_from {
@@ -294,6 +301,14 @@ impl History {
             }
         }
         self.series.retain(|_, h| !h.is_empty());
+        if changed {
+            self.windows_version += 1;
+        }
+    }
+
+    /// Changes whenever the windows (not the slices) change: what a cached baseline keys on.
+    pub fn windows_version(&self) -> u64 {
+        self.windows_version
     }
 
     /// Every series with history.
