@@ -99,7 +99,13 @@ pub fn evaluate(
     history: &History,
     t_ms: i64,
 ) -> Vec<Evaluation> {
-    evaluate_cached(rule, label_names, history, t_ms, &mut BaselineCache::default())
+    evaluate_cached(
+        rule,
+        label_names,
+        history,
+        t_ms,
+        &mut BaselineCache::default(),
+    )
 }
 
 /// [`evaluate`] reusing the trailing baselines of the previous call in `cache` when they
@@ -128,29 +134,45 @@ pub fn evaluate_cached(
         Resolution::Window => history.range_of(labels, from, to, parts),
         Resolution::Slice => history.slice_range(labels, from, to, parts),
     };
-    let current_of = |from: i64| -> Current<'_> {
-        let mut current: Current<'_> = BTreeMap::new();
-        for labels in history.series() {
-            // The overflow series mixes whatever did not fit under series.max_active: no
-            // alert (nor circuit breaker) can be about it.
-            let overflow = labels
-                .first()
-                .is_some_and(|v| v == crate::window::series::OVERFLOW_LABEL);
-            if overflow || !matches(labels, &[]) {
-                continue;
-            }
-            if let Some(s) = range(labels, from, t_ms) {
-                if s.requests == 0 && s.judge.is_empty() {
-                    continue;
+    // The overflow series mixes whatever did not fit under series.max_active: no alert (nor
+    // circuit breaker) can be about it.
+    let eligible = |labels: &[String]| {
+        let overflow = labels
+            .first()
+            .is_some_and(|v| v == crate::window::series::OVERFLOW_LABEL);
+        !overflow && matches(labels, &[])
+    };
+    fn add<'h>(by: &[usize], current: &mut Current<'h>, labels: &'h Vec<String>, s: &Summary) {
+        if s.requests == 0 && s.judge.is_empty() {
+            return;
+        }
+        let key: Vec<String> = by.iter().map(|i| labels[*i].clone()).collect();
+        let e = current.entry(key).or_default();
+        e.0.merge(s);
+        e.1.push(labels);
+    }
+    // Current aggregates per horizon (ascending, as `horizons_ms`). Slices are merged once,
+    // newest first, for all horizons at the same time.
+    let mut currents: Vec<Current<'_>> = vec![BTreeMap::new(); rule.horizons_ms.len()];
+    for labels in history.series().filter(|l| eligible(l)) {
+        match rule.resolution {
+            Resolution::Slice => {
+                let nested = history.nested_slice_ranges(labels, t_ms, &rule.horizons_ms, parts);
+                for (current, s) in currents.iter_mut().zip(nested) {
+                    if let Some(s) = s {
+                        add(&rule.by, current, labels, &s);
+                    }
                 }
-                let key: Vec<String> = rule.by.iter().map(|i| labels[*i].clone()).collect();
-                let e = current.entry(key).or_default();
-                e.0.merge(&s);
-                e.1.push(labels);
+            }
+            Resolution::Window => {
+                for (current, h) in currents.iter_mut().zip(&rule.horizons_ms) {
+                    if let Some(s) = history.range_of(labels, t_ms - h, t_ms, parts) {
+                        add(&rule.by, current, labels, &s);
+                    }
+                }
             }
         }
-        current
-    };
+    }
 
     // Baselines are grouped: a series belongs to the group of an instance when it agrees on
     // every `by` label the baseline does not vary (`across` / `peer` labels).
@@ -199,7 +221,7 @@ pub fn evaluate_cached(
     };
 
     let longest = rule.over_ms;
-    let longest_current = current_of(t_ms - longest);
+    let longest_current = currents.last().expect("a rule has at least one horizon");
     let wanted: HashSet<Vec<String>> = longest_current.keys().map(|k| group_of_key(k)).collect();
     // A trailing baseline ends `offset` before the longest horizon starts and is read from
     // closed windows; it is the same for every horizon.
@@ -238,13 +260,7 @@ pub fn evaluate_cached(
     let mut members: HashMap<Vec<String>, Vec<&Vec<String>>> = HashMap::new();
     for (i, h) in rule.horizons_ms.iter().enumerate() {
         let is_longest = i + 1 == rule.horizons_ms.len();
-        let owned;
-        let current = if is_longest {
-            &longest_current
-        } else {
-            owned = current_of(t_ms - h);
-            &owned
-        };
+        let current = &currents[i];
         let peer = match &rule.baseline {
             Baseline::Peer { .. } => Some(baselines_of(&wanted, t_ms - h, t_ms, true)),
             _ => None,

@@ -364,6 +364,39 @@ impl History {
         out
     }
 
+    /// [`Self::slice_range`] for the nested ranges `[to − h, to)` of every `h` in `horizons`
+    /// (ascending), merging each slice once: newest first, the running sum is taken at each
+    /// horizon's start.
+    pub fn nested_slice_ranges(
+        &self,
+        labels: &[String],
+        to: i64,
+        horizons: &[i64],
+        parts: Parts,
+    ) -> Vec<Option<Summary>> {
+        let mut out = vec![None; horizons.len()];
+        let (Some(h), Some(longest)) = (self.series.get(labels), horizons.last()) else {
+            return out;
+        };
+        let mut acc: Option<Summary> = None;
+        let mut next = 0;
+        for (start, p) in h.slices.range(to - longest..to).rev() {
+            while next < horizons.len() && *start < to - horizons[next] {
+                out[next] = acc.clone();
+                next += 1;
+            }
+            for s in p.values() {
+                acc.get_or_insert_with(Summary::default)
+                    .merge_parts(s, parts);
+            }
+        }
+        while next < horizons.len() {
+            out[next] = acc.clone();
+            next += 1;
+        }
+        out
+    }
+
     /// The slices of `labels` starting in `[from, to)`, each merged over partitions, in time
     /// order (for the change-point estimate).
     pub fn slice_steps(
@@ -450,6 +483,37 @@ mod tests {
             w.observe(&ev, 0, i as i64);
         }
         w
+    }
+
+    #[test]
+    fn nested_slice_ranges_equal_each_range_merged_alone() {
+        let mut h = History::new(60_000, 7_200_000, 7_200_000, 600_000);
+        let labels = vec!["chat".to_string()];
+        for k in 0..40i64 {
+            for part in 0..2 {
+                let lat: Vec<f64> = (0..(k % 5 + 1))
+                    .map(|i| 100.0 + (k * 37 + i) as f64)
+                    .collect();
+                let s = Summary::from_sketch(&sketch(&lat, (k % 3) as u64), &[0usize].into());
+                h.add_slice(&labels, k * 10_000, part, s);
+            }
+        }
+        let horizons = [30_000, 60_000, 120_000, 300_000, 600_000];
+        for to in [250_000, 400_000, 405_000] {
+            let nested = h.nested_slice_ranges(&labels, to, &horizons, Parts::ALL);
+            for (hz, got) in horizons.iter().zip(nested) {
+                let want = h.slice_range(&labels, to - hz, to, Parts::ALL);
+                let (got, want) = (
+                    got.map(|s| (s.requests, s.errors, s.hists[0].clone().map(|x| x.buckets))),
+                    want.map(|s| (s.requests, s.errors, s.hists[0].clone().map(|x| x.buckets))),
+                );
+                assert_eq!(got, want, "horizon {hz} ending {to}");
+            }
+        }
+        assert_eq!(
+            h.nested_slice_ranges(&["x".into()], 0, &horizons, Parts::ALL),
+            vec![None; 5]
+        );
     }
 
     #[test]
