@@ -201,11 +201,33 @@ default_fallback = "claude-haiku"
     std::thread::sleep(Duration::from_secs(3));
     receiver.mode.store(OK, Ordering::SeqCst);
     let _server = serve(&rt, port, receiver.clone());
-    wait_for("an empty outbox", Duration::from_secs(120), || {
-        let (code, body) = http_get(&http, "/api/v1/outbox").ok()?;
+    // The restarted daemon first evaluates what the killed one had not (the last ticks close
+    // as the idle watermark follows the wall clock), then its notifications drain.
+    let last_event = timestamps(&read_table(&data, "events"), "timestamp")
+        .into_iter()
+        .max()
+        .unwrap();
+    let last_window_end = (last_event.div_euclid(60_000) + 1) * 60_000;
+    wait_for("every tick evaluated", Duration::from_secs(120), || {
+        let (_, body) = http_get(&http, "/api/v1/alerts").ok()?;
         let v: Value = serde_json::from_str(&body).ok()?;
-        (code == 200 && v["pending"].as_object()?.is_empty() && v["dead"] == 0).then_some(())
+        let w = v["evaluated_window_ms"].as_i64()?;
+        let s = v["evaluated_slice_ms"].as_i64()?;
+        (w >= last_window_end && s >= last_window_end).then_some(())
     });
+    wait_for(
+        "an empty inbox and outbox",
+        Duration::from_secs(120),
+        || {
+            let inbox = std::fs::read_dir(data.join("state/notify-inbox"))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            let (code, body) = http_get(&http, "/api/v1/outbox").ok()?;
+            let v: Value = serde_json::from_str(&body).ok()?;
+            (inbox == 0 && code == 200 && v["pending"].as_object()?.is_empty() && v["dead"] == 0)
+                .then_some(())
+        },
+    );
     std::thread::sleep(Duration::from_secs(2));
 
     // Every notification ever attempted — and every one the killed daemon left on disk —
@@ -259,7 +281,23 @@ default_fallback = "claude-haiku"
         }
     }
     for f in &fired {
-        assert!(notified.contains(f), "firing {f} never notified");
+        if !notified.contains(f) {
+            let at = timestamps(&alerts, "evaluated_at");
+            let rows: Vec<String> = strings(&alerts, "fingerprint")
+                .into_iter()
+                .zip(strings(&alerts, "to_state"))
+                .zip(strings(&alerts, "summary"))
+                .zip(at)
+                .filter(|(((fp, _), _), _)| fp.as_deref() == Some(f.as_str()))
+                .map(|(((_, to), sm), at)| format!("{at} {to:?} {sm:?}"))
+                .collect();
+            let hooks: Vec<String> = log
+                .iter()
+                .filter(|r| r.0 == "/hook")
+                .map(|r| format!("{} {}", r.2, &r.3[..r.3.len().min(300)]))
+                .collect();
+            panic!("firing {f} never notified: {rows:#?}\nhook log: {hooks:#?}");
+        }
     }
 
     // The breaker: fallback within 75 s of the burst start (code-assist, 25 % errors from
