@@ -403,10 +403,8 @@ fn onset(
     let from = t_ms - rule.over_ms;
     let mut steps: BTreeMap<i64, Summary> = BTreeMap::new();
     for labels in series {
-        let v = match rule.resolution {
-            Resolution::Slice => history.slice_steps(labels, from, t_ms, parts),
-            Resolution::Window => history.window_steps(labels, from, t_ms, parts),
-        };
+        let slices = rule.resolution == Resolution::Slice;
+        let v = history.steps(labels, from, t_ms, parts, slices);
         for (start, s) in v {
             steps.entry(start).or_default().merge_parts(&s, parts);
         }

@@ -397,49 +397,35 @@ impl History {
         out
     }
 
-    /// The slices of `labels` starting in `[from, to)`, each merged over partitions, in time
-    /// order (for the change-point estimate).
-    pub fn slice_steps(
+    /// The steps of `labels` starting in `[from, to)` in time order — slices (merged over
+    /// partitions) or fine windows — each with only `parts` (for the change-point estimate).
+    pub fn steps(
         &self,
         labels: &[String],
         from: i64,
         to: i64,
         parts: Parts,
+        slices: bool,
     ) -> Vec<(i64, Summary)> {
         let Some(h) = self.series.get(labels) else {
             return Vec::new();
         };
-        h.slices
-            .range(from..to)
-            .map(|(start, p)| {
-                let mut s = Summary::default();
-                for x in p.values() {
-                    s.merge_parts(x, parts);
-                }
-                (*start, s)
-            })
-            .collect()
-    }
-
-    /// The fine windows of `labels` starting in `[from, to)`, in time order.
-    pub fn window_steps(
-        &self,
-        labels: &[String],
-        from: i64,
-        to: i64,
-        parts: Parts,
-    ) -> Vec<(i64, Summary)> {
-        let Some(h) = self.series.get(labels) else {
-            return Vec::new();
+        let merged = |start: &i64, xs: &mut dyn Iterator<Item = &Summary>| {
+            let mut s = Summary::default();
+            xs.for_each(|x| s.merge_parts(x, parts));
+            (*start, s)
         };
-        h.fine
-            .range(from..to)
-            .map(|(start, x)| {
-                let mut s = Summary::default();
-                s.merge_parts(x, parts);
-                (*start, s)
-            })
-            .collect()
+        if slices {
+            h.slices
+                .range(from..to)
+                .map(|(start, p)| merged(start, &mut p.values()))
+                .collect()
+        } else {
+            h.fine
+                .range(from..to)
+                .map(|(start, x)| merged(start, &mut std::iter::once(x)))
+                .collect()
+        }
     }
 
     /// Approximate heap use: sparse buckets dominate.

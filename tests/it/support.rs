@@ -173,18 +173,9 @@ pub fn nullable_timestamps(batches: &[RecordBatch], col: &str) -> Vec<Option<i64
 }
 
 pub fn timestamps(batches: &[RecordBatch], col: &str) -> Vec<i64> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let a = b
-                .column_by_name(col)
-                .unwrap()
-                .as_any()
-                .downcast_ref::<arrow::array::TimestampMillisecondArray>()
-                .unwrap()
-                .clone();
-            (0..a.len()).map(move |i| a.value(i)).collect::<Vec<_>>()
-        })
+    nullable_timestamps(batches, col)
+        .into_iter()
+        .map(|t| t.unwrap_or_default())
         .collect()
 }
 
