@@ -2,9 +2,10 @@
 //! receiver gets: one webhook or mail per group notification, one PagerDuty event per alert
 //! that changed, one `fallback` / `restore` webhook per breaker transition.
 //!
-//! Ids are deterministic in what they carry (group, sequence, alert, transition), so a
-//! notification rendered again after a crash is recognisably the same: the outbox keeps it
-//! once and receivers can deduplicate on `webhook-id`, `dedup_key` or `Message-ID`.
+//! Ids are deterministic in what they carry (group and when it opened, sequence, alert,
+//! transition), so a
+//! notification rendered again after a crash is recognisably the same, and the next
+//! incident's are new: the outbox keeps each once and receivers can deduplicate on `webhook-id`, `dedup_key` or `Message-ID`.
 
 use std::collections::BTreeMap;
 
@@ -235,7 +236,7 @@ pub fn dispatch(
 ) -> Vec<Notification> {
     let group_entry = |body: String| {
         vec![entry(
-            format!("{}-{}-{}", d.channel, d.group_id, d.seq),
+            format!("{}-{}-{}-{}", d.channel, d.group_id, d.opened_ms, d.seq),
             &d.channel,
             format!("{}/{}", d.channel, d.group_id),
             body,

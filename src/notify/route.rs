@@ -143,6 +143,11 @@ pub struct Group {
     pub last_sent_ms: Option<i64>,
     /// Notifications sent so far (part of their idempotency keys).
     pub seq: u64,
+    /// When this group opened (wall ms, unique per group id): a group that closes and
+    /// opens again for the next incident starts `seq` over, and its notifications must not
+    /// reuse the ids the last incident's were delivered under.
+    #[serde(default)]
+    pub opened_ms: i64,
     /// Fingerprints whose firing the last notification carried.
     pub notified_firing: BTreeSet<String>,
     /// Fingerprints held back by a silence at some flush (their resolution is not news).
@@ -159,6 +164,8 @@ pub struct Dispatch {
     /// `{alertname="…", …}`, as Alertmanager's `groupKey`.
     pub group_key: String,
     pub group_labels: BTreeMap<String, String>,
+    /// [`Group::opened_ms`]: with `seq`, unique per notification of this group id.
+    pub opened_ms: i64,
     pub seq: u64,
     pub firing: Vec<Transition>,
     pub resolved: Vec<Transition>,
@@ -187,6 +194,10 @@ pub struct Router {
     /// Last (evaluation time, state) taken in per alert fingerprint.
     #[serde(default)]
     seen: BTreeMap<String, (i64, AlertState)>,
+    /// The latest [`Group::opened_ms`] handed out; the next is later even when the clock is
+    /// not.
+    #[serde(default)]
+    last_opened_ms: i64,
 }
 
 fn group_id(channel: &str, route: usize, labels: &BTreeMap<String, String>) -> String {
@@ -256,6 +267,8 @@ impl Router {
                     g.alerts.insert(t.fingerprint.clone(), t.clone());
                 }
                 None => {
+                    let opened_ms = now_ms.max(self.last_opened_ms + 1);
+                    self.last_opened_ms = opened_ms;
                     let mut alerts = BTreeMap::new();
                     alerts.insert(t.fingerprint.clone(), t.clone());
                     self.groups.insert(
@@ -268,6 +281,7 @@ impl Router {
                             next_flush_ms: now_ms + r.group_wait_ms,
                             last_sent_ms: None,
                             seq: 0,
+                            opened_ms,
                             notified_firing: BTreeSet::new(),
                             silenced: BTreeSet::new(),
                         },
@@ -347,6 +361,7 @@ impl Router {
                     group_id: id.clone(),
                     group_key: group_key(&g.labels),
                     group_labels: g.labels.clone(),
+                    opened_ms: g.opened_ms,
                     seq: g.seq,
                     firing: firing.clone(),
                     resolved,
@@ -496,6 +511,45 @@ send_resolved = false
             .unnotified_resolved
             .contains(&d[0].resolved[0].fingerprint));
         assert_eq!(router.groups().count(), 0);
+    }
+
+    #[test]
+    fn a_group_that_closes_and_opens_again_sends_under_new_ids() {
+        // One incident: the canary fires and resolves; the group closes. The next incident
+        // (another series of the same rule) opens the same group id again: its
+        // notifications must not reuse the ids the first one was delivered under (the
+        // outbox would take them as already delivered and drop them).
+        let r = routing("");
+        let none = Silences::default();
+        let mut router = Router::default();
+        let mut keys = BTreeSet::new();
+        let sent = |keys: &mut BTreeSet<(String, i64, u64)>, d: Vec<Dispatch>| {
+            for d in d {
+                assert!(
+                    keys.insert((d.group_id.clone(), d.opened_ms, d.seq)),
+                    "{d:?} reuses a key"
+                );
+            }
+        };
+        router.ingest(&t("err", "canary", AlertState::Firing, 0), &r, 0);
+        sent(&mut keys, router.flush(&r, &none, 30 * S).0);
+        router.ingest(&t("err", "canary", AlertState::Resolved, 40), &r, 40 * S);
+        sent(&mut keys, router.flush(&r, &none, 330 * S).0);
+        assert_eq!(router.groups().count(), 0);
+        // The clock did not move (or went back): the new group still opens later.
+        router.ingest(&t("err", "stable", AlertState::Firing, 400), &r, 0);
+        let (d, _) = router.flush(&r, &none, 30 * S);
+        assert_eq!(d[0].firing[0].labels[0].1, "stable");
+        sent(&mut keys, d);
+        router.ingest(&t("err", "stable", AlertState::Resolved, 500), &r, 500 * S);
+        sent(&mut keys, router.flush(&r, &none, 800 * S).0);
+        assert_eq!(keys.len(), 4);
+        // A restart restores the state: the next group opens after the saved ones too.
+        let mut restored: Router =
+            serde_json::from_str(&serde_json::to_string(&router).unwrap()).unwrap();
+        restored.ingest(&t("err", "canary", AlertState::Firing, 900), &r, 0);
+        sent(&mut keys, restored.flush(&r, &none, 30 * S).0);
+        assert_eq!(keys.len(), 5);
     }
 
     #[test]
