@@ -29,10 +29,18 @@ pub struct RequestEvent {
     pub ttft_ms: Option<f64>,
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
+    /// Input tokens read from the provider's prompt cache (part of `input_tokens`).
     pub cached_input_tokens: Option<u64>,
+    /// Input tokens written to the prompt cache (part of `input_tokens`).
+    pub cache_creation_input_tokens: Option<u64>,
+    /// Reasoning tokens (part of `output_tokens`).
+    pub reasoning_tokens: Option<u64>,
     pub cost_usd: Option<f64>,
-    /// True when `cost_usd` was computed from the configured model prices.
+    /// True when `cost_usd` was computed from the model registry or `[prices]`.
     pub cost_estimated: bool,
+    /// What the cache reads saved against the input rate (from the registry's prices);
+    /// computed, never read from the message.
+    pub cache_savings_usd: Option<f64>,
     pub status: Status,
     pub error_type: Option<String>,
     pub http_status: Option<u16>,
@@ -45,6 +53,12 @@ pub struct RequestEvent {
     pub prompt_chars: Option<u64>,
     pub trace_id: Option<String>,
     pub response_id: Option<String>,
+    /// `gen_ai.operation.name`: chat, text_completion, embeddings, execute_tool, …
+    pub operation_name: Option<String>,
+    /// `gen_ai.conversation.id`.
+    pub conversation_id: Option<String>,
+    /// OpenAI's `system_fingerprint`: the backend configuration that served the request.
+    pub system_fingerprint: Option<String>,
 }
 
 impl RequestEvent {
@@ -82,7 +96,13 @@ pub struct ScoreEvent {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ScoreValue {
-    Judge { name: String, value: f64 },
+    /// A judge result: a score, a categorical label (`gen_ai.evaluation.score.label`), or
+    /// both; at least one of them.
+    Judge {
+        name: String,
+        value: Option<f64>,
+        label: Option<String>,
+    },
     Feedback(Feedback),
 }
 

@@ -32,7 +32,8 @@
 //! On top, [`daemon`] is the composition root — the only code that knows every stage: the
 //! ingest loop (source → pipeline → commit → delivery), HTTP, `generate`, backtest and the
 //! demo — and [`cli`] holds one function per subcommand. At the bottom are the core types
-//! every stage shares: [`event`], [`durable`] writes and the shared I/O error, [`metrics`],
+//! every stage shares: [`event`], [`registry`] (the model registry: prices, deprecations,
+//! context windows, fallbacks), [`durable`] writes and the shared I/O error, [`metrics`],
 //! [`section`] (what every config section shares) and [`time`]; [`config`] assembles the
 //! sections each stage owns into the one config file.
 //!
@@ -48,6 +49,7 @@ pub mod event;
 pub mod metrics;
 pub mod notify;
 pub mod query;
+pub mod registry;
 pub mod section;
 pub mod source;
 pub mod storage;

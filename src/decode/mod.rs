@@ -119,11 +119,27 @@ const MAX_PROMPT_CHARS: u64 = 1_000_000_000;
 pub struct Decoder {
     limits: LimitsConfig,
     prices: BTreeMap<String, ModelPrice>,
+    registry: Option<std::sync::Arc<crate::registry::Registry>>,
 }
 
 impl Decoder {
     pub fn new(limits: LimitsConfig, prices: BTreeMap<String, ModelPrice>) -> Self {
-        Self { limits, prices }
+        Self {
+            limits,
+            prices,
+            registry: None,
+        }
+    }
+
+    /// Prices from `registry` first (models it lists), `[prices]` for the others.
+    pub fn with_registry(mut self, registry: Option<std::sync::Arc<crate::registry::Registry>>) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// Swaps the registry (a reload).
+    pub fn set_registry(&mut self, registry: Option<std::sync::Arc<crate::registry::Registry>>) {
+        self.registry = registry;
     }
 
     /// Decodes one message payload. `now_ms` is the wall clock, for the future-skew check.
@@ -211,8 +227,12 @@ impl Decoder {
             input_tokens: raw.opt_u64(Slot::InputTokens, l.max_tokens)?,
             output_tokens: raw.opt_u64(Slot::OutputTokens, l.max_tokens)?,
             cached_input_tokens: raw.opt_u64(Slot::CachedInputTokens, l.max_tokens)?,
+            cache_creation_input_tokens: raw
+                .opt_u64(Slot::CacheCreationInputTokens, l.max_tokens)?,
+            reasoning_tokens: raw.opt_u64(Slot::ReasoningTokens, l.max_tokens)?,
             cost_usd: raw.opt_f64(Slot::CostUsd, l.max_cost_usd)?,
             cost_estimated: false,
+            cache_savings_usd: None,
             status: Status::Ok,
             error_type: raw.opt_str(Slot::ErrorType, l)?,
             http_status: raw
@@ -236,6 +256,9 @@ impl Decoder {
             prompt_chars: raw.opt_u64(Slot::PromptChars, MAX_PROMPT_CHARS)?,
             trace_id: raw.opt_str(Slot::TraceId, l)?,
             response_id: raw.opt_str(Slot::ResponseId, l)?,
+            operation_name: raw.opt_str(Slot::OperationName, l)?,
+            conversation_id: raw.opt_str(Slot::ConversationId, l)?,
+            system_fingerprint: raw.opt_str(Slot::SystemFingerprint, l)?,
         };
         ev.status = match raw.opt_str(Slot::Status, l)?.as_deref() {
             None if ev.error_type.is_some() => Status::Error,
@@ -254,22 +277,73 @@ impl Decoder {
                 ));
             }
         }
-        if let (Some(cached), Some(input)) = (ev.cached_input_tokens, ev.input_tokens) {
+        if let Some(input) = ev.input_tokens {
+            let cached = ev.cached_input_tokens.unwrap_or(0);
+            let written = ev.cache_creation_input_tokens.unwrap_or(0);
             if cached > input {
                 return Err(raw.invalid(
                     Slot::CachedInputTokens,
                     format!("cached_input_tokens {cached} exceeds input_tokens {input}"),
                 ));
             }
+            if cached + written > input {
+                return Err(raw.invalid(
+                    Slot::CacheCreationInputTokens,
+                    format!("cached_input_tokens {cached} + cache_creation_input_tokens {written} exceed input_tokens {input} (input_tokens counts cache reads and writes)"),
+                ));
+            }
         }
-        if ev.cost_usd.is_none() {
-            ev.cost_usd = self.estimate_cost(&ev);
-            ev.cost_estimated = ev.cost_usd.is_some();
+        if let (Some(r), Some(out)) = (ev.reasoning_tokens, ev.output_tokens) {
+            if r > out {
+                return Err(raw.invalid(
+                    Slot::ReasoningTokens,
+                    format!("reasoning_tokens {r} exceeds output_tokens {out} (output_tokens counts reasoning)"),
+                ));
+            }
         }
+        self.price(&mut ev);
         Ok(ev)
     }
 
-    /// Cost from the price table, by response model first, then request model.
+    /// Fills `cost_usd` when the event has none (`cost_estimated`) and `cache_savings_usd`:
+    /// from the registry entry of its response (else request) model at its event time,
+    /// else from `[prices]`.
+    pub fn price(&self, ev: &mut RequestEvent) {
+        let registered = self.registry.as_ref().and_then(|r| r.model_for(ev));
+        let cost = match registered {
+            Some(m) => {
+                crate::registry::Usage::of(ev).and_then(|u| m.cost(ev.timestamp_ms, &u))
+            }
+            None => self.estimate_cost(ev).map(|usd| crate::registry::Cost {
+                usd,
+                cache_savings_usd: self.flat_savings(ev).unwrap_or(0.0),
+            }),
+        };
+        if let Some(c) = cost {
+            if ev.cost_usd.is_none() {
+                ev.cost_usd = Some(c.usd.min(self.limits.max_cost_usd));
+                ev.cost_estimated = true;
+            }
+            if ev.cached_input_tokens.is_some_and(|n| n > 0) {
+                ev.cache_savings_usd = Some(c.cache_savings_usd);
+            }
+        }
+    }
+
+    fn flat_savings(&self, ev: &RequestEvent) -> Option<f64> {
+        let p = self.flat_price(ev)?;
+        let cached = ev.cached_input_tokens? as f64;
+        Some(cached * (p.input_per_mtok - p.cached_input_per_mtok.unwrap_or(p.input_per_mtok)) / 1e6)
+    }
+
+    fn flat_price(&self, ev: &RequestEvent) -> Option<&ModelPrice> {
+        ev.response_model
+            .as_ref()
+            .and_then(|m| self.prices.get(m))
+            .or_else(|| self.prices.get(&ev.request_model))
+    }
+
+    /// Cost from the `[prices]` table, by response model first, then request model.
     pub fn estimate_cost(&self, ev: &RequestEvent) -> Option<f64> {
         let price = ev
             .response_model
@@ -313,10 +387,16 @@ impl Decoder {
             )
         } else {
             let name = raw.req_str(Slot::Name, l)?;
-            let value = raw
-                .finite(Slot::Value)?
-                .ok_or_else(|| raw.missing(Slot::Value))?;
-            ScoreValue::Judge { name, value }
+            let value = raw.finite(Slot::Value)?;
+            let label = raw.opt_str(Slot::ScoreLabel, l)?;
+            if value.is_none() && label.is_none() {
+                return Err(raw.missing(Slot::Value));
+            }
+            ScoreValue::Judge {
+                name,
+                value,
+                label,
+            }
         };
         Ok(ScoreEvent {
             event_id: raw.opt_str(Slot::EventId, l)?,
@@ -386,6 +466,8 @@ enum Slot {
     InputTokens,
     OutputTokens,
     CachedInputTokens,
+    CacheCreationInputTokens,
+    ReasoningTokens,
     CostUsd,
     Status,
     ErrorType,
@@ -400,8 +482,13 @@ enum Slot {
     ResponseId,
     Name,
     Value,
+    OperationName,
+    ConversationId,
+    SystemFingerprint,
+    EventName,
+    ScoreLabel,
 }
-const SLOTS: usize = Slot::Value as usize + 1;
+const SLOTS: usize = Slot::ScoreLabel as usize + 1;
 
 impl Slot {
     fn canonical(self) -> &'static str {
@@ -425,6 +512,8 @@ impl Slot {
             Slot::InputTokens => "input_tokens",
             Slot::OutputTokens => "output_tokens",
             Slot::CachedInputTokens => "cached_input_tokens",
+            Slot::CacheCreationInputTokens => "cache_creation_input_tokens",
+            Slot::ReasoningTokens => "reasoning_tokens",
             Slot::CostUsd => "cost_usd",
             Slot::Status => "status",
             Slot::ErrorType => "error_type",
@@ -439,6 +528,11 @@ impl Slot {
             Slot::ResponseId => "response_id",
             Slot::Name => "name",
             Slot::Value => "value",
+            Slot::OperationName => "operation_name",
+            Slot::ConversationId => "conversation_id",
+            Slot::SystemFingerprint => "system_fingerprint",
+            Slot::EventName => "event.name",
+            Slot::ScoreLabel => "label",
         }
     }
 }
@@ -466,17 +560,23 @@ fn lookup(key: &str) -> Option<(Slot, Unit)> {
         "provider" | "gen_ai.provider.name" | "gen_ai.system" => Provider,
         "request_model" | "gen_ai.request.model" => RequestModel,
         "response_model" | "gen_ai.response.model" => ResponseModel,
-        "prompt_id" => PromptId,
+        "prompt_id" | "gen_ai.prompt.name" => PromptId,
         "prompt_version" => PromptVersion,
         "deployment" => Deployment,
         "variant" => Variant,
         "latency_ms" => LatencyMs,
         "gen_ai.client.operation.duration" => return Some((LatencyMs, Unit::SecondsToMs)),
         "ttft_ms" => TtftMs,
-        "gen_ai.server.time_to_first_token" => return Some((TtftMs, Unit::SecondsToMs)),
+        "gen_ai.server.time_to_first_token" | "gen_ai.response.time_to_first_chunk" => {
+            return Some((TtftMs, Unit::SecondsToMs))
+        }
         "input_tokens" | "gen_ai.usage.input_tokens" => InputTokens,
         "output_tokens" | "gen_ai.usage.output_tokens" => OutputTokens,
         "cached_input_tokens" | "gen_ai.usage.cache_read.input_tokens" => CachedInputTokens,
+        "cache_creation_input_tokens" | "gen_ai.usage.cache_creation.input_tokens" => {
+            CacheCreationInputTokens
+        }
+        "reasoning_tokens" | "gen_ai.usage.reasoning.output_tokens" => ReasoningTokens,
         "cost_usd" => CostUsd,
         "status" => Status,
         "error_type" | "error.type" => ErrorType,
@@ -491,6 +591,11 @@ fn lookup(key: &str) -> Option<(Slot, Unit)> {
         "response_id" | "gen_ai.response.id" => ResponseId,
         "name" | "gen_ai.evaluation.name" => Name,
         "value" | "gen_ai.evaluation.score.value" => Value,
+        "label" | "gen_ai.evaluation.score.label" => ScoreLabel,
+        "operation_name" | "gen_ai.operation.name" => OperationName,
+        "conversation_id" | "gen_ai.conversation.id" => ConversationId,
+        "system_fingerprint" | "gen_ai.openai.response.system_fingerprint" => SystemFingerprint,
+        "event.name" => EventName,
         _ => return None,
     };
     Some((slot, Unit::Same))
@@ -720,7 +825,13 @@ impl<'a> Raw<'a> {
     }
 
     fn kind(&self) -> Result<Kind, Reject> {
+        // An OTel event `gen_ai.evaluation.result` is a late score.
+        let otel_evaluation = matches!(
+            self.get(Slot::EventName),
+            Some((Scalar::Str(s), _, _)) if s == "gen_ai.evaluation.result"
+        );
         match self.get(Slot::Kind) {
+            None if otel_evaluation => Ok(Kind::Score),
             None => Ok(Kind::Request),
             Some((Scalar::Str(s), _, _)) => match s.as_ref() {
                 "request" => Ok(Kind::Request),
@@ -1105,6 +1216,13 @@ mod tests {
         "some_future_field":{"nested":[1,2,3]}
     }"#;
 
+    fn req_with(d: &Decoder, text: &str) -> RequestEvent {
+        match d.decode(Some(text.as_bytes()), NOW) {
+            Ok(Decoded::Request(e)) => *e,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn every_field_decodes() {
         let e = req(FULL).unwrap();
@@ -1178,6 +1296,68 @@ mod tests {
         assert_eq!(e.response_id.as_deref(), Some("resp"));
         let e = req(r#"{"event_id":"e","timestamp":1789984800250,"service":"s","gen_ai.system":"openai","request_model":"m","latency_ms":1}"#).unwrap();
         assert_eq!(e.provider.as_deref(), Some("openai"));
+        // The OTel GenAI names added with the model registry.
+        let e = req(r#"{"event_id":"e3","timestamp":1789984800250,"service":"s","request_model":"m",
+            "gen_ai.client.operation.duration":2,"gen_ai.response.time_to_first_chunk":0.5,
+            "gen_ai.usage.input_tokens":100,"gen_ai.usage.cache_read.input_tokens":40,
+            "gen_ai.usage.cache_creation.input_tokens":30,"gen_ai.usage.output_tokens":50,
+            "gen_ai.usage.reasoning.output_tokens":20,"gen_ai.prompt.name":"triage",
+            "gen_ai.operation.name":"chat","gen_ai.conversation.id":"conv-1",
+            "gen_ai.openai.response.system_fingerprint":"fp_44709d6fcb"}"#)
+        .unwrap();
+        assert_eq!(e.ttft_ms, Some(500.0));
+        assert_eq!(
+            (e.cached_input_tokens, e.cache_creation_input_tokens, e.reasoning_tokens),
+            (Some(40), Some(30), Some(20))
+        );
+        assert_eq!(e.prompt_id.as_deref(), Some("triage"));
+        assert_eq!(e.operation_name.as_deref(), Some("chat"));
+        assert_eq!(e.conversation_id.as_deref(), Some("conv-1"));
+        assert_eq!(e.system_fingerprint.as_deref(), Some("fp_44709d6fcb"));
+        let e = req(r#"{"event_id":"e","timestamp":1789984800250,"service":"s","request_model":"m","latency_ms":1,"system_fingerprint":"fp_1"}"#).unwrap();
+        assert_eq!(e.system_fingerprint.as_deref(), Some("fp_1"));
+        // Cache reads and writes are part of the input, reasoning of the output.
+        for (body, field) in [
+            (r#""input_tokens":100,"cached_input_tokens":60,"cache_creation_input_tokens":50"#, "cache_creation_input_tokens"),
+            (r#""output_tokens":10,"reasoning_tokens":11"#, "reasoning_tokens"),
+        ] {
+            let text = format!(r#"{{"event_id":"e","timestamp":1789984800250,"service":"s","request_model":"m","latency_ms":1,{body}}}"#);
+            let e = req(&text).unwrap_err();
+            assert_eq!((e.reason, e.field.as_deref()), (RejectReason::InvalidValue, Some(field)), "{e}");
+        }
+    }
+
+    #[test]
+    fn cost_comes_from_the_registry_at_event_time_then_from_prices() {
+        let (reg, _) = crate::registry::Registry::parse(
+            std::path::Path::new("models.yaml"),
+            "models:\n  - id: gpt-4o\n    aliases: [gpt-4o-2024-08-06]\n    prices:\n      - from: 2026-01-01\n        per_million: { input: 2.0, output: 8.0, cached_input: 0.5, cache_write: 2.5, reasoning: 8.0 }\n        above: [ { input_tokens: 200000, per_million: { input: 4.0 } } ]\n      - from: 2026-09-21\n        per_million: { input: 1.0, output: 4.0 }\n",
+            NOW,
+        )
+        .unwrap();
+        let d = decoder().with_registry(Some(std::sync::Arc::new(reg)));
+        // 2026-09-20 23:00 UTC, the old period; served by a dated alias.
+        let e = req_with(&d, r#"{"event_id":"e","timestamp":"2026-09-20T23:00:00Z","service":"s","request_model":"x","response_model":"gpt-4o-2024-08-06",
+            "latency_ms":1,"input_tokens":10000,"cached_input_tokens":4000,"cache_creation_input_tokens":1000,"output_tokens":2000,"reasoning_tokens":500}"#);
+        let hand = (5_000.0 * 2.0 + 4_000.0 * 0.5 + 1_000.0 * 2.5 + 1_500.0 * 8.0 + 500.0 * 8.0) / 1e6;
+        assert!((e.cost_usd.unwrap() - hand).abs() < 1e-12, "{:?} vs {hand}", e.cost_usd);
+        assert!(e.cost_estimated);
+        assert!((e.cache_savings_usd.unwrap() - 4_000.0 * 1.5 / 1e6).abs() < 1e-12);
+        // The next day, the new period (cache rates default to the input rate: no savings).
+        let e = req_with(&d, r#"{"event_id":"e","timestamp":"2026-09-21T00:00:01Z","service":"s","request_model":"gpt-4o",
+            "latency_ms":1,"input_tokens":10000,"cached_input_tokens":4000,"output_tokens":2000}"#);
+        assert!((e.cost_usd.unwrap() - (10_000.0 * 1.0 + 2_000.0 * 4.0) / 1e6).abs() < 1e-12);
+        assert_eq!(e.cache_savings_usd, Some(0.0));
+        // A given cost stays; the savings are still computed.
+        let e = req_with(&d, r#"{"event_id":"e","timestamp":"2026-09-20T12:00:00Z","service":"s","request_model":"gpt-4o",
+            "latency_ms":1,"input_tokens":300000,"cached_input_tokens":100000,"cost_usd":0.9}"#);
+        assert_eq!((e.cost_usd, e.cost_estimated), (Some(0.9), false));
+        // Tier: cache reads keep the period's explicit 0.5; the tier's input is 4.0.
+        assert!((e.cache_savings_usd.unwrap() - 100_000.0 * 3.5 / 1e6).abs() < 1e-12);
+        // Not in the registry: [prices] as before.
+        let e = req_with(&d, r#"{"event_id":"e","timestamp":1789984800250,"service":"s","request_model":"gpt-4o-mini",
+            "latency_ms":1,"input_tokens":1000000,"output_tokens":0}"#);
+        assert_eq!(e.cost_usd, None, "gpt-4o-mini is in neither");
     }
 
     #[test]
@@ -1209,10 +1389,37 @@ mod tests {
                 timestamp_ms: None,
                 value: ScoreValue::Judge {
                     name: "faithfulness".into(),
-                    value: 0.4
+                    value: Some(0.4),
+                    label: None,
                 }
             })
         );
+        // OTel's gen_ai.evaluation.result event: a score, a label, or both; the explanation
+        // is accepted (and not kept).
+        let s = d
+            .decode(Some(br#"{"event.name":"gen_ai.evaluation.result","gen_ai.response.id":"r3","gen_ai.evaluation.name":"groundedness","gen_ai.evaluation.score.value":0.2,"gen_ai.evaluation.score.label":"ungrounded","gen_ai.evaluation.explanation":"cites no source"}"#), NOW)
+            .unwrap();
+        assert_eq!(
+            s,
+            Decoded::Score(ScoreEvent {
+                event_id: None,
+                response_id: "r3".into(),
+                timestamp_ms: None,
+                value: ScoreValue::Judge {
+                    name: "groundedness".into(),
+                    value: Some(0.2),
+                    label: Some("ungrounded".into()),
+                }
+            })
+        );
+        let s = d
+            .decode(Some(br#"{"event.name":"gen_ai.evaluation.result","gen_ai.response.id":"r3","gen_ai.evaluation.name":"tone","gen_ai.evaluation.score.label":"rude"}"#), NOW)
+            .unwrap();
+        assert!(matches!(s, Decoded::Score(ScoreEvent { value: ScoreValue::Judge { value: None, label: Some(ref l), .. }, .. }) if l == "rude"));
+        let e = d
+            .decode(Some(br#"{"event.name":"gen_ai.evaluation.result","gen_ai.response.id":"r3","gen_ai.evaluation.name":"tone"}"#), NOW)
+            .unwrap_err();
+        assert_eq!((e.reason, e.field.as_deref()), (RejectReason::MissingField, Some("value")));
         let s = d
             .decode(Some(br#"{"kind":"score","gen_ai.response.id":"r2","gen_ai.evaluation.name":"rel","gen_ai.evaluation.score.value":3}"#), NOW)
             .unwrap();

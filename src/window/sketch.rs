@@ -239,8 +239,18 @@ pub struct WindowSketch {
     pub response_models: Counts,
     pub retries_total: u64,
     pub cached_input_tokens_total: u64,
+    #[serde(default)]
+    pub cache_creation_tokens_total: u64,
+    #[serde(default)]
+    pub reasoning_tokens_total: u64,
+    /// What cache reads saved against the input rate (USD, from the registry's prices).
+    #[serde(default)]
+    pub cache_savings_usd: f64,
     pub cost_estimated_count: u64,
     pub judge: BTreeMap<String, Moments>,
+    /// Categorical judge results (`gen_ai.evaluation.score.label`), `name=label` → count.
+    #[serde(default)]
+    pub judge_labels: Counts,
     pub judge_names_dropped: u64,
     /// Feedback counts: negative, neutral, positive.
     pub feedback: [u64; 3],
@@ -451,6 +461,18 @@ impl WindowSketch {
         }
     }
 
+    /// Cache reads / input tokens (both summed over the window's requests).
+    pub fn cache_read_ratio(&self) -> Option<f64> {
+        let input = self.metrics[Metric::InputTokens.index()].sum;
+        (self.metrics[Metric::InputTokens.index()].count() > 0 && input > 0.0)
+            .then(|| self.cached_input_tokens_total as f64 / input)
+    }
+
+    /// Cost per request that has a cost.
+    pub fn cost_per_request(&self) -> Option<f64> {
+        self.metrics[Metric::CostUsd.index()].mean()
+    }
+
     pub fn feedback_count(&self, f: Feedback) -> u64 {
         self.feedback[feedback_index(f)]
     }
@@ -485,6 +507,9 @@ impl WindowSketch {
         }
         self.retries_total += u64::from(ev.retries.unwrap_or(0));
         self.cached_input_tokens_total += ev.cached_input_tokens.unwrap_or(0);
+        self.cache_creation_tokens_total += ev.cache_creation_input_tokens.unwrap_or(0);
+        self.reasoning_tokens_total += ev.reasoning_tokens.unwrap_or(0);
+        self.cache_savings_usd += ev.cache_savings_usd.unwrap_or(0.0);
         self.cost_estimated_count += u64::from(ev.cost_estimated);
         for (name, v) in &ev.judge_scores {
             self.add_judge(name, *v);
@@ -496,8 +521,20 @@ impl WindowSketch {
     }
 
     /// Adds a judge score that arrived on its own message.
-    pub fn add_late_judge(&mut self, name: &str, v: f64, partition: i32, offset: i64) {
-        self.add_judge(name, v);
+    pub fn add_late_judge(
+        &mut self,
+        name: &str,
+        v: Option<f64>,
+        label: Option<&str>,
+        partition: i32,
+        offset: i64,
+    ) {
+        if let Some(v) = v {
+            self.add_judge(name, v);
+        }
+        if let Some(l) = label {
+            self.judge_labels.add(&format!("{name}={l}"), 1);
+        }
         self.late_scores += 1;
         self.note_offset(partition, offset);
     }
@@ -582,6 +619,10 @@ impl WindowSketch {
         self.response_models.merge(&other.response_models);
         self.retries_total += other.retries_total;
         self.cached_input_tokens_total += other.cached_input_tokens_total;
+        self.cache_creation_tokens_total += other.cache_creation_tokens_total;
+        self.reasoning_tokens_total += other.reasoning_tokens_total;
+        self.cache_savings_usd += other.cache_savings_usd;
+        self.judge_labels.merge(&other.judge_labels);
         self.cost_estimated_count += other.cost_estimated_count;
         for (name, m) in &other.judge {
             if let Some(mine) = self.judge.get_mut(name) {

@@ -381,8 +381,8 @@ impl WindowState {
             .and_then(|w| w.get_mut(&key))
             .ok_or(ScoreMiss::WindowClosed)?;
         match &s.value {
-            ScoreValue::Judge { name, value } => {
-                sketch.add_late_judge(name, *value, partition, offset)
+            ScoreValue::Judge { name, value, label } => {
+                sketch.add_late_judge(name, *value, label.as_deref(), partition, offset)
             }
             ScoreValue::Feedback(f) => sketch.add_late_feedback(*f, partition, offset),
         }
@@ -845,7 +845,8 @@ mod tests {
             timestamp_ms: None,
             value: ScoreValue::Judge {
                 name: "faith".into(),
-                value: 0.5,
+                value: Some(0.5),
+                label: Some("grounded".into()),
             },
         };
         assert_eq!(w.observe_score(&judge, 2, 9), Ok(()));
@@ -865,6 +866,7 @@ mod tests {
         let closed = w.close_all();
         let s = &closed[0].series[0].1;
         assert_eq!(s.judge["faith"].n, 1);
+        assert_eq!(s.judge_labels.get("faith=grounded"), 1);
         assert_eq!(s.feedback_count(Feedback::Negative), 1);
         assert_eq!(s.late_scores, 2);
         assert_eq!(s.offsets.get(&2), Some(&(9, 10)));
@@ -921,7 +923,8 @@ mod tests {
             timestamp_ms: None,
             value: ScoreValue::Judge {
                 name: "late".into(),
-                value: 0.25,
+                value: Some(0.25),
+                label: None,
             },
         };
         let run = |split: Option<usize>| {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::support::repo_root;
 
 /// Core modules: every stage may use them; they use only each other.
-const CORE: &[&str] = &["event", "durable", "time", "section", "metrics"];
+const CORE: &[&str] = &["event", "registry", "durable", "time", "section", "metrics"];
 
 /// Top-level module → the top-level modules it may use (besides itself and [`CORE`]), in
 /// the order data flows. `config` assembles the sections the stages own; `daemon` is the
