@@ -39,8 +39,11 @@ pub struct Config {
     pub http: HttpConfig,
     pub scores: ScoresConfig,
     /// Prices per model (`request_model` or `response_model`), used when an event has no
-    /// `cost_usd`. Keys are model names.
+    /// `cost_usd` and the model registry does not list its model. Keys are model names.
     pub prices: BTreeMap<String, ModelPrice>,
+    /// The model registry file (`models.yaml`): prices with dates and tiers, deprecations,
+    /// context windows, fallbacks.
+    pub registry: crate::registry::RegistryConfig,
     pub produce: ProduceConfig,
     pub detection: DetectionConfig,
     /// Alert delivery: channels, routes, grouping, silences, retries.

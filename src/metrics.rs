@@ -55,6 +55,12 @@ pub struct Metrics {
     compacted_hours: Family<Labels, Counter>,
     compacted_files: Family<Labels, Counter>,
     pub compaction_errors: Counter,
+    /// Models in the registry in use.
+    pub registry_models: Gauge,
+    /// Registry reloads that were refused (the previous registry stays in use).
+    pub registry_reload_failures: Counter,
+    /// Registry entry fields changed by reloads (rows of `registry_changes`).
+    pub registry_changes: Counter,
 }
 
 impl Metrics {
@@ -146,6 +152,9 @@ impl Metrics {
             compacted_hours: Family::default(),
             compacted_files: Family::default(),
             compaction_errors: Counter::default(),
+            registry_models: Gauge::default(),
+            registry_reload_failures: Counter::default(),
+            registry_changes: Counter::default(),
         };
         let mut r = Registry::with_prefix("driftwatch");
         r.register(
@@ -313,6 +322,21 @@ impl Metrics {
             "compaction_errors",
             "Compaction passes that failed (the hour keeps its files)",
             m.compaction_errors.clone(),
+        );
+        r.register(
+            "registry_models",
+            "Models in the model registry in use",
+            m.registry_models.clone(),
+        );
+        r.register(
+            "registry_reload_failures",
+            "Registry reloads refused (bad file; the previous registry stays in use)",
+            m.registry_reload_failures.clone(),
+        );
+        r.register(
+            "registry_changes",
+            "Registry entry fields changed by a reload or a start with an edited file",
+            m.registry_changes.clone(),
         );
         (m, r)
     }

@@ -15,15 +15,33 @@ pub struct Args {
     /// Rules directory [default: detection.rules_dir].
     #[arg(long)]
     rules: Option<PathBuf>,
+    /// Check this model registry file (`models.yaml`); alone, unless --config is given too
+    /// [default: registry.file of the config].
+    #[arg(long)]
+    registry: Option<PathBuf>,
 }
 
 const EXAMPLES: &str = r#"Examples:
   driftwatch check
-  driftwatch check --config driftwatch.toml --rules rules/"#;
+  driftwatch check --config driftwatch.toml --rules rules/
+  driftwatch check --registry models.yaml      # the registry file alone"#;
 
 pub async fn run(args: Args) -> Result<(), Failure> {
-    let Args { config, rules } = args;
+    let Args {
+        config,
+        rules,
+        registry,
+    } = args;
+    // A registry file on its own: nothing else is read.
+    let registry_file = match (&registry, &config) {
+        (Some(r), None) => return check_registry(r),
+        (Some(r), Some(_)) => Some(r.clone()),
+        (None, _) => None,
+    };
     let c = load_or_default(config.as_deref())?;
+    if let Some(r) = registry_file.as_ref().or(c.registry.file.as_ref()) {
+        check_registry(r)?;
+    }
     let name = config
         .as_deref()
         .map(|p| p.display().to_string())
@@ -60,7 +78,93 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     for line in notify_summary(&c, &set) {
         println!("{line}");
     }
+    for line in fallback_warnings(&c) {
+        println!("{line}");
+    }
     Ok(())
+}
+
+/// Validates one registry file: warnings and a summary on stdout, or every error as
+/// `FILE:LINE:COL: field: the fix` (exit code 2).
+fn check_registry(file: &std::path::Path) -> Result<(), Failure> {
+    match crate::daemon::registry::check(file) {
+        Ok((r, warnings)) => {
+            for w in &warnings {
+                println!("{w} (warning)");
+            }
+            let priced = r.models().iter().filter(|m| !m.prices.is_empty()).count();
+            let deprecated = r
+                .models()
+                .iter()
+                .filter(|m| m.deprecation.is_some())
+                .count();
+            let fallbacks = r.models().iter().filter(|m| m.fallback.is_some()).count();
+            println!(
+                "{}: ok ({} models, {priced} with prices, {deprecated} with a deprecation date, {fallbacks} with a fallback; {} warning(s))",
+                file.display(),
+                r.models().len(),
+                warnings.len()
+            );
+            Ok(())
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            Err(Failure::Config(anyhow::anyhow!(
+                "{}: {} error(s); fix them and check again",
+                file.display(),
+                errors.len()
+            )))
+        }
+    }
+}
+
+/// Warnings about the breaker's configured fallbacks against the registry: a fallback the
+/// registry does not know, or one that is deprecated itself.
+fn fallback_warnings(c: &Config) -> Vec<String> {
+    let Some(file) = &c.registry.file else {
+        return Vec::new();
+    };
+    let Ok((r, _)) = crate::registry::Registry::load(file) else {
+        return Vec::new();
+    };
+    let today = crate::time::now_ms();
+    let named = c
+        .breaker
+        .fallbacks
+        .iter()
+        .map(|(p, f)| (format!("breaker.fallbacks.{p}"), f))
+        .chain(
+            c.breaker
+                .default_fallback
+                .iter()
+                .map(|f| ("breaker.default_fallback".to_string(), f)),
+        );
+    let mut out = Vec::new();
+    for (field, f) in named {
+        match r.lookup(f) {
+            None => out.push(format!(
+                "  warning: {field}: {f:?} is not in the registry {}; add an entry so its prices, context and deprecation are known",
+                file.display()
+            )),
+            Some(m) => {
+                if let Some(d) = &m.deprecation {
+                    let when = if d.date.start_ms() <= today {
+                        "was deprecated on"
+                    } else {
+                        "is deprecated from"
+                    };
+                    out.push(format!(
+                        "  warning: {field}: the fallback {f} {when} {}; fall back to {} instead",
+                        d.date,
+                        d.successor.as_deref().unwrap_or("a supported model")
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// What `check` says about delivery: channels, routes, silences, the breaker, and what

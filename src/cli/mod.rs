@@ -13,6 +13,7 @@ pub mod demo;
 pub mod generate;
 pub mod produce;
 pub mod query;
+pub mod registry;
 pub mod run;
 
 /// Drift detection for LLM products: consumes LLM request logs from Kafka, keeps event-time
@@ -62,6 +63,9 @@ pub enum Command {
     Compact(compact::Args),
     /// Run everything on an embedded Kafka with synthetic traffic, then print a summary.
     Demo(demo::Args),
+    /// The model registry: import prices, context windows and deprecations from LiteLLM's
+    /// table into `models.yaml`.
+    Registry(registry::Args),
 }
 
 /// Why a command failed: bad config or usage (exit code 2), or at run time (exit code 1).
@@ -139,5 +143,6 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Generate(args) => generate::run(args).await,
         Command::Compact(args) => compact::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Registry(args) => registry::run(args).await,
     }
 }

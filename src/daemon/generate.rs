@@ -27,6 +27,8 @@ pub enum GenerateError {
     Commit(#[from] CommitError),
     #[error(transparent)]
     Rules(#[from] crate::daemon::detection::SetupError),
+    #[error(transparent)]
+    Registry(#[from] crate::daemon::registry::RegistrySetupError),
 }
 
 /// What a run wrote.
@@ -52,7 +54,8 @@ pub fn generate(config: &Config, partitions: i32) -> Result<GenerateReport, Gene
     let sink = ParquetSink::new(&config.storage.data_dir, config.storage.zstd_level, labels)?;
     let committer = Committer::new(sink)?;
     let (metrics, _) = Metrics::new();
-    let mut pipeline = Pipeline::new(config, metrics)?;
+    let mut pipeline = Pipeline::new(config, metrics.clone())?;
+    pipeline.set_registry(super::registry::start(config, &metrics)?);
     let topic: Arc<str> = Arc::from("generated");
     let partitions = partitions.max(1);
     let now = chrono::Utc::now().timestamp_millis();

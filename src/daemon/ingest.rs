@@ -45,6 +45,8 @@ pub enum RunError {
     Compact(#[from] crate::storage::compact::CompactError),
     #[error("starting the compaction thread: {0}")]
     Thread(std::io::Error),
+    #[error(transparent)]
+    Registry(#[from] super::registry::RegistrySetupError),
 }
 
 /// How a run ends besides a shutdown signal.
@@ -293,6 +295,7 @@ pub async fn run(
         let _ = health.notify.set(n.shared.clone());
     }
     let mut pipeline = Pipeline::new(config, metrics.clone())?;
+    pipeline.set_registry(super::registry::start(config, &metrics)?);
     if config.detection.enabled {
         // Interrupted commits first: their windows must not enter the detector's history.
         committer.recover_all()?;
@@ -354,6 +357,11 @@ pub async fn run(
             biased;
             _ = &mut shutdown => break Ok(()),
             _ = hangup.recv() => {
+                if config.registry.file.is_some() {
+                    if let Some(r) = super::registry::reload(config, &metrics) {
+                        lock(&core).pipeline.set_registry(Some(r));
+                    }
+                }
                 if !config.detection.enabled {
                     continue;
                 }

@@ -20,6 +20,7 @@ pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod pipeline;
+pub mod registry;
 
 /// `driftwatch run`: serves HTTP and consumes until `shutdown` resolves, then drains.
 pub async fn run(

@@ -68,6 +68,8 @@ pub struct Pipeline {
     saved_ticks: (Option<i64>, Option<i64>),
     /// Alert instances changed since [`Pipeline::take_alerts_changed`].
     alerts_changed: bool,
+    /// The model registry in use (decoder prices, detector fallbacks).
+    registry: Option<std::sync::Arc<crate::registry::Registry>>,
 }
 
 impl Pipeline {
@@ -94,11 +96,26 @@ impl Pipeline {
             breaker_transitions: Vec::new(),
             saved_ticks: (None, None),
             alerts_changed: false,
+            registry: None,
         })
     }
 
+    /// Uses `registry` from the next message on (prices, fallbacks); a reload swaps it.
+    pub fn set_registry(&mut self, registry: Option<std::sync::Arc<crate::registry::Registry>>) {
+        self.decoder.set_registry(registry.clone());
+        if let Some(d) = self.detector.as_mut() {
+            d.set_registry(registry.clone());
+        }
+        self.registry = registry;
+    }
+
+    pub fn registry(&self) -> Option<&crate::registry::Registry> {
+        self.registry.as_deref()
+    }
+
     /// Runs `detector` on every window and slice this pipeline closes from now on.
-    pub fn set_detector(&mut self, detector: crate::detect::detector::Detector) {
+    pub fn set_detector(&mut self, mut detector: crate::detect::detector::Detector) {
+        detector.set_registry(self.registry.clone());
         for b in detector.breakers().iter() {
             self.metrics
                 .set_breaker_state(&b.key, b.primary_model.as_deref(), b.state.gauge());

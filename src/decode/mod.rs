@@ -132,7 +132,10 @@ impl Decoder {
     }
 
     /// Prices from `registry` first (models it lists), `[prices]` for the others.
-    pub fn with_registry(mut self, registry: Option<std::sync::Arc<crate::registry::Registry>>) -> Self {
+    pub fn with_registry(
+        mut self,
+        registry: Option<std::sync::Arc<crate::registry::Registry>>,
+    ) -> Self {
         self.registry = registry;
         self
     }
@@ -311,9 +314,7 @@ impl Decoder {
     pub fn price(&self, ev: &mut RequestEvent) {
         let registered = self.registry.as_ref().and_then(|r| r.model_for(ev));
         let cost = match registered {
-            Some(m) => {
-                crate::registry::Usage::of(ev).and_then(|u| m.cost(ev.timestamp_ms, &u))
-            }
+            Some(m) => crate::registry::Usage::of(ev).and_then(|u| m.cost(ev.timestamp_ms, &u)),
             None => self.estimate_cost(ev).map(|usd| crate::registry::Cost {
                 usd,
                 cache_savings_usd: self.flat_savings(ev).unwrap_or(0.0),
@@ -333,7 +334,9 @@ impl Decoder {
     fn flat_savings(&self, ev: &RequestEvent) -> Option<f64> {
         let p = self.flat_price(ev)?;
         let cached = ev.cached_input_tokens? as f64;
-        Some(cached * (p.input_per_mtok - p.cached_input_per_mtok.unwrap_or(p.input_per_mtok)) / 1e6)
+        Some(
+            cached * (p.input_per_mtok - p.cached_input_per_mtok.unwrap_or(p.input_per_mtok)) / 1e6,
+        )
     }
 
     fn flat_price(&self, ev: &RequestEvent) -> Option<&ModelPrice> {
@@ -392,11 +395,7 @@ impl Decoder {
             if value.is_none() && label.is_none() {
                 return Err(raw.missing(Slot::Value));
             }
-            ScoreValue::Judge {
-                name,
-                value,
-                label,
-            }
+            ScoreValue::Judge { name, value, label }
         };
         Ok(ScoreEvent {
             event_id: raw.opt_str(Slot::EventId, l)?,
@@ -1297,17 +1296,23 @@ mod tests {
         let e = req(r#"{"event_id":"e","timestamp":1789984800250,"service":"s","gen_ai.system":"openai","request_model":"m","latency_ms":1}"#).unwrap();
         assert_eq!(e.provider.as_deref(), Some("openai"));
         // The OTel GenAI names added with the model registry.
-        let e = req(r#"{"event_id":"e3","timestamp":1789984800250,"service":"s","request_model":"m",
+        let e = req(
+            r#"{"event_id":"e3","timestamp":1789984800250,"service":"s","request_model":"m",
             "gen_ai.client.operation.duration":2,"gen_ai.response.time_to_first_chunk":0.5,
             "gen_ai.usage.input_tokens":100,"gen_ai.usage.cache_read.input_tokens":40,
             "gen_ai.usage.cache_creation.input_tokens":30,"gen_ai.usage.output_tokens":50,
             "gen_ai.usage.reasoning.output_tokens":20,"gen_ai.prompt.name":"triage",
             "gen_ai.operation.name":"chat","gen_ai.conversation.id":"conv-1",
-            "gen_ai.openai.response.system_fingerprint":"fp_44709d6fcb"}"#)
+            "gen_ai.openai.response.system_fingerprint":"fp_44709d6fcb"}"#,
+        )
         .unwrap();
         assert_eq!(e.ttft_ms, Some(500.0));
         assert_eq!(
-            (e.cached_input_tokens, e.cache_creation_input_tokens, e.reasoning_tokens),
+            (
+                e.cached_input_tokens,
+                e.cache_creation_input_tokens,
+                e.reasoning_tokens
+            ),
             (Some(40), Some(30), Some(20))
         );
         assert_eq!(e.prompt_id.as_deref(), Some("triage"));
@@ -1318,12 +1323,24 @@ mod tests {
         assert_eq!(e.system_fingerprint.as_deref(), Some("fp_1"));
         // Cache reads and writes are part of the input, reasoning of the output.
         for (body, field) in [
-            (r#""input_tokens":100,"cached_input_tokens":60,"cache_creation_input_tokens":50"#, "cache_creation_input_tokens"),
-            (r#""output_tokens":10,"reasoning_tokens":11"#, "reasoning_tokens"),
+            (
+                r#""input_tokens":100,"cached_input_tokens":60,"cache_creation_input_tokens":50"#,
+                "cache_creation_input_tokens",
+            ),
+            (
+                r#""output_tokens":10,"reasoning_tokens":11"#,
+                "reasoning_tokens",
+            ),
         ] {
-            let text = format!(r#"{{"event_id":"e","timestamp":1789984800250,"service":"s","request_model":"m","latency_ms":1,{body}}}"#);
+            let text = format!(
+                r#"{{"event_id":"e","timestamp":1789984800250,"service":"s","request_model":"m","latency_ms":1,{body}}}"#
+            );
             let e = req(&text).unwrap_err();
-            assert_eq!((e.reason, e.field.as_deref()), (RejectReason::InvalidValue, Some(field)), "{e}");
+            assert_eq!(
+                (e.reason, e.field.as_deref()),
+                (RejectReason::InvalidValue, Some(field)),
+                "{e}"
+            );
         }
     }
 
@@ -1337,26 +1354,43 @@ mod tests {
         .unwrap();
         let d = decoder().with_registry(Some(std::sync::Arc::new(reg)));
         // 2026-09-20 23:00 UTC, the old period; served by a dated alias.
-        let e = req_with(&d, r#"{"event_id":"e","timestamp":"2026-09-20T23:00:00Z","service":"s","request_model":"x","response_model":"gpt-4o-2024-08-06",
-            "latency_ms":1,"input_tokens":10000,"cached_input_tokens":4000,"cache_creation_input_tokens":1000,"output_tokens":2000,"reasoning_tokens":500}"#);
-        let hand = (5_000.0 * 2.0 + 4_000.0 * 0.5 + 1_000.0 * 2.5 + 1_500.0 * 8.0 + 500.0 * 8.0) / 1e6;
-        assert!((e.cost_usd.unwrap() - hand).abs() < 1e-12, "{:?} vs {hand}", e.cost_usd);
+        let e = req_with(
+            &d,
+            r#"{"event_id":"e","timestamp":"2026-09-20T23:00:00Z","service":"s","request_model":"x","response_model":"gpt-4o-2024-08-06",
+            "latency_ms":1,"input_tokens":10000,"cached_input_tokens":4000,"cache_creation_input_tokens":1000,"output_tokens":2000,"reasoning_tokens":500}"#,
+        );
+        let hand =
+            (5_000.0 * 2.0 + 4_000.0 * 0.5 + 1_000.0 * 2.5 + 1_500.0 * 8.0 + 500.0 * 8.0) / 1e6;
+        assert!(
+            (e.cost_usd.unwrap() - hand).abs() < 1e-12,
+            "{:?} vs {hand}",
+            e.cost_usd
+        );
         assert!(e.cost_estimated);
         assert!((e.cache_savings_usd.unwrap() - 4_000.0 * 1.5 / 1e6).abs() < 1e-12);
         // The next day, the new period (cache rates default to the input rate: no savings).
-        let e = req_with(&d, r#"{"event_id":"e","timestamp":"2026-09-21T00:00:01Z","service":"s","request_model":"gpt-4o",
-            "latency_ms":1,"input_tokens":10000,"cached_input_tokens":4000,"output_tokens":2000}"#);
+        let e = req_with(
+            &d,
+            r#"{"event_id":"e","timestamp":"2026-09-21T00:00:01Z","service":"s","request_model":"gpt-4o",
+            "latency_ms":1,"input_tokens":10000,"cached_input_tokens":4000,"output_tokens":2000}"#,
+        );
         assert!((e.cost_usd.unwrap() - (10_000.0 * 1.0 + 2_000.0 * 4.0) / 1e6).abs() < 1e-12);
         assert_eq!(e.cache_savings_usd, Some(0.0));
         // A given cost stays; the savings are still computed.
-        let e = req_with(&d, r#"{"event_id":"e","timestamp":"2026-09-20T12:00:00Z","service":"s","request_model":"gpt-4o",
-            "latency_ms":1,"input_tokens":300000,"cached_input_tokens":100000,"cost_usd":0.9}"#);
+        let e = req_with(
+            &d,
+            r#"{"event_id":"e","timestamp":"2026-09-20T12:00:00Z","service":"s","request_model":"gpt-4o",
+            "latency_ms":1,"input_tokens":300000,"cached_input_tokens":100000,"cost_usd":0.9}"#,
+        );
         assert_eq!((e.cost_usd, e.cost_estimated), (Some(0.9), false));
         // Tier: cache reads keep the period's explicit 0.5; the tier's input is 4.0.
         assert!((e.cache_savings_usd.unwrap() - 100_000.0 * 3.5 / 1e6).abs() < 1e-12);
         // Not in the registry: [prices] as before.
-        let e = req_with(&d, r#"{"event_id":"e","timestamp":1789984800250,"service":"s","request_model":"gpt-4o-mini",
-            "latency_ms":1,"input_tokens":1000000,"output_tokens":0}"#);
+        let e = req_with(
+            &d,
+            r#"{"event_id":"e","timestamp":1789984800250,"service":"s","request_model":"gpt-4o-mini",
+            "latency_ms":1,"input_tokens":1000000,"output_tokens":0}"#,
+        );
         assert_eq!(e.cost_usd, None, "gpt-4o-mini is in neither");
     }
 
@@ -1415,11 +1449,16 @@ mod tests {
         let s = d
             .decode(Some(br#"{"event.name":"gen_ai.evaluation.result","gen_ai.response.id":"r3","gen_ai.evaluation.name":"tone","gen_ai.evaluation.score.label":"rude"}"#), NOW)
             .unwrap();
-        assert!(matches!(s, Decoded::Score(ScoreEvent { value: ScoreValue::Judge { value: None, label: Some(ref l), .. }, .. }) if l == "rude"));
+        assert!(
+            matches!(s, Decoded::Score(ScoreEvent { value: ScoreValue::Judge { value: None, label: Some(ref l), .. }, .. }) if l == "rude")
+        );
         let e = d
             .decode(Some(br#"{"event.name":"gen_ai.evaluation.result","gen_ai.response.id":"r3","gen_ai.evaluation.name":"tone"}"#), NOW)
             .unwrap_err();
-        assert_eq!((e.reason, e.field.as_deref()), (RejectReason::MissingField, Some("value")));
+        assert_eq!(
+            (e.reason, e.field.as_deref()),
+            (RejectReason::MissingField, Some("value"))
+        );
         let s = d
             .decode(Some(br#"{"kind":"score","gen_ai.response.id":"r2","gen_ai.evaluation.name":"rel","gen_ai.evaluation.score.value":3}"#), NOW)
             .unwrap();

@@ -87,14 +87,6 @@ impl Default for BreakerConfig {
     }
 }
 
-impl BreakerConfig {
-    pub fn fallback_for(&self, primary: Option<&str>) -> Option<String> {
-        primary
-            .and_then(|p| self.fallbacks.get(p).cloned())
-            .or_else(|| self.default_fallback.clone())
-    }
-}
-
 /// Where a breaker is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -199,6 +191,25 @@ pub struct BreakerSettings {
     pub probe_ms: i64,
     pub reset_after_ms: i64,
     pub config: BreakerConfig,
+    /// The model registry, for fallbacks `[breaker.fallbacks]` does not name.
+    pub registry: Option<std::sync::Arc<crate::registry::Registry>>,
+}
+
+impl BreakerSettings {
+    /// The fallback of `primary`: `[breaker.fallbacks]`, then the registry entry's
+    /// `fallback`, then `breaker.default_fallback`.
+    pub fn fallback_for(&self, primary: Option<&str>) -> Option<String> {
+        primary
+            .and_then(|p| {
+                self.config.fallbacks.get(p).cloned().or_else(|| {
+                    self.registry
+                        .as_ref()
+                        .and_then(|r| r.fallback(p))
+                        .map(str::to_string)
+                })
+            })
+            .or_else(|| self.config.default_fallback.clone())
+    }
 }
 
 impl From<&BreakerConfig> for BreakerSettings {
@@ -211,6 +222,7 @@ impl From<&BreakerConfig> for BreakerSettings {
             probe_ms: ms(c.probe),
             reset_after_ms: ms(c.reset_after),
             config: c.clone(),
+            registry: None,
         }
     }
 }
@@ -411,7 +423,7 @@ impl Breakers {
                 closed_at_ms: None,
                 healthy_since_ms: None,
                 breach_since_ms: None,
-                fallback_model: s.config.fallback_for(primary.as_deref()),
+                fallback_model: s.fallback_for(primary.as_deref()),
                 primary_model: primary,
                 value: None,
                 requests: 0,
@@ -427,7 +439,7 @@ impl Breakers {
                 b.cooldown_ms = s.cooldown_ms;
                 b.opens = 1;
             }
-            b.fallback_model = s.config.fallback_for(b.primary_model.as_deref());
+            b.fallback_model = s.fallback_for(b.primary_model.as_deref());
             b.state = BreakerState::Open;
             b.since_ms = t_ms;
             b.value = tr.numbers.value;
@@ -635,6 +647,41 @@ rules:
         out.iter()
             .map(|t| (t.at_ms / 1000, t.to.as_str(), t.cooldown_ms / 1000))
             .collect()
+    }
+
+    #[test]
+    fn the_fallback_comes_from_the_config_then_the_registry_then_the_default() {
+        let (reg, _) = crate::registry::Registry::parse(
+            std::path::Path::new("models.yaml"),
+            "models:\n  - id: gpt-4o\n    aliases: [gpt-4o-2024-08-06]\n    fallback: gpt-4o-mini\n  - id: o3\n    fallback: o4-mini\n",
+            0,
+        )
+        .unwrap();
+        let mut c = BreakerConfig::default();
+        c.fallbacks.insert("o3".into(), "claude-sonnet".into());
+        c.default_fallback = Some("llama-3.1-70b".into());
+        let mut s = BreakerSettings::from(&c);
+        s.registry = Some(std::sync::Arc::new(reg));
+        assert_eq!(
+            s.fallback_for(Some("o3")).as_deref(),
+            Some("claude-sonnet"),
+            "config first"
+        );
+        assert_eq!(
+            s.fallback_for(Some("gpt-4o-2024-08-06")).as_deref(),
+            Some("gpt-4o-mini"),
+            "registry, by alias"
+        );
+        assert_eq!(
+            s.fallback_for(Some("mistral-large")).as_deref(),
+            Some("llama-3.1-70b"),
+            "default"
+        );
+        s.registry = None;
+        assert_eq!(
+            s.fallback_for(Some("gpt-4o")).as_deref(),
+            Some("llama-3.1-70b")
+        );
     }
 
     #[test]

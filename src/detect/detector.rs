@@ -88,8 +88,21 @@ impl Detector {
         }
     }
 
-    /// Breaker timing and fallbacks; `None` turns breakers off.
-    pub fn set_breaker_settings(&mut self, s: Option<BreakerSettings>) {
+    /// The model registry (fallbacks; a reload swaps it).
+    pub fn set_registry(&mut self, registry: Option<std::sync::Arc<crate::registry::Registry>>) {
+        if let Some(b) = self.breaker_settings.as_mut() {
+            b.registry = registry;
+        }
+    }
+
+    /// Breaker timing and fallbacks; `None` turns breakers off. The registry set before
+    /// stays unless `s` brings one.
+    pub fn set_breaker_settings(&mut self, mut s: Option<BreakerSettings>) {
+        if let (Some(new), Some(old)) = (s.as_mut(), self.breaker_settings.as_ref()) {
+            if new.registry.is_none() {
+                new.registry = old.registry.clone();
+            }
+        }
         self.breaker_settings = s;
     }
 

@@ -19,7 +19,14 @@ use futures::StreamExt;
 use super::udf::{hist_merge, hist_quantile};
 
 /// The tables a query sees.
-pub const TABLES: [&str; 5] = ["events", "windows", "alerts", "quarantine", "windows_1h"];
+pub const TABLES: [&str; 6] = [
+    "events",
+    "windows",
+    "alerts",
+    "quarantine",
+    "windows_1h",
+    "registry_changes",
+];
 
 /// Why a query did not run, or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -158,21 +165,26 @@ impl QueryEngine {
                 "events" => crate::storage::tables::events_schema(),
                 "windows" | "windows_1h" => crate::storage::tables::windows_schema(labels),
                 "alerts" => crate::storage::tables::alerts_schema(labels),
+                crate::storage::registry_log::TABLE => crate::storage::registry_log::schema(),
                 _ => crate::storage::tables::quarantine_schema(),
             };
             let url = ListingTableUrl::parse(format!("{}/", dir.display()))
                 .map_err(|e| QueryError::DataDir(dir.display().to_string(), e.to_string()))?;
             let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
                 .with_file_extension(".parquet")
-                .with_table_partition_cols(if name == crate::storage::rollup::TABLE {
-                    // One file per day: no hour directories.
-                    vec![("date".to_string(), DataType::Utf8)]
-                } else {
-                    vec![
-                        ("date".to_string(), DataType::Utf8),
-                        ("hour".to_string(), DataType::Utf8),
-                    ]
-                });
+                .with_table_partition_cols(
+                    if name == crate::storage::rollup::TABLE
+                        || name == crate::storage::registry_log::TABLE
+                    {
+                        // One file per day: no hour directories.
+                        vec![("date".to_string(), DataType::Utf8)]
+                    } else {
+                        vec![
+                            ("date".to_string(), DataType::Utf8),
+                            ("hour".to_string(), DataType::Utf8),
+                        ]
+                    },
+                );
             let config = ListingTableConfig::new(url)
                 .with_listing_options(options)
                 .with_schema(string_views(&schema));

@@ -40,7 +40,8 @@ pub fn diff(old: &[Model], new: &[Model]) -> Vec<Change> {
         match (old.get(id), new.get(id)) {
             (Some(a), Some(b)) if a != b => {
                 let (fa, fb) = (fields(a), fields(b));
-                let names: std::collections::BTreeSet<&String> = fa.keys().chain(fb.keys()).collect();
+                let names: std::collections::BTreeSet<&String> =
+                    fa.keys().chain(fb.keys()).collect();
                 for f in names {
                     let (va, vb) = (fa.get(f), fb.get(f));
                     if va != vb {

@@ -96,7 +96,10 @@ fn convert(file: &str, name: &str, v: &Value, effective: Date) -> Result<Importe
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) => match n.as_f64() {
                 Some(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
-                _ => Err(err(field, format!("{n} is not a price or size (a number ≥ 0)"))),
+                _ => Err(err(
+                    field,
+                    format!("{n} is not a price or size (a number ≥ 0)"),
+                )),
             },
             Some(other) => Err(err(field, format!("{other} is not a number"))),
         }
@@ -112,8 +115,14 @@ fn convert(file: &str, name: &str, v: &Value, effective: Date) -> Result<Importe
                 if let Some(x) = num(key)? {
                     set_rate(&mut base, ours, per_million(x));
                 }
-            } else if let Some(rest) = key.strip_prefix(lite).and_then(|r| r.strip_prefix("_above_")) {
-                let Some(k) = rest.strip_suffix("k_tokens").and_then(|n| n.parse::<u64>().ok()) else {
+            } else if let Some(rest) = key
+                .strip_prefix(lite)
+                .and_then(|r| r.strip_prefix("_above_"))
+            {
+                let Some(k) = rest
+                    .strip_suffix("k_tokens")
+                    .and_then(|n| n.parse::<u64>().ok())
+                else {
                     continue;
                 };
                 if let Some(x) = num(key)? {
@@ -137,7 +146,11 @@ fn convert(file: &str, name: &str, v: &Value, effective: Date) -> Result<Importe
         }),
         (Some(_), None) | (None, Some(_)) => {
             return Err(err(
-                if base.input.is_none() { "input_cost_per_token" } else { "output_cost_per_token" },
+                if base.input.is_none() {
+                    "input_cost_per_token"
+                } else {
+                    "output_cost_per_token"
+                },
                 "missing: an entry with per-token prices needs both input and output".into(),
             ))
         }
@@ -146,10 +159,20 @@ fn convert(file: &str, name: &str, v: &Value, effective: Date) -> Result<Importe
     let deprecation = match o.get("deprecation_date") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => {
-            Date::parse(s).ok_or_else(|| err("deprecation_date", format!("{s:?} is not a YYYY-MM-DD date")))?;
+            Date::parse(s).ok_or_else(|| {
+                err(
+                    "deprecation_date",
+                    format!("{s:?} is not a YYYY-MM-DD date"),
+                )
+            })?;
             Some(s.trim().to_string())
         }
-        Some(other) => return Err(err("deprecation_date", format!("{other} is not a date string"))),
+        Some(other) => {
+            return Err(err(
+                "deprecation_date",
+                format!("{other} is not a date string"),
+            ))
+        }
     };
     let provider = match o.get("litellm_provider") {
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
@@ -197,10 +220,18 @@ fn merge(m: &mut ModelSpec, imp: Imported, effective: Date) -> bool {
         m.provider = imp.provider;
         changed = true;
     }
-    let ctx = m.context.get_or_insert_with(|| unspanned(ContextSpec::default()));
+    let ctx = m
+        .context
+        .get_or_insert_with(|| unspanned(ContextSpec::default()));
     for (ours, theirs) in [
-        (&mut ctx.value.max_input_tokens, imp.context.max_input_tokens),
-        (&mut ctx.value.max_output_tokens, imp.context.max_output_tokens),
+        (
+            &mut ctx.value.max_input_tokens,
+            imp.context.max_input_tokens,
+        ),
+        (
+            &mut ctx.value.max_output_tokens,
+            imp.context.max_output_tokens,
+        ),
     ] {
         if theirs.is_some() && *ours != theirs {
             *ours = theirs;
@@ -232,7 +263,11 @@ fn merge(m: &mut ModelSpec, imp: Imported, effective: Date) -> bool {
     };
     let new = resolved(&price);
     let e = effective.to_string();
-    if let Some(same_day) = m.prices.iter_mut().find(|p| Date::parse(&p.value.from) == Some(effective)) {
+    if let Some(same_day) = m
+        .prices
+        .iter_mut()
+        .find(|p| Date::parse(&p.value.from) == Some(effective))
+    {
         if resolved(&same_day.value) != new {
             same_day.value.per_million = price.per_million;
             same_day.value.above = price.above;
@@ -247,17 +282,30 @@ fn merge(m: &mut ModelSpec, imp: Imported, effective: Date) -> bool {
         .filter(|p| Date::parse(&p.value.from).is_some_and(|f| f <= effective))
         .max_by_key(|p| Date::parse(&p.value.from));
     if let Some(c) = covering {
-        let open = c.value.to.as_deref().and_then(Date::parse).is_none_or(|t| t > effective);
+        let open = c
+            .value
+            .to
+            .as_deref()
+            .and_then(Date::parse)
+            .is_none_or(|t| t > effective);
         if open && resolved(&c.value) == new {
             return changed;
         }
-        if c.value.to.as_deref().and_then(Date::parse).is_some_and(|t| t > effective) {
+        if c.value
+            .to
+            .as_deref()
+            .and_then(Date::parse)
+            .is_some_and(|t| t > effective)
+        {
             c.value.to = Some(e.clone());
         }
     }
     m.prices.push(unspanned(price));
-    m.prices
-        .sort_by_key(|p| Date::parse(&p.value.from).map(|d| d.days).unwrap_or(i64::MIN));
+    m.prices.sort_by_key(|p| {
+        Date::parse(&p.value.from)
+            .map(|d| d.days)
+            .unwrap_or(i64::MIN)
+    });
     true
 }
 
@@ -358,4 +406,234 @@ pub fn import(
     // What we write must load.
     Registry::parse(into, &text, 0).map_err(ImportError::Registry)?;
     Ok((text, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = include_str!("../../tests/fixtures/litellm_model_prices.json");
+
+    fn day(s: &str) -> Date {
+        Date::parse(s).unwrap()
+    }
+
+    fn load(text: &str) -> Registry {
+        Registry::parse(Path::new("models.yaml"), text, 0)
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn the_fixture_imports_to_the_registry_prices_used_by_hand() {
+        let into = Path::new("models.yaml");
+        let (text, report) =
+            import("prices.json", FIXTURE, None, into, day("2024-08-06"), &[]).unwrap();
+        assert_eq!(
+            report,
+            ImportReport {
+                added: 4,
+                updated: 0,
+                unchanged: 0,
+                skipped: 1
+            }
+        );
+        let r = load(&text);
+        let m = r.lookup("gpt-4o").unwrap();
+        assert_eq!(m.provider.as_deref(), Some("openai"));
+        assert_eq!(
+            (m.max_input_tokens, m.max_output_tokens),
+            (Some(128_000), Some(16_384))
+        );
+        assert_eq!(m.deprecation.as_ref().unwrap().date, day("2026-12-31"));
+        let p = &m.prices[0];
+        assert_eq!(p.from, day("2024-08-06"));
+        assert_eq!(
+            p.rates,
+            crate::registry::Rates {
+                input: 2.5,
+                output: 10.0,
+                cached_input: 1.25,
+                cache_write: 3.125,
+                reasoning: 10.0
+            }
+        );
+        assert_eq!(p.tiers.len(), 1);
+        assert_eq!(p.tiers[0].above_input_tokens, 200_000);
+        assert_eq!(
+            (p.tiers[0].rates.input, p.tiers[0].rates.output),
+            (5.0, 15.0)
+        );
+        // The same costs as the hand-written registry (registry::tests).
+        let (hand, _) =
+            Registry::parse(Path::new("h"), crate::registry::tests::EXAMPLE, 0).unwrap();
+        let h = hand.lookup("gpt-4o").unwrap();
+        for u in [
+            crate::registry::Usage {
+                input: 10_000,
+                cached_input: 6_000,
+                cache_write: 2_000,
+                output: 1_000,
+                reasoning: 400,
+            },
+            crate::registry::Usage {
+                input: 250_000,
+                cached_input: 50_000,
+                cache_write: 0,
+                output: 2_000,
+                reasoning: 0,
+            },
+        ] {
+            let t = day("2025-01-01").start_ms();
+            assert_eq!(m.cost(t, &u), h.cost(t, &u), "{u:?}");
+        }
+        let mini = r.lookup("gpt-4o-mini").unwrap();
+        assert_eq!(
+            (
+                mini.prices[0].rates.input,
+                mini.prices[0].rates.cached_input
+            ),
+            (0.15, 0.075)
+        );
+        assert!(r.lookup("dall-e-3").is_none(), "no per-token prices");
+    }
+
+    #[test]
+    fn merging_keeps_hand_written_fields_and_adds_a_period_only_for_new_prices() {
+        let into = Path::new("models.yaml");
+        let existing = r#"
+models:
+  - id: gpt-4o
+    fallback: gpt-4o-mini
+    owner: platform
+    evals:
+      helpfulness: { value: 0.86, golden_set: support-v3 }
+    deprecation: { date: 2026-06-30, successor: gpt-4.1 }
+    prices:
+      - from: 2024-08-06
+        per_million: { input: 2.50, output: 10.00, cached_input: 1.25, cache_write: 3.125, reasoning: 10.00 }
+        above:
+          - input_tokens: 200000
+            per_million: { input: 5.00, output: 15.00 }
+  - id: gpt-4o-mini
+"#;
+        let only = vec!["gpt-4o".to_string(), "gpt-4o-mini".to_string()];
+        let (text, report) = import(
+            "prices.json",
+            FIXTURE,
+            Some(existing),
+            into,
+            day("2026-12-01"),
+            &only,
+        )
+        .unwrap();
+        assert_eq!(
+            (report.added, report.updated, report.unchanged),
+            (0, 2, 0),
+            "{text}"
+        );
+        let r = load(&text);
+        let m = r.lookup("gpt-4o").unwrap();
+        assert_eq!(m.fallback.as_deref(), Some("gpt-4o-mini"));
+        assert_eq!(m.owner.as_deref(), Some("platform"));
+        assert_eq!(
+            m.evals["helpfulness"].golden_set.as_deref(),
+            Some("support-v3")
+        );
+        let d = m.deprecation.as_ref().unwrap();
+        assert_eq!(
+            (d.date, d.successor.as_deref()),
+            (day("2026-12-31"), Some("gpt-4.1"))
+        );
+        // Same rates: no new period; gpt-4o changed by its context and deprecation date only.
+        assert_eq!(m.prices.len(), 1, "{text}");
+        let mini = r.lookup("gpt-4o-mini").unwrap();
+        assert_eq!(mini.prices.len(), 1);
+        assert_eq!(mini.prices[0].from, day("2026-12-01"));
+        // Importing again changes nothing.
+        let (again, report) = import(
+            "prices.json",
+            FIXTURE,
+            Some(&text),
+            into,
+            day("2026-12-02"),
+            &only,
+        )
+        .unwrap();
+        assert_eq!((report.updated, report.unchanged), (0, 2));
+        assert_eq!(load(&again).models(), r.models());
+        // New prices from a later date: a second period, the first ends where it starts.
+        let cheaper = FIXTURE.replace(
+            "\"input_cost_per_token\": 1.5e-07",
+            "\"input_cost_per_token\": 1e-07",
+        );
+        let (text, _) = import(
+            "prices.json",
+            &cheaper,
+            Some(&again),
+            into,
+            day("2027-01-01"),
+            &only,
+        )
+        .unwrap();
+        let mini = load(&text).lookup("gpt-4o-mini").unwrap().clone();
+        assert_eq!(mini.prices.len(), 2);
+        assert_eq!(mini.prices[1].from, day("2027-01-01"));
+        assert_eq!(mini.prices[1].rates.input, 0.1);
+        let t = day("2026-12-15").start_ms();
+        assert_eq!(mini.price_at(t).unwrap().rates.input, 0.15);
+    }
+
+    #[test]
+    fn a_bad_entry_is_named() {
+        let bad = r#"{"m1": {"input_cost_per_token": -1e-06, "output_cost_per_token": 1e-06}}"#;
+        let e = import(
+            "p.json",
+            bad,
+            None,
+            Path::new("x.yaml"),
+            day("2026-01-01"),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "p.json: entry \"m1\": input_cost_per_token: -1e-6 is not a price or size (a number ≥ 0)");
+        let half = r#"{"m2": {"input_cost_per_token": 1e-06}}"#;
+        let e = import(
+            "p.json",
+            half,
+            None,
+            Path::new("x.yaml"),
+            day("2026-01-01"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("entry \"m2\": output_cost_per_token: missing"),
+            "{e}"
+        );
+        let e = import(
+            "p.json",
+            "{\n  \"m\": [1,\n",
+            None,
+            Path::new("x.yaml"),
+            day("2026-01-01"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("p.json:3:"), "{e}");
+        let e = import(
+            "p.json",
+            FIXTURE,
+            None,
+            Path::new("x.yaml"),
+            day("2026-01-01"),
+            &["nope".into()],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("entry \"nope\": *: no such entry"),
+            "{e}"
+        );
+    }
 }

@@ -463,7 +463,11 @@ fn validate(
         let id = m.id.value.trim().to_string();
         let at = m.id.referenced;
         if id.is_empty() {
-            fx.error(at, "models[].id", "must not be empty; write the model name events carry");
+            fx.error(
+                at,
+                "models[].id",
+                "must not be empty; write the model name events carry",
+            );
             continue;
         }
         id_at.insert(id.clone(), at);
@@ -489,7 +493,10 @@ fn validate(
     // Cross-entry checks: fallbacks and successors, cycles.
     let known = |n: &str| names.get(n).map(|(id, _)| id.clone());
     let by_id: HashMap<&str, &Model> = models.iter().map(|m| (m.id.as_str(), m)).collect();
-    for (m, s) in models.iter().zip(spec.models.iter().filter(|s| !s.id.value.trim().is_empty())) {
+    for (m, s) in models
+        .iter()
+        .zip(spec.models.iter().filter(|s| !s.id.value.trim().is_empty()))
+    {
         if let (Some(fb), Some(sfb)) = (&m.fallback, &s.fallback) {
             let field = format!("models[{}].fallback", m.id);
             match known(fb) {
@@ -553,7 +560,11 @@ fn validate(
 fn date(fx: &mut Findings<'_>, at: Location, field: &str, s: &str) -> Option<Date> {
     let d = Date::parse(s);
     if d.is_none() {
-        fx.error(at, field, format!("{s:?} is not a date; write YYYY-MM-DD (UTC)"));
+        fx.error(
+            at,
+            field,
+            format!("{s:?} is not a date; write YYYY-MM-DD (UTC)"),
+        );
     }
     d
 }
@@ -611,13 +622,21 @@ fn model(fx: &mut Findings<'_>, id: &str, s: &ModelSpec) -> Option<Model> {
     };
     if let Some(fb) = &s.fallback {
         if fb.value.trim() == id || s.aliases.iter().any(|a| a.value == fb.value) {
-            fx.error(fb.referenced, &f("fallback"), "a model cannot fall back to itself; name another model or leave it out");
+            fx.error(
+                fb.referenced,
+                &f("fallback"),
+                "a model cannot fall back to itself; name another model or leave it out",
+            );
         }
     }
     let mut evals = BTreeMap::new();
     for (name, e) in &s.evals {
         if !e.value.value.is_finite() {
-            fx.error(e.referenced, &f(&format!("evals.{name}.value")), "must be a finite number");
+            fx.error(
+                e.referenced,
+                &f(&format!("evals.{name}.value")),
+                "must be a finite number",
+            );
         }
         let d = e
             .value
@@ -635,11 +654,19 @@ fn model(fx: &mut Findings<'_>, id: &str, s: &ModelSpec) -> Option<Model> {
     }
     let lineage = s.lineage.as_ref().map(|l| {
         if l.value.base_model.trim().is_empty() || l.value.base_model == id {
-            fx.error(l.referenced, &f("lineage.base_model"), "name the model this one was fine-tuned from");
+            fx.error(
+                l.referenced,
+                &f("lineage.base_model"),
+                "name the model this one was fine-tuned from",
+            );
         }
         for (k, v) in &l.value.validation {
             if !v.is_finite() {
-                fx.error(l.referenced, &f(&format!("lineage.validation.{k}")), "must be a finite number");
+                fx.error(
+                    l.referenced,
+                    &f(&format!("lineage.validation.{k}")),
+                    "must be a finite number",
+                );
             }
         }
         Lineage {
@@ -671,7 +698,10 @@ fn model(fx: &mut Findings<'_>, id: &str, s: &ModelSpec) -> Option<Model> {
                     if a.from == b.from {
                         "two periods cannot start on the same day; drop one".to_string()
                     } else {
-                        format!("end the earlier one by {} (`to: {}`) or drop `to`", b.from, b.from)
+                        format!(
+                            "end the earlier one by {} (`to: {}`) or drop `to`",
+                            b.from, b.from
+                        )
                     }
                 ),
             );
@@ -683,7 +713,11 @@ fn model(fx: &mut Findings<'_>, id: &str, s: &ModelSpec) -> Option<Model> {
     Some(Model {
         id: id.to_string(),
         provider: s.provider.clone(),
-        aliases: s.aliases.iter().map(|a| a.value.trim().to_string()).collect(),
+        aliases: s
+            .aliases
+            .iter()
+            .map(|a| a.value.trim().to_string())
+            .collect(),
         version: s.version.clone(),
         deployed,
         deprecation,
@@ -713,15 +747,14 @@ fn p_line(p: &Spanned<PriceSpec>) -> Location {
     p.referenced
 }
 
-fn rate(
-    fx: &mut Findings<'_>,
-    at: Location,
-    field: &str,
-    v: Option<f64>,
-) -> Option<f64> {
+fn rate(fx: &mut Findings<'_>, at: Location, field: &str, v: Option<f64>) -> Option<f64> {
     match v {
         Some(x) if !(x.is_finite() && x >= 0.0) => {
-            fx.error(at, field, format!("{x} is not a price; write USD per million tokens, 0 or more"));
+            fx.error(
+                at,
+                field,
+                format!("{x} is not a price; write USD per million tokens, 0 or more"),
+            );
             None
         }
         other => other,
@@ -731,13 +764,16 @@ fn rate(
 fn period(fx: &mut Findings<'_>, field: &str, at: Location, p: &PriceSpec) -> Option<PricePeriod> {
     let n0 = fx.errors.len();
     let from = date(fx, at, &format!("{field}.from"), &p.from);
-    let to = p
-        .to
-        .as_deref()
-        .and_then(|t| date(fx, at, &format!("{field}.to"), t));
+    let to =
+        p.to.as_deref()
+            .and_then(|t| date(fx, at, &format!("{field}.to"), t));
     if let (Some(a), Some(b)) = (from, to) {
         if b <= a {
-            fx.error(at, &format!("{field}.to"), format!("{b} is not after `from` {a}; a period ends after it starts"));
+            fx.error(
+                at,
+                &format!("{field}.to"),
+                format!("{b} is not after `from` {a}; a period ends after it starts"),
+            );
         }
     }
     let base = resolve_rates(fx, at, &format!("{field}.per_million"), &p.per_million);
@@ -753,11 +789,19 @@ fn period(fx: &mut Findings<'_>, field: &str, at: Location, p: &PriceSpec) -> Op
             continue;
         };
         if t.per_million == RatesSpec::default() {
-            fx.error(at, &format!("{tf}.per_million"), "a tier needs at least one rate that differs from the period's");
+            fx.error(
+                at,
+                &format!("{tf}.per_million"),
+                "a tier needs at least one rate that differs from the period's",
+            );
             continue;
         }
         if tiers.iter().any(|x| x.above_input_tokens == threshold) {
-            fx.error(at, &format!("{tf}.input_tokens"), format!("two tiers start above {threshold} tokens; merge them"));
+            fx.error(
+                at,
+                &format!("{tf}.input_tokens"),
+                format!("two tiers start above {threshold} tokens; merge them"),
+            );
             continue;
         }
         let merged = tier_spec(&p.per_million, &t.per_million);
@@ -793,7 +837,11 @@ fn resolve_rates(fx: &mut Findings<'_>, at: Location, field: &str, r: &RatesSpec
         return None;
     }
     let (Some(input), Some(output)) = (input, output) else {
-        fx.error(at, field, "a price period needs `input` and `output` (USD per million tokens)");
+        fx.error(
+            at,
+            field,
+            "a price period needs `input` and `output` (USD per million tokens)",
+        );
         return None;
     };
     Some(Rates {

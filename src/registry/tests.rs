@@ -71,9 +71,15 @@ fn the_example_parses_with_every_field() {
     assert_eq!(m.id, "gpt-4o");
     assert_eq!(m.max_input_tokens, Some(128_000));
     assert_eq!(m.fallback.as_deref(), Some("gpt-4o-mini"));
-    assert_eq!(m.deprecation.as_ref().unwrap().date.to_string(), "2026-12-31");
+    assert_eq!(
+        m.deprecation.as_ref().unwrap().date.to_string(),
+        "2026-12-31"
+    );
     assert_eq!(m.days_to_deprecation(TODAY), Some(28));
-    assert_eq!(m.evals["helpfulness"].golden_set.as_deref(), Some("support-v3"));
+    assert_eq!(
+        m.evals["helpfulness"].golden_set.as_deref(),
+        Some("support-v3")
+    );
     let ft = r.lookup("support-ft-7").unwrap();
     assert_eq!(ft.lineage.as_ref().unwrap().base_model, "gpt-4o-mini");
     assert_eq!(r.fallback("gpt-4o-2024-11-20"), Some("gpt-4o-mini"));
@@ -105,8 +111,8 @@ fn cost_by_hand_for_tiers_dates_cache_and_reasoning() {
         reasoning: 400,
     };
     let c = m.cost(ms(day, 12), &u).unwrap();
-    let hand = (2_000.0 * 2.5 + 6_000.0 * 1.25 + 2_000.0 * 3.125 + 600.0 * 10.0 + 400.0 * 10.0)
-        / 1e6;
+    let hand =
+        (2_000.0 * 2.5 + 6_000.0 * 1.25 + 2_000.0 * 3.125 + 600.0 * 10.0 + 400.0 * 10.0) / 1e6;
     assert!(close(c.usd, hand), "{} vs {hand}", c.usd);
     assert!(close(c.cache_savings_usd, 6_000.0 * (2.5 - 1.25) / 1e6));
 
@@ -127,7 +133,10 @@ fn cost_by_hand_for_tiers_dates_cache_and_reasoning() {
         input: 200_000,
         ..Usage::default()
     };
-    assert!(close(m.cost(ms(day, 12), &at).unwrap().usd, 200_000.0 * 2.5 / 1e6));
+    assert!(close(
+        m.cost(ms(day, 12), &at).unwrap().usd,
+        200_000.0 * 2.5 / 1e6
+    ));
 
     // A price change at midnight: the events either side pay their day's price.
     let u = Usage {
@@ -169,29 +178,48 @@ models:
     assert!(parse(follow).is_ok());
 
     let same_day = "models:\n  - id: a\n    prices:\n      - { from: 2026-01-01, per_million: { input: 1, output: 2 } }\n      - { from: 2026-01-01, per_million: { input: 2, output: 2 } }\n";
-    assert!(errors(same_day)[0].contains("two periods cannot start on the same day"), "{:?}", errors(same_day));
+    assert!(
+        errors(same_day)[0].contains("two periods cannot start on the same day"),
+        "{:?}",
+        errors(same_day)
+    );
 
     let negative = "models:\n  - id: a\n    prices:\n      - from: 2026-01-01\n        per_million: { input: -1, output: 2 }\n";
     let e = errors(negative);
-    assert!(e[0].starts_with("models.yaml:4:9: models[a].prices[0].per_million.input: -1 is not a price"), "{e:?}");
+    assert!(
+        e[0].starts_with(
+            "models.yaml:4:9: models[a].prices[0].per_million.input: -1 is not a price"
+        ),
+        "{e:?}"
+    );
 
     let tier = "models:\n  - id: a\n    prices:\n      - from: 2026-01-01\n        per_million: { input: 1, output: 2 }\n        above: [ { per_million: { input: 2 } } ]\n";
     let e = errors(tier);
-    assert!(e[0].contains("prices[0].above[0].input_tokens: a tier needs the input size"), "{e:?}");
+    assert!(
+        e[0].contains("prices[0].above[0].input_tokens: a tier needs the input size"),
+        "{e:?}"
+    );
 
     let cycle = "models:\n  - id: a\n    fallback: b\n  - id: b\n    fallback: c\n  - id: c\n    fallback: a\n";
     let e = errors(cycle);
-    assert!(e[0].starts_with("models.yaml:3:15: models[a].fallback: fallbacks form a cycle"), "{e:?}");
+    assert!(
+        e[0].starts_with("models.yaml:3:15: models[a].fallback: fallbacks form a cycle"),
+        "{e:?}"
+    );
 
     let unknown = "models:\n  - id: a\n    pricez: []\n";
     let e = errors(unknown);
-    assert!(e[0].starts_with("models.yaml:3:5: unknown field `pricez`"), "{e:?}");
+    assert!(
+        e[0].starts_with("models.yaml:3:5: unknown field `pricez`"),
+        "{e:?}"
+    );
 
     let dup = "models:\n  - id: a\n  - id: b\n    aliases: [a]\n";
     assert!(errors(dup)[0].contains("\"a\" is already the id or an alias of a (line 2)"));
 
     let date = "models:\n  - id: a\n    deprecation: { date: 31/12/2026 }\n";
-    assert!(errors(date)[0].contains("deprecation.date: \"31/12/2026\" is not a date; write YYYY-MM-DD"));
+    assert!(errors(date)[0]
+        .contains("deprecation.date: \"31/12/2026\" is not a date; write YYYY-MM-DD"));
 
     let version = "schema_version: 2\nmodels: []\n";
     assert!(errors(version)[0].contains("schema_version: 2 is not a registry version"));
@@ -212,6 +240,12 @@ models:
     let w: Vec<String> = w.iter().map(|w| w.to_string()).collect();
     assert_eq!(w.len(), 3, "{w:?}");
     assert!(w[0].contains("models[a].fallback: the fallback b was deprecated on 2026-06-30; fall back to c instead"), "{w:?}");
-    assert!(w[1].contains("deprecation.successor: \"c\" is not in the registry"), "{w:?}");
-    assert!(w[2].contains("models[d].fallback: \"nowhere\" is not in the registry"), "{w:?}");
+    assert!(
+        w[1].contains("deprecation.successor: \"c\" is not in the registry"),
+        "{w:?}"
+    );
+    assert!(
+        w[2].contains("models[d].fallback: \"nowhere\" is not in the registry"),
+        "{w:?}"
+    );
 }

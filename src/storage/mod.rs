@@ -3,8 +3,8 @@
 //! Owns the data directory's [`layout`], the table [`tables`] schemas (events, windows, alerts, quarantine), the [`sink`] that
 //! plans and writes Hive-partitioned files under in-progress names, the [`commit`] protocol
 //! (intent → files renamed → checkpoint, so a partition's offset advances only with what it
-//! carries), [`compact`]ion of closed hours, the hourly [`rollup`] (`windows_1h`) and the
-//! [`read`]ers of stored windows. It hands committed alert transitions on through
+//! carries), [`compact`]ion of closed hours, the hourly [`rollup`] (`windows_1h`), the
+//! [`registry_log`] (`registry_changes`) and the [`read`]ers of stored windows. It hands committed alert transitions on through
 //! [`commit::AlertsHook`], an interface the daemon wires to delivery: storage never calls
 //! delivery itself.
 
@@ -13,6 +13,7 @@ pub mod compact;
 pub mod error;
 pub mod layout;
 pub mod read;
+pub mod registry_log;
 pub mod rollup;
 pub mod sink;
 pub mod tables;

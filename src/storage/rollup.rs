@@ -248,6 +248,21 @@ fn read_batch(
         i64col("cost_estimated_count")?,
     );
     let (dropped, late) = (i64col("judge_names_dropped")?, i64col("late_scores")?);
+    // Columns added with the model registry; files written before lack them.
+    let opt_i64 = |n: &str| {
+        b.column_by_name(n)
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+    };
+    let (written, reasoning) = (
+        opt_i64("cache_creation_input_tokens_total"),
+        opt_i64("reasoning_tokens_total"),
+    );
+    let savings = b
+        .column_by_name("cache_savings_usd")
+        .and_then(|c| c.as_any().downcast_ref::<Float64Array>());
+    let labels_col = b
+        .column_by_name("judge_label_counts")
+        .and_then(|c| c.as_any().downcast_ref::<MapArray>());
     let fb = [
         i64col("feedback_negative")?,
         i64col("feedback_neutral")?,
@@ -290,6 +305,19 @@ fn read_batch(
             finish_reasons: counts(maps[2], row),
             query_types: counts(maps[3], row),
             response_models: counts(maps[4], row),
+            cache_creation_tokens_total: written
+                .filter(|c| c.is_valid(row))
+                .map_or(0, |c| v(c, row)),
+            reasoning_tokens_total: reasoning
+                .filter(|c| c.is_valid(row))
+                .map_or(0, |c| v(c, row)),
+            cache_savings_usd: savings
+                .filter(|c| c.is_valid(row))
+                .map_or(0.0, |c| c.value(row)),
+            judge_labels: labels_col
+                .filter(|c| c.is_valid(row))
+                .map(|c| counts(c, row))
+                .unwrap_or_default(),
             ..WindowSketch::default()
         };
         for (m, h, sum, min, max) in &metrics {

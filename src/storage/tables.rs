@@ -103,8 +103,11 @@ pub fn events_schema() -> SchemaRef {
         i("input_tokens"),
         i("output_tokens"),
         i("cached_input_tokens"),
+        i("cache_creation_input_tokens"),
+        i("reasoning_tokens"),
         f("cost_usd"),
         Field::new("cost_estimated", DataType::Boolean, false),
+        f("cache_savings_usd"),
         Field::new("status", DataType::Utf8, false),
         s("error_type"),
         Field::new("http_status", DataType::Int32, true),
@@ -116,6 +119,9 @@ pub fn events_schema() -> SchemaRef {
         i("prompt_chars"),
         s("trace_id"),
         s("response_id"),
+        s("operation_name"),
+        s("conversation_id"),
+        s("system_fingerprint"),
         Field::new("late", DataType::Boolean, false),
         Field::new("kafka_topic", DataType::Utf8, false),
         Field::new("kafka_partition", DataType::Int32, false),
@@ -192,8 +198,11 @@ pub fn events_batch(rows: &[EventRow]) -> Result<RecordBatch, ArrowError> {
         i64s(&|e| u(e.input_tokens)),
         i64s(&|e| u(e.output_tokens)),
         i64s(&|e| u(e.cached_input_tokens)),
+        i64s(&|e| u(e.cache_creation_input_tokens)),
+        i64s(&|e| u(e.reasoning_tokens)),
         f64s(&|e| e.cost_usd),
         bools(&|r| r.event.cost_estimated),
+        f64s(&|e| e.cache_savings_usd),
         strs(&|e| Some(e.status.as_str())),
         strs(&|e| e.error_type.as_deref()),
         i32s(&|r| r.event.http_status.map(i32::from)),
@@ -205,6 +214,9 @@ pub fn events_batch(rows: &[EventRow]) -> Result<RecordBatch, ArrowError> {
         i64s(&|e| u(e.prompt_chars)),
         strs(&|e| e.trace_id.as_deref()),
         strs(&|e| e.response_id.as_deref()),
+        strs(&|e| e.operation_name.as_deref()),
+        strs(&|e| e.conversation_id.as_deref()),
+        strs(&|e| e.system_fingerprint.as_deref()),
         bools(&|r| r.late),
         Arc::new(topic.finish()),
         i32s(&|r| Some(r.partition)),
@@ -249,6 +261,13 @@ pub fn windows_schema(labels: &[&str]) -> SchemaRef {
         i("retries_total"),
         i("cached_input_tokens_total"),
         i("cost_estimated_count"),
+        // Added with the model registry: nullable, so files written before read as null.
+        Field::new("cache_creation_input_tokens_total", DataType::Int64, true),
+        Field::new("reasoning_tokens_total", DataType::Int64, true),
+        Field::new("cache_read_ratio", DataType::Float64, true),
+        Field::new("cache_savings_usd", DataType::Float64, true),
+        Field::new("cost_per_request", DataType::Float64, true),
+        Field::new("judge_label_counts", map_type(DataType::Int64), true),
         Field::new("error_type_counts", map_type(DataType::Int64), false),
         Field::new("http_status_counts", map_type(DataType::Int64), false),
         Field::new("finish_reason_counts", map_type(DataType::Int64), false),
@@ -341,6 +360,11 @@ pub fn windows_batch(
     cols.push(i64s(&|s| s.retries_total));
     cols.push(i64s(&|s| s.cached_input_tokens_total));
     cols.push(i64s(&|s| s.cost_estimated_count));
+    cols.push(i64s(&|s| s.cache_creation_tokens_total));
+    cols.push(i64s(&|s| s.reasoning_tokens_total));
+    cols.push(f64s(&|s| s.cache_read_ratio()));
+    cols.push(f64s(&|s| Some(s.cache_savings_usd)));
+    cols.push(f64s(&|s| s.cost_per_request()));
     let counts = |get: &dyn Fn(&WindowSketch) -> &Counts| -> Result<ArrayRef, ArrowError> {
         let mut b = MapBuilder::new(None, StringBuilder::new(), Int64Builder::new());
         for (_, s) in rows {
@@ -352,6 +376,7 @@ pub fn windows_batch(
         }
         Ok(Arc::new(b.finish()))
     };
+    cols.push(counts(&|s| &s.judge_labels)?);
     cols.push(counts(&|s| &s.error_types)?);
     cols.push(counts(&|s| &s.http_statuses)?);
     cols.push(counts(&|s| &s.finish_reasons)?);
