@@ -29,6 +29,8 @@ mod mock_pipeline;
 mod notify_channels;
 #[path = "it/query.rs"]
 mod query;
+#[path = "it/registry.rs"]
+mod registry;
 #[path = "it/rules_check.rs"]
 mod rules_check;
 #[path = "it/schema.rs"]

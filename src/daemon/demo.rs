@@ -30,6 +30,11 @@ pub enum DemoError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("producing demo traffic: {0}")]
     Produce(#[from] ProduceError),
     #[error(transparent)]
@@ -75,6 +80,7 @@ fn prepare_data_dir(dir: &Path) -> Result<(), DemoError> {
             sink::QUARANTINE,
             "alerts",
             "state",
+            crate::storage::registry_log::TABLE,
         ]
         .contains(&name.as_ref())
         {
@@ -102,6 +108,16 @@ pub async fn demo(opts: &DemoOptions) -> Result<DemoReport, DemoError> {
     config.kafka.group_id = "driftwatch-demo".into();
     config.kafka.statistics_interval = Duration::from_secs(1);
     config.storage.data_dir = opts.data_dir.clone();
+    // The example model registry: prices cache savings, names the fallbacks.
+    let state = opts.data_dir.join(crate::storage::layout::STATE_DIR);
+    let models = state.join("models.yaml");
+    std::fs::create_dir_all(&state)
+        .and_then(|()| std::fs::write(&models, crate::registry::EXAMPLE))
+        .map_err(|source| DemoError::Write {
+            path: models.clone(),
+            source,
+        })?;
+    config.registry.file = Some(models);
     config.produce.events = opts.events;
     config.produce.seed = opts.seed;
     // One hour: enough requests per series and 5 minutes for the default rules' minimums.

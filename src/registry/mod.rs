@@ -25,6 +25,10 @@ pub mod spec;
 
 use spec::{ModelSpec, PriceSpec, RatesSpec, RegistryFileSpec};
 
+/// The example registry shipped at the repository root (`models.example.yaml`): it covers
+/// the models of `driftwatch demo` and `produce`, and the demo uses it.
+pub const EXAMPLE: &str = include_str!("../../models.example.yaml");
+
 /// Major version of the registry format this build reads.
 pub const SCHEMA_MAJOR: u32 = 1;
 
@@ -490,15 +494,25 @@ fn validate(
             models.push(m);
         }
     }
-    // Cross-entry checks: fallbacks and successors, cycles.
-    let known = |n: &str| names.get(n).map(|(id, _)| id.clone());
+    // Cross-entry checks, on the file as written (an entry with another error still takes
+    // part): fallbacks and successors, cycles.
+    let known = |n: &str| names.get(n.trim()).map(|(id, _)| id.clone());
     let by_id: HashMap<&str, &Model> = models.iter().map(|m| (m.id.as_str(), m)).collect();
-    for (m, s) in models
+    let fallback_of: HashMap<String, String> = spec
+        .models
         .iter()
-        .zip(spec.models.iter().filter(|s| !s.id.value.trim().is_empty()))
-    {
-        if let (Some(fb), Some(sfb)) = (&m.fallback, &s.fallback) {
-            let field = format!("models[{}].fallback", m.id);
+        .filter_map(|s| {
+            Some((
+                s.id.value.trim().to_string(),
+                known(&s.fallback.as_ref()?.value)?,
+            ))
+        })
+        .collect();
+    for s in spec.models.iter().filter(|s| !s.id.value.trim().is_empty()) {
+        let id = s.id.value.trim().to_string();
+        if let Some(sfb) = &s.fallback {
+            let fb = sfb.value.trim();
+            let field = format!("models[{id}].fallback");
             match known(fb) {
                 None => fx.warn(
                     sfb.referenced,
@@ -506,42 +520,39 @@ fn validate(
                     format!("{fb:?} is not in the registry: its prices, context and deprecation are unknown; add an entry for it"),
                 ),
                 Some(target) => {
-                    if let Some(t) = by_id.get(target.as_str()) {
-                        if let Some(d) = &t.deprecation {
-                            let when = if d.date.start_ms() <= today_ms { "was deprecated on" } else { "is deprecated from" };
-                            fx.warn(
-                                sfb.referenced,
-                                &field,
-                                format!("the fallback {fb} {when} {}; fall back to {} instead", d.date, d.successor.as_deref().unwrap_or("a supported model")),
-                            );
-                        }
+                    if let Some(d) = by_id.get(target.as_str()).and_then(|t| t.deprecation.as_ref()) {
+                        let when = if d.date.start_ms() <= today_ms { "was deprecated on" } else { "is deprecated from" };
+                        fx.warn(
+                            sfb.referenced,
+                            &field,
+                            format!("the fallback {fb} {when} {}; fall back to {} instead", d.date, d.successor.as_deref().unwrap_or("a supported model")),
+                        );
                     }
                     // Follow the chain: a cycle would send the gateway round in circles.
-                    let mut seen = BTreeSet::from([m.id.clone()]);
-                    let mut cur = Some(target);
+                    let mut seen = BTreeSet::from([id.clone()]);
+                    let mut cur = (target != id).then_some(target);
                     while let Some(c) = cur {
                         if !seen.insert(c.clone()) {
-                            fx.error(
-                                sfb.referenced,
-                                &field,
-                                format!("fallbacks form a cycle ({} → … → {c}); end the chain at a model without a fallback", m.id),
-                            );
+                            if c == id {
+                                fx.error(
+                                    sfb.referenced,
+                                    &field,
+                                    format!("fallbacks form a cycle ({id} → … → {c}); end the chain at a model without a fallback"),
+                                );
+                            }
                             break;
                         }
-                        cur = by_id
-                            .get(c.as_str())
-                            .and_then(|x| x.fallback.as_deref())
-                            .and_then(known);
+                        cur = fallback_of.get(&c).cloned();
                     }
                 }
             }
         }
-        if let (Some(d), Some(sd)) = (&m.deprecation, &s.deprecation) {
-            if let Some(succ) = &d.successor {
+        if let Some(sd) = &s.deprecation {
+            if let Some(succ) = &sd.value.successor {
                 if known(succ).is_none() {
                     fx.warn(
                         sd.referenced,
-                        &format!("models[{}].deprecation.successor", m.id),
+                        &format!("models[{id}].deprecation.successor"),
                         format!("{succ:?} is not in the registry; add an entry so its prices and context are known"),
                     );
                 }

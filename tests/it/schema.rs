@@ -52,7 +52,8 @@ fn readme_examples_match_the_schemas_and_decode() {
     for ex in &examples {
         let is_score = ex
             .get("kind")
-            .is_some_and(|k| k == "score" || k == "feedback");
+            .is_some_and(|k| k == "score" || k == "feedback")
+            || ex.get("event.name").is_some();
         let validator = if is_score { &score } else { &request };
         let errors: Vec<String> = validator.iter_errors(ex).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{ex}\n{errors:?}");
@@ -114,4 +115,45 @@ fn schemas_refuse_what_the_decoder_refuses() {
         !score.is_valid(&serde_json::json!({"kind": "feedback", "response_id": "r", "value": 3}))
     );
     assert!(score.is_valid(&serde_json::json!({"kind": "feedback", "trace_id": "t", "value": -1})));
+}
+
+/// The shipped example registry validates against its JSON Schema and loads; entries the
+/// registry refuses are refused by the schema too (where a schema can say it).
+#[test]
+fn the_example_registry_matches_its_schema_and_bad_entries_fail_both() {
+    let v = schema("models.v1.schema.json");
+    let text = std::fs::read_to_string(repo_root().join("models.example.yaml")).unwrap();
+    let json: Value = serde_saphyr::from_str(&text).unwrap();
+    let errors: Vec<String> = v.iter_errors(&json).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let (r, warnings) = driftwatch::registry::Registry::parse(
+        std::path::Path::new("models.example.yaml"),
+        &text,
+        0,
+    )
+    .unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    for m in [
+        "gpt-4o-2024-11-20",
+        "gpt-4o-mini-2024-07-18",
+        "claude-sonnet-4-20250514",
+        "llama-3.1-70b-instruct",
+    ] {
+        assert!(r.lookup(m).is_some(), "the example covers the demo's {m}");
+    }
+    for bad in [
+        "models:\n  - id: a\n    prices:\n      - { from: 2026-01-01, per_million: { input: -1, output: 2 } }\n",
+        "models:\n  - id: a\n    pricez: []\n",
+        "models:\n  - id: a\n    prices:\n      - from: 2026-01-01\n        per_million: { input: 1, output: 2 }\n        above: [ { per_million: { input: 2 } } ]\n",
+        "models:\n  - id: a\n    prices:\n      - { from: 2026-01-01, per_million: { input: 1 } }\n",
+        "models:\n  - id: a\n    deprecation: { date: 31/12/2026 }\n",
+        "schema_version: 2\nmodels: []\n",
+    ] {
+        let json: Value = serde_saphyr::from_str(bad).unwrap();
+        assert!(!v.is_valid(&json), "schema accepts:\n{bad}");
+        assert!(
+            driftwatch::registry::Registry::parse(std::path::Path::new("bad.yaml"), bad, 0).is_err(),
+            "registry accepts:\n{bad}"
+        );
+    }
 }
