@@ -34,14 +34,15 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     } = args;
     // A registry file on its own: nothing else is read.
     let registry_file = match (&registry, &config) {
-        (Some(r), None) => return check_registry(r),
+        (Some(r), None) => return check_registry(r).map(drop),
         (Some(r), Some(_)) => Some(r.clone()),
         (None, _) => None,
     };
     let c = load_or_default(config.as_deref())?;
-    if let Some(r) = registry_file.as_ref().or(c.registry.file.as_ref()) {
-        check_registry(r)?;
-    }
+    let registry = match registry_file.as_ref().or(c.registry.file.as_ref()) {
+        Some(r) => Some(check_registry(r)?),
+        None => None,
+    };
     let name = config
         .as_deref()
         .map(|p| p.display().to_string())
@@ -78,7 +79,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     for line in notify_summary(&c, &set) {
         println!("{line}");
     }
-    for line in fallback_warnings(&c) {
+    for line in fallback_warnings(&c, registry.as_ref()) {
         println!("{line}");
     }
     Ok(())
@@ -86,8 +87,8 @@ pub async fn run(args: Args) -> Result<(), Failure> {
 
 /// Validates one registry file: warnings and a summary on stdout, or every error as
 /// `FILE:LINE:COL: field: the fix` (exit code 2).
-fn check_registry(file: &std::path::Path) -> Result<(), Failure> {
-    match crate::daemon::registry::check(file) {
+fn check_registry(file: &std::path::Path) -> Result<crate::registry::Registry, Failure> {
+    match crate::registry::Registry::load(file) {
         Ok((r, warnings)) => {
             for w in &warnings {
                 println!("{w} (warning)");
@@ -105,7 +106,7 @@ fn check_registry(file: &std::path::Path) -> Result<(), Failure> {
                 r.models().len(),
                 warnings.len()
             );
-            Ok(())
+            Ok(r)
         }
         Err(errors) => {
             for e in &errors {
@@ -122,11 +123,8 @@ fn check_registry(file: &std::path::Path) -> Result<(), Failure> {
 
 /// Warnings about the breaker's configured fallbacks against the registry: a fallback the
 /// registry does not know, or one that is deprecated itself.
-fn fallback_warnings(c: &Config) -> Vec<String> {
-    let Some(file) = &c.registry.file else {
-        return Vec::new();
-    };
-    let Ok((r, _)) = crate::registry::Registry::load(file) else {
+fn fallback_warnings(c: &Config, r: Option<&crate::registry::Registry>) -> Vec<String> {
+    let Some(r) = r else {
         return Vec::new();
     };
     let today = crate::time::now_ms();
@@ -146,20 +144,11 @@ fn fallback_warnings(c: &Config) -> Vec<String> {
         match r.lookup(f) {
             None => out.push(format!(
                 "  warning: {field}: {f:?} is not in the registry {}; add an entry so its prices, context and deprecation are known",
-                file.display()
+                r.file().display()
             )),
             Some(m) => {
                 if let Some(d) = &m.deprecation {
-                    let when = if d.date.start_ms() <= today {
-                        "was deprecated on"
-                    } else {
-                        "is deprecated from"
-                    };
-                    out.push(format!(
-                        "  warning: {field}: the fallback {f} {when} {}; fall back to {} instead",
-                        d.date,
-                        d.successor.as_deref().unwrap_or("a supported model")
-                    ));
+                    out.push(format!("  warning: {field}: {}", d.as_fallback(f, today)));
                 }
             }
         }

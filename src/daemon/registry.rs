@@ -3,7 +3,6 @@
 //! every change of an entry against the last registry recorded is written to
 //! `registry_changes`.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -112,9 +111,4 @@ pub fn reload(config: &Config, metrics: &Metrics) -> Option<Arc<Registry>> {
             None
         }
     }
-}
-
-/// Checks one registry file for `driftwatch check --registry` (no state is touched).
-pub fn check(file: &Path) -> Result<(Registry, Vec<Finding>), Vec<RegistryError>> {
-    Registry::load(file)
 }

@@ -312,13 +312,12 @@ impl Decoder {
     /// from the registry entry of its response (else request) model at its event time,
     /// else from `[prices]`.
     pub fn price(&self, ev: &mut RequestEvent) {
-        let registered = self.registry.as_ref().and_then(|r| r.model_for(ev));
-        let cost = match registered {
-            Some(m) => crate::registry::Usage::of(ev).and_then(|u| m.cost(ev.timestamp_ms, &u)),
-            None => self.estimate_cost(ev).map(|usd| crate::registry::Cost {
-                usd,
-                cache_savings_usd: self.flat_savings(ev).unwrap_or(0.0),
-            }),
+        let Some(usage) = crate::registry::Usage::of(ev) else {
+            return;
+        };
+        let cost = match self.registry.as_ref().and_then(|r| r.model_for(ev)) {
+            Some(m) => m.cost(ev.timestamp_ms, &usage),
+            None => self.flat_rates(ev).map(|r| r.cost(&usage)),
         };
         if let Some(c) = cost {
             if ev.cost_usd.is_none() {
@@ -331,37 +330,20 @@ impl Decoder {
         }
     }
 
-    fn flat_savings(&self, ev: &RequestEvent) -> Option<f64> {
-        let p = self.flat_price(ev)?;
-        let cached = ev.cached_input_tokens? as f64;
-        Some(
-            cached * (p.input_per_mtok - p.cached_input_per_mtok.unwrap_or(p.input_per_mtok)) / 1e6,
-        )
-    }
-
-    fn flat_price(&self, ev: &RequestEvent) -> Option<&ModelPrice> {
-        ev.response_model
-            .as_ref()
-            .and_then(|m| self.prices.get(m))
-            .or_else(|| self.prices.get(&ev.request_model))
-    }
-
-    /// Cost from the `[prices]` table, by response model first, then request model.
-    pub fn estimate_cost(&self, ev: &RequestEvent) -> Option<f64> {
-        let price = ev
+    /// The `[prices]` entry of the response model, else the request model, as rates.
+    fn flat_rates(&self, ev: &RequestEvent) -> Option<crate::registry::Rates> {
+        let p = ev
             .response_model
             .as_ref()
             .and_then(|m| self.prices.get(m))
             .or_else(|| self.prices.get(&ev.request_model))?;
-        let input = ev.input_tokens? as f64;
-        let output = ev.output_tokens.unwrap_or(0) as f64;
-        let cached = ev.cached_input_tokens.unwrap_or(0) as f64;
-        let cached_price = price.cached_input_per_mtok.unwrap_or(price.input_per_mtok);
-        let cost = ((input - cached) * price.input_per_mtok
-            + cached * cached_price
-            + output * price.output_per_mtok)
-            / 1e6;
-        Some(cost.min(self.limits.max_cost_usd))
+        Some(crate::registry::Rates {
+            input: p.input_per_mtok,
+            output: p.output_per_mtok,
+            cached_input: p.cached_input_per_mtok.unwrap_or(p.input_per_mtok),
+            cache_write: p.input_per_mtok,
+            reasoning: p.output_per_mtok,
+        })
     }
 
     fn build_score(

@@ -15,7 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_saphyr::{Location, Spanned};
+use serde_saphyr::Location;
 
 use crate::event::RequestEvent;
 
@@ -189,6 +189,22 @@ pub struct Deprecation {
     pub date: Date,
     pub retirement: Option<Date>,
     pub successor: Option<String>,
+}
+
+impl Deprecation {
+    /// The warning for a fallback `name` with this deprecation, as of `today_ms`.
+    pub fn as_fallback(&self, name: &str, today_ms: i64) -> String {
+        let when = if self.date.start_ms() <= today_ms {
+            "was deprecated on"
+        } else {
+            "is deprecated from"
+        };
+        format!(
+            "the fallback {name} {when} {}; fall back to {} instead",
+            self.date,
+            self.successor.as_deref().unwrap_or("a supported model")
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -521,12 +537,7 @@ fn validate(
                 ),
                 Some(target) => {
                     if let Some(d) = by_id.get(target.as_str()).and_then(|t| t.deprecation.as_ref()) {
-                        let when = if d.date.start_ms() <= today_ms { "was deprecated on" } else { "is deprecated from" };
-                        fx.warn(
-                            sfb.referenced,
-                            &field,
-                            format!("the fallback {fb} {when} {}; fall back to {} instead", d.date, d.successor.as_deref().unwrap_or("a supported model")),
-                        );
+                        fx.warn(sfb.referenced, &field, d.as_fallback(fb, today_ms));
                     }
                     // Follow the chain: a cycle would send the gateway round in circles.
                     let mut seen = BTreeSet::from([id.clone()]);
@@ -689,7 +700,7 @@ fn model(fx: &mut Findings<'_>, id: &str, s: &ModelSpec) -> Option<Model> {
     let mut prices = Vec::new();
     for (i, p) in s.prices.iter().enumerate() {
         if let Some(p) = period(fx, &f(&format!("prices[{i}]")), p.referenced, &p.value) {
-            prices.push((p, p_line(&s.prices[i])));
+            prices.push((p, s.prices[i].referenced));
         }
     }
     prices.sort_by_key(|(p, _)| p.from);
@@ -752,10 +763,6 @@ pub(crate) fn resolve_period(p: &PriceSpec) -> Option<PricePeriod> {
         warnings: Vec::new(),
     };
     period(&mut fx, "", Location::UNKNOWN, p)
-}
-
-fn p_line(p: &Spanned<PriceSpec>) -> Location {
-    p.referenced
 }
 
 fn rate(fx: &mut Findings<'_>, at: Location, field: &str, v: Option<f64>) -> Option<f64> {

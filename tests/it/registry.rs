@@ -169,7 +169,7 @@ fn event(i: usize, ts: i64, model: &str) -> String {
         "event_id": format!("reg-{i}"), "timestamp": ts, "service": "support-bot",
         "request_model": model, "deployment": "stable", "latency_ms": 800.0,
         "input_tokens": 1000, "cached_input_tokens": 400, "output_tokens": 200,
-        "cache_creation_input_tokens": if i % 3 == 0 { 100 } else { 0 },
+        "cache_creation_input_tokens": if i.is_multiple_of(3) { 100 } else { 0 },
         "reasoning_tokens": 50,
     })
     .to_string()
@@ -277,7 +277,7 @@ fn the_daemon_prices_from_the_registry_keeps_the_last_good_one_and_records_chang
     // Before midnight: 600 × 2.0 + 400 × 0.5 + 200 × 8.0 (+ 100 cache writes at the input rate
     // every third request, out of the 600); after: the new day's prices.
     let hand = |i: usize, input: f64, output: f64, cached: f64| {
-        let (plain, written) = if i % 3 == 0 {
+        let (plain, written) = if i.is_multiple_of(3) {
             (500.0, 100.0)
         } else {
             (600.0, 0.0)
@@ -351,7 +351,7 @@ fn the_daemon_prices_from_the_registry_keeps_the_last_good_one_and_records_chang
     // SQL sees the table too.
     let (code, out, err) = run(&[
         "query",
-        "--data",
+        "--data-dir",
         data.to_str().unwrap(),
         "--config",
         cfg.to_str().unwrap(),
