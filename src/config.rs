@@ -44,6 +44,9 @@ pub struct Config {
     /// The model registry file (`models.yaml`): prices with dates and tiers, deprecations,
     /// context windows, fallbacks.
     pub registry: crate::registry::RegistryConfig,
+    /// Daily cost budgets in USD per `service` (UTC days), for the `budget_spend` and
+    /// `budget_projection` signals. Default none.
+    pub budgets: BTreeMap<String, f64>,
     pub produce: ProduceConfig,
     pub detection: DetectionConfig,
     /// Alert delivery: channels, routes, grouping, silences, retries.
@@ -138,6 +141,21 @@ impl Config {
         self.http.validate()?;
         for (model, p) in &self.prices {
             p.validate(model)?;
+        }
+        for (service, usd) in &self.budgets {
+            if !(usd.is_finite() && *usd > 0.0) {
+                return Err(invalid(
+                    &format!("budgets.{service}"),
+                    format!("{usd} is not a budget; write the day's budget in USD, e.g. {service} = 250.0"),
+                ));
+            }
+        }
+        let nc = self.registry.near_context;
+        if !(nc > 0.0 && nc <= 1.0) {
+            return Err(invalid(
+                "registry.near_context",
+                format!("{nc} is not a share of the context window; use a number in (0, 1], e.g. 0.9"),
+            ));
         }
         self.produce.validate()?;
         Ok(())

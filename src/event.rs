@@ -41,6 +41,11 @@ pub struct RequestEvent {
     /// What the cache reads saved against the input rate (from the registry's prices);
     /// computed, never read from the message.
     pub cache_savings_usd: Option<f64>,
+    /// `input_tokens` / the registry's `max_input_tokens` of the serving model; computed,
+    /// never read from the message.
+    pub context_utilization: Option<f64>,
+    /// `context_utilization` above `registry.near_context` (default 0.9).
+    pub near_context_limit: bool,
     pub status: Status,
     pub error_type: Option<String>,
     pub http_status: Option<u16>,

@@ -29,6 +29,8 @@ pub enum SetupError {
         line: u64,
         message: String,
     },
+    #[error(transparent)]
+    Registry(#[from] crate::daemon::registry::RegistrySetupError),
 }
 
 /// What rule validation needs from `config`.
@@ -129,6 +131,7 @@ pub fn resume(
     let settings = config.detection.settings(&config.windows);
     let mut d = Detector::new(rules, label_names(config)?, settings);
     d.set_breaker_settings(breaker_settings(config));
+    d.set_budgets(config.budgets.clone());
     // The lookback before the last evaluated tick (or, on a first start, before the newest
     // stored hour), from an hour boundary so hourly roll-ups are whole.
     let reference = match snapshot.as_ref().and_then(|s| s.evaluated_window_ms) {
@@ -197,6 +200,9 @@ pub fn backtest(
     let labels = label_names(config)?;
     let mut d = Detector::new(rules, labels.clone(), settings);
     d.set_breaker_settings(breaker_settings(config));
+    d.set_budgets(config.budgets.clone());
+    // The registry as it is now (deprecations, unknown models, fallbacks).
+    d.set_registry(crate::daemon::registry::read(config)?.map(|(r, _)| std::sync::Arc::new(r)));
     // Read the lookback before `from` too, so the first ticks have their baselines; ticks
     // before `from` are evaluated but their transitions are not reported.
     let read_from = from.map(|f| f - d.rules().lookback_ms() - settings.window_ms);

@@ -76,6 +76,7 @@ pub fn generate(config: &Config, partitions: i32) -> Result<GenerateReport, Gene
             config.detection.settings(&config.windows),
         );
         d.set_breaker_settings(crate::daemon::detection::breaker_settings(config));
+        d.set_budgets(config.budgets.clone());
         pipeline.set_detector(d);
     }
     let mut synth = Synth::new(&config.produce, now);

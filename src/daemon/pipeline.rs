@@ -79,7 +79,8 @@ impl Pipeline {
             metrics.quarantined(r.as_str());
         }
         Ok(Self {
-            decoder: Decoder::new(config.limits.clone(), config.prices.clone()),
+            decoder: Decoder::new(config.limits.clone(), config.prices.clone())
+                .with_near_context(config.registry.near_context),
             windows_config: config.windows.clone(),
             labels: config.series.parsed_labels()?,
             max_series: config.series.max_active,

@@ -120,6 +120,8 @@ pub struct Decoder {
     limits: LimitsConfig,
     prices: BTreeMap<String, ModelPrice>,
     registry: Option<std::sync::Arc<crate::registry::Registry>>,
+    /// Share of `max_input_tokens` past which a request counts as near the context limit.
+    near_context: f64,
 }
 
 impl Decoder {
@@ -128,7 +130,15 @@ impl Decoder {
             limits,
             prices,
             registry: None,
+            near_context: crate::registry::DEFAULT_NEAR_CONTEXT,
         }
+    }
+
+    /// The share of the context window past which a request is near the limit
+    /// (`registry.near_context`).
+    pub fn with_near_context(mut self, fraction: f64) -> Self {
+        self.near_context = fraction;
+        self
     }
 
     /// Prices from `registry` first (models it lists), `[prices]` for the others.
@@ -236,6 +246,8 @@ impl Decoder {
             cost_usd: raw.opt_f64(Slot::CostUsd, l.max_cost_usd)?,
             cost_estimated: false,
             cache_savings_usd: None,
+            context_utilization: None,
+            near_context_limit: false,
             status: Status::Ok,
             error_type: raw.opt_str(Slot::ErrorType, l)?,
             http_status: raw
@@ -315,7 +327,16 @@ impl Decoder {
         let Some(usage) = crate::registry::Usage::of(ev) else {
             return;
         };
-        let cost = match self.registry.as_ref().and_then(|r| r.model_for(ev)) {
+        let model = self.registry.as_ref().and_then(|r| r.model_for(ev));
+        if let (Some(max), Some(input)) = (model.and_then(|m| m.max_input_tokens), ev.input_tokens)
+        {
+            if max > 0 {
+                let u = input as f64 / max as f64;
+                ev.context_utilization = Some(u);
+                ev.near_context_limit = u > self.near_context;
+            }
+        }
+        let cost = match model {
             Some(m) => m.cost(ev.timestamp_ms, &usage),
             None => self.flat_rates(ev).map(|r| r.cost(&usage)),
         };

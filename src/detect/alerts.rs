@@ -77,6 +77,9 @@ pub struct Alert {
     /// Length of the current range of the last conclusive evaluation (the horizon).
     #[serde(default)]
     pub horizon_ms: Option<i64>,
+    /// The last conclusive evaluation's details (deprecation date, money lost, …).
+    #[serde(default)]
+    pub details: BTreeMap<String, String>,
 }
 
 /// One state change, written as a row of the `alerts` table.
@@ -114,6 +117,10 @@ pub struct Transition {
     /// `fired_at_ms − onset_ms`: how long detection took, in event time.
     #[serde(default)]
     pub detection_delay_ms: Option<i64>,
+    /// The signal's details (`{{ details.NAME }}`): a deprecation's date and successor, the
+    /// money a cache drop loses per day, a budget's spend.
+    #[serde(default)]
+    pub details: BTreeMap<String, String>,
 }
 
 pub use crate::time::fnv_hex;
@@ -241,6 +248,7 @@ impl AlertBook {
                             fired_at_ms: a.fired_at_ms,
                             onset_ms: a.fired_at_ms.and(a.onset_ms),
                             detection_delay_ms: a.fired_at_ms.and(a.detection_delay_ms),
+                            details: a.details.clone(),
                         });
                     }
                 }
@@ -283,6 +291,7 @@ impl AlertBook {
                 onset_ms: None,
                 detection_delay_ms: None,
                 horizon_ms: None,
+                details: BTreeMap::new(),
             });
             alert.last_eval_ms = t_ms;
             alert.severity = rule.severity;
@@ -295,6 +304,7 @@ impl AlertBook {
                 Outcome::Measured(m) => {
                     alert.last_data_ms = Some(t_ms);
                     alert.horizon_ms = Some(ev.horizon_ms);
+                    alert.details = ev.details.clone();
                     // The estimate of the evaluation that fires the alert is kept.
                     if alert.state != AlertState::Firing && ev.onset_ms.is_some() {
                         alert.onset_ms = ev.onset_ms;
@@ -487,6 +497,7 @@ fn transition(
         fired_at_ms: a.fired_at_ms,
         onset_ms: a.fired_at_ms.and(a.onset_ms),
         detection_delay_ms: a.fired_at_ms.and(a.detection_delay_ms),
+        details: a.details.clone(),
     };
     for (k, v) in &rule.labels {
         tr.rule_labels.insert(k.clone(), render(v, rule, &tr));
@@ -569,6 +580,14 @@ pub fn render(template: &str, rule: &Rule, tr: &Transition) -> String {
                         .map(|(k, v)| format!("{k}={v}"))
                         .collect::<Vec<_>>()
                         .join(","),
+                    other if other.starts_with("details.") => {
+                        let d = tr.details.get(&other["details.".len()..]);
+                        match (d, d.and_then(|v| v.parse::<f64>().ok()), fmt) {
+                            (Some(_), Some(v), Some(_)) => num(Some(v)),
+                            (Some(v), _, _) => v.clone(),
+                            (None, _, _) => "n/a".into(),
+                        }
+                    }
                     other => other
                         .strip_prefix("labels.")
                         .and_then(|l| tr.labels.iter().find(|(k, _)| k == l))

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detect::alerts::{Alert, AlertBook, Lifecycle, Transition};
 use crate::detect::breaker::{BreakerSettings, BreakerTransition, Breakers};
-use crate::detect::evaluate::{evaluate_cached, BaselineCache};
+use crate::detect::evaluate::{evaluate_cached, BaselineCache, EvalContext};
 use crate::detect::history::{History, Summary};
 use crate::detect::rules::{Resolution, RuleSet};
 use crate::window::sketch::{SliceSketch, WindowSketch};
@@ -64,6 +64,10 @@ pub struct Detector {
     pending_out: Vec<Transition>,
     /// Per rule name: its trailing baselines, reused between steps.
     baseline_caches: std::collections::HashMap<String, BaselineCache>,
+    /// The model registry the deprecation and unknown-model signals read.
+    registry: Option<std::sync::Arc<crate::registry::Registry>>,
+    /// `[budgets]`: USD per service and UTC day.
+    budgets: std::collections::BTreeMap<String, f64>,
 }
 
 impl Detector {
@@ -85,14 +89,22 @@ impl Detector {
             breaker_out: Vec::new(),
             pending_out: Vec::new(),
             baseline_caches: std::collections::HashMap::new(),
+            registry: None,
+            budgets: Default::default(),
         }
     }
 
-    /// The model registry (fallbacks; a reload swaps it).
+    /// The model registry (fallbacks, deprecations, unknown models; a reload swaps it).
     pub fn set_registry(&mut self, registry: Option<std::sync::Arc<crate::registry::Registry>>) {
         if let Some(b) = self.breaker_settings.as_mut() {
-            b.registry = registry;
+            b.registry = registry.clone();
         }
+        self.registry = registry;
+    }
+
+    /// Daily budgets per service (`[budgets]`).
+    pub fn set_budgets(&mut self, budgets: std::collections::BTreeMap<String, f64>) {
+        self.budgets = budgets;
     }
 
     /// Breaker timing and fallbacks; `None` turns breakers off. The registry set before
@@ -285,7 +297,12 @@ impl Detector {
                     continue;
                 }
                 let cache = self.baseline_caches.entry(rule.name.clone()).or_default();
-                let evals = evaluate_cached(rule, &self.label_names, &self.history, t, cache);
+                let ctx = EvalContext {
+                    registry: self.registry.as_deref(),
+                    budgets: Some(&self.budgets),
+                };
+                let evals =
+                    evaluate_cached(rule, &self.label_names, &self.history, t, cache, ctx);
                 self.evaluations += evals.len() as u64;
                 match (&rule.action, &self.breaker_settings) {
                     (Some(crate::detect::rules::Action::CircuitBreaker), Some(bs)) => {

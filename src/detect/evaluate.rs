@@ -32,6 +32,37 @@ pub struct Evaluation {
     /// start of the step from which the data fit the changed level best (CUSUM argmax over
     /// the longest horizon).
     pub onset_ms: Option<i64>,
+    /// Named values beyond the numbers (`{{ details.successor }}`), see
+    /// [`Signal::details`].
+    pub details: BTreeMap<String, String>,
+}
+
+/// What evaluation reads besides the history: the model registry and the budgets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EvalContext<'a> {
+    pub registry: Option<&'a crate::registry::Registry>,
+    pub budgets: Option<&'a BTreeMap<String, f64>>,
+}
+
+/// One UTC day.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// A budget projection needs this much of the day first.
+pub const PROJECTION_MIN_ELAPSED_MS: i64 = 3_600_000;
+
+/// Start of the UTC day the window ending at `t_ms` belongs to.
+pub fn day_start(t_ms: i64) -> i64 {
+    (t_ms - 1).div_euclid(DAY_MS) * DAY_MS
+}
+
+/// Per evaluation step: what measuring an instance needs besides its summaries.
+struct Env<'a> {
+    ctx: EvalContext<'a>,
+    t_ms: i64,
+    horizon_ms: i64,
+    /// Requests of the traffic an instance's share is taken of (same `by` labels but the
+    /// model), for deprecation and unknown-model signals.
+    share_totals: Option<&'a HashMap<Vec<String>, u64>>,
 }
 
 /// What an evaluation found.
@@ -98,6 +129,7 @@ pub fn evaluate(
     label_names: &[&str],
     history: &History,
     t_ms: i64,
+    ctx: EvalContext<'_>,
 ) -> Vec<Evaluation> {
     evaluate_cached(
         rule,
@@ -105,6 +137,7 @@ pub fn evaluate(
         history,
         t_ms,
         &mut BaselineCache::default(),
+        ctx,
     )
 }
 
@@ -122,8 +155,10 @@ pub fn evaluate_cached(
     history: &History,
     t_ms: i64,
     cache: &mut BaselineCache,
+    ctx: EvalContext<'_>,
 ) -> Vec<Evaluation> {
     let parts = parts_for(&rule.signal);
+    let by_day = matches!(rule.signal, Signal::BudgetSpend | Signal::BudgetProjection);
     let test = per_horizon(rule);
     let matches = |labels: &[String], skip: &[usize]| {
         rule.matchers
@@ -166,7 +201,9 @@ pub fn evaluate_cached(
             }
             Resolution::Window => {
                 for (current, h) in currents.iter_mut().zip(&rule.horizons_ms) {
-                    if let Some(s) = history.range_of(labels, t_ms - h, t_ms, parts) {
+                    // Budgets: the UTC day so far.
+                    let from = if by_day { day_start(t_ms) } else { t_ms - h };
+                    if let Some(s) = history.range_of(labels, from, t_ms, parts) {
                         add(&rule.by, current, labels, &s);
                     }
                 }
@@ -266,6 +303,27 @@ pub fn evaluate_cached(
             _ => None,
         };
         let baselines = trailing.or(peer.as_ref());
+        let model_pos = rule.signal.keyed_by().and_then(|need| {
+            rule.by
+                .iter()
+                .position(|i| label_names[*i] == need.as_str())
+        });
+        let share_totals = match (&rule.signal, model_pos) {
+            (Signal::DaysToDeprecation | Signal::UnknownModel, Some(pos)) => {
+                let mut totals: HashMap<Vec<String>, u64> = HashMap::new();
+                for (key, (cur, _)) in current {
+                    *totals.entry(without(key, pos)).or_default() += cur.requests;
+                }
+                Some(totals)
+            }
+            _ => None,
+        };
+        let env = Env {
+            ctx,
+            t_ms,
+            horizon_ms: if by_day { t_ms - day_start(t_ms) } else { *h },
+            share_totals: share_totals.as_ref(),
+        };
         for (key, (cur, series)) in current {
             let base = baselines.map(|b| b.get(&group_of_key(key)));
             let base: Option<&Summary> = match (&rule.baseline, base) {
@@ -282,8 +340,8 @@ pub fn evaluate_cached(
             if is_longest {
                 members.insert(key.clone(), series.clone());
             }
-            for mut e in measure_instance(rule, test, labels, cur, base) {
-                e.horizon_ms = *h;
+            for mut e in measure_instance(rule, test, labels, cur, base, &env) {
+                e.horizon_ms = env.horizon_ms;
                 by_instance.entry(e.labels.clone()).or_default().push(e);
             }
         }
@@ -305,7 +363,8 @@ pub fn evaluate_cached(
             };
             let series = members.get(&key).map(Vec::as_slice).unwrap_or(&[]);
             e.onset_ms = Some(
-                onset(rule, history, series, &e, base, t_ms, parts).unwrap_or(t_ms - e.horizon_ms),
+                onset(rule, history, series, &e, base, t_ms, parts, ctx)
+                    .unwrap_or(t_ms - e.horizon_ms),
             );
         }
         out.push(e);
@@ -315,6 +374,15 @@ pub fn evaluate_cached(
 
 static EMPTY_SUMMARY: std::sync::LazyLock<Summary> = std::sync::LazyLock::new(Summary::default);
 
+/// `key` without the element at `pos`.
+fn without(key: &[String], pos: usize) -> Vec<String> {
+    key.iter()
+        .enumerate()
+        .filter(|(i, _)| *i != pos)
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
 /// One instance's evaluations at one horizon (several for a judge rule over every name).
 fn measure_instance(
     rule: &Rule,
@@ -322,8 +390,14 @@ fn measure_instance(
     base_labels: InstanceLabels,
     cur: &Summary,
     base: Option<&Summary>,
+    env: &Env<'_>,
 ) -> Vec<Evaluation> {
     match &rule.signal {
+        Signal::CacheReadRatio => vec![cache_read(rule, test, base_labels, cur, base, env)],
+        Signal::DaysToDeprecation
+        | Signal::UnknownModel
+        | Signal::BudgetSpend
+        | Signal::BudgetProjection => fact(rule, base_labels, cur, env).into_iter().collect(),
         Signal::JudgeMean(None) => cur
             .judge
             .iter()
@@ -396,11 +470,12 @@ fn onset(
     base: Option<&Summary>,
     t_ms: i64,
     parts: Parts,
+    ctx: EvalContext<'_>,
 ) -> Option<i64> {
     let Outcome::Measured(m) = e.outcome else {
         return None;
     };
-    let from = t_ms - rule.over_ms;
+    let from = t_ms - e.horizon_ms.max(rule.over_ms);
     let mut steps: BTreeMap<i64, Summary> = BTreeMap::new();
     for labels in series {
         let slices = rule.resolution == Resolution::Slice;
@@ -427,8 +502,28 @@ fn onset(
         )
     };
     let llr = match &rule.signal {
-        Signal::ErrorRate | Signal::ErrorTypeRate(_) | Signal::NegativeFeedbackRate => {
-            bernoulli(m.baseline, m.value, &|s| rate(&rule.signal, s))?
+        Signal::ErrorRate
+        | Signal::ErrorTypeRate(_)
+        | Signal::NegativeFeedbackRate
+        | Signal::FinishReasonRate(_)
+        | Signal::NearContextRate => bernoulli(m.baseline, m.value, &|s| rate(&rule.signal, s))?,
+        // The day's spend crossed the threshold in the first window where the running sum
+        // passed it.
+        Signal::BudgetSpend => {
+            let service = e.labels.iter().find(|(k, _)| k == "service")?;
+            let budget = ctx.budgets?.get(&service.1)?;
+            let mut spent = 0.0;
+            return steps.iter().find_map(|(start, s)| {
+                spent += s.totals.cost_usd;
+                (spent / budget > rule.condition.threshold).then_some(*start)
+            });
+        }
+        // Facts about the traffic: from its first window in the range.
+        Signal::DaysToDeprecation | Signal::UnknownModel => {
+            return steps
+                .iter()
+                .find(|(_, s)| s.requests > 0)
+                .map(|(start, _)| *start)
         }
         Signal::Quantile { metric, q } => {
             let bh = base.and_then(|b| b.hist(*metric));
@@ -500,8 +595,15 @@ fn parts_for(signal: &Signal) -> Parts {
             hists: 1 << (*metric as u8),
             ..Parts::COUNTS_ONLY
         },
-        Signal::ErrorRate | Signal::NegativeFeedbackRate => Parts::COUNTS_ONLY,
-        Signal::ErrorTypeRate(_) | Signal::Categorical(_) => Parts {
+        Signal::ErrorRate
+        | Signal::NegativeFeedbackRate
+        | Signal::NearContextRate
+        | Signal::CacheReadRatio
+        | Signal::DaysToDeprecation
+        | Signal::UnknownModel
+        | Signal::BudgetSpend
+        | Signal::BudgetProjection => Parts::COUNTS_ONLY,
+        Signal::ErrorTypeRate(_) | Signal::FinishReasonRate(_) | Signal::Categorical(_) => Parts {
             counts: true,
             ..Parts::COUNTS_ONLY
         },
@@ -561,6 +663,7 @@ fn finish(
         outcome: Outcome::NoData(why),
         horizon_ms: rule.over_ms,
         onset_ms: None,
+        details: BTreeMap::new(),
     };
     if n_current < rule.min_current {
         return no_data("too few current samples");
@@ -591,6 +694,7 @@ fn finish(
         }),
         horizon_ms: rule.over_ms,
         onset_ms: None,
+        details: BTreeMap::new(),
     }
 }
 
@@ -637,6 +741,161 @@ fn judge(
     finish(rule, test, labels, (cur.n, bn), (cur.mean, bv), eff, sig)
 }
 
+/// The cache-read ratio (cached / input tokens of the range) against its baseline; the
+/// test is Welch's on the per-request shares. An alert carries what the lost cache reads
+/// cost per day at the current traffic: the ratio's drop × the input tokens per day × what
+/// a cached token saved in the baseline (input rate − cached rate).
+fn cache_read(
+    rule: &Rule,
+    test: Option<Test>,
+    labels: InstanceLabels,
+    cur: &Summary,
+    base: Option<&Summary>,
+    env: &Env<'_>,
+) -> Evaluation {
+    let c = &cur.totals;
+    let value = c.cache_read_ratio().unwrap_or(f64::NAN);
+    let (bv, bn, bm) = match (&rule.baseline, base) {
+        (Baseline::Value(v), _) => (*v, 0, None),
+        (_, Some(b)) => (
+            b.totals.cache_read_ratio().unwrap_or(f64::NAN),
+            b.totals.cache_read_share.n,
+            Some(b.totals.cache_read_share),
+        ),
+        (_, None) => (f64::NAN, 0, None),
+    };
+    let sig = match (test, bm) {
+        (Some(t), Some(b)) if t.kind == TestKind::WelchT => {
+            let b = match t.null {
+                Null::NoChange => b,
+                Null::Threshold => {
+                    moments_at_threshold(&b, rule.condition.effect, rule.condition.threshold)
+                }
+            };
+            stats::welch_t(&c.cache_read_share, &b, alternative(rule))
+                .map(|r| (r.p_value < t.alpha, r.p_value))
+        }
+        _ => None,
+    };
+    let eff = if value.is_nan() || bv.is_nan() {
+        None
+    } else {
+        effect(rule.condition.effect, value, bv)
+    };
+    let n = c.cache_read_share.n;
+    let mut e = finish(rule, test, labels, (n, bn), (value, bv), eff, sig);
+    if env.horizon_ms > 0 && !value.is_nan() && !bv.is_nan() {
+        // What one cached token saved: the baseline's savings per cached token, else the
+        // current range's.
+        let per_token = base
+            .map(|b| &b.totals)
+            .into_iter()
+            .chain(std::iter::once(c))
+            .find(|t| t.cached_input_tokens > 0)
+            .map(|t| t.cache_savings_usd / t.cached_input_tokens as f64)
+            .unwrap_or(0.0);
+        let per_day = DAY_MS as f64 / env.horizon_ms as f64;
+        let input_per_day = c.input_tokens as f64 * per_day;
+        let lost = ((bv - value) * input_per_day * per_token).max(0.0);
+        e.details
+            .insert("usd_lost_per_day".into(), format!("{lost}"));
+        e.details
+            .insert("input_tokens_per_day".into(), format!("{}", input_per_day.round()));
+    }
+    e
+}
+
+/// A fact about an instance (days to its model's deprecation, a model the registry does not
+/// list, the day's spend against the budget); `None` when it does not apply (no registry,
+/// no date, no budget), so such instances never exist.
+fn fact(rule: &Rule, labels: InstanceLabels, cur: &Summary, env: &Env<'_>) -> Option<Evaluation> {
+    let label = |name: &str| {
+        labels
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let share = || {
+        let model_pos = labels.iter().position(|(k, _)| k == "request_model")?;
+        let key: Vec<String> = labels.iter().map(|(_, v)| v.clone()).collect();
+        let total = env.share_totals?.get(&without(&key, model_pos))?;
+        (*total > 0).then(|| cur.requests as f64 / *total as f64)
+    };
+    let mut details = BTreeMap::new();
+    let mut no_data: Option<&'static str> = None;
+    let value = match &rule.signal {
+        Signal::DaysToDeprecation => {
+            let reg = env.ctx.registry?;
+            let model = reg.lookup(&label("request_model")?)?;
+            let dep = model.deprecation.as_ref()?;
+            details.insert("model".into(), model.id.clone());
+            details.insert("deprecation_date".into(), dep.date.to_string());
+            details.insert(
+                "retirement_date".into(),
+                dep.retirement
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "not announced".into()),
+            );
+            details.insert(
+                "successor".into(),
+                dep.successor.clone().unwrap_or_else(|| "none listed".into()),
+            );
+            if let Some(s) = share() {
+                details.insert("share".into(), format!("{s}"));
+            }
+            (dep.date.start_ms() - env.t_ms) as f64 / DAY_MS as f64
+        }
+        Signal::UnknownModel => {
+            let reg = env.ctx.registry?;
+            let model = label("request_model")?;
+            if model.is_empty() || reg.lookup(&model).is_some() {
+                return None;
+            }
+            if let Some(s) = share() {
+                details.insert("share".into(), format!("{s}"));
+            }
+            1.0
+        }
+        Signal::BudgetSpend | Signal::BudgetProjection => {
+            let budget = *env.ctx.budgets?.get(&label("service")?)?;
+            let spend = cur.totals.cost_usd;
+            let day = day_start(env.t_ms);
+            let elapsed = env.t_ms - day;
+            let projected = spend * DAY_MS as f64 / elapsed.max(1) as f64;
+            details.insert("spend_usd".into(), format!("{spend}"));
+            details.insert("budget_usd".into(), format!("{budget}"));
+            details.insert("projected_usd".into(), format!("{projected}"));
+            details.insert(
+                "day".into(),
+                crate::registry::Date::of_ms(day).to_string(),
+            );
+            if rule.signal == Signal::BudgetSpend {
+                spend / budget
+            } else {
+                if elapsed < PROJECTION_MIN_ELAPSED_MS {
+                    no_data = Some("too early in the day to project the spend");
+                }
+                projected / budget
+            }
+        }
+        _ => return None,
+    };
+    let mut e = finish(
+        rule,
+        None,
+        labels.clone(),
+        (cur.requests, 0),
+        (value, rule.condition.threshold),
+        Some(value),
+        None,
+    );
+    if let Some(why) = no_data {
+        e.outcome = Outcome::NoData(why);
+    }
+    e.details = details;
+    Some(e)
+}
+
 /// Fewer expected events than this in a cell and the z-test's normal approximation is not
 /// trusted (the textbook n·p ≥ 5).
 pub const Z_TEST_MIN_EXPECTED: f64 = 5.0;
@@ -672,6 +931,8 @@ fn rate(signal: &Signal, s: &Summary) -> (u64, u64) {
         Signal::ErrorRate => (s.errors, s.requests),
         Signal::ErrorTypeRate(t) => (s.error_types.get(t), s.requests),
         Signal::NegativeFeedbackRate => (s.feedback[0], s.feedback.iter().sum()),
+        Signal::FinishReasonRate(f) => (s.finish_reasons.get(f), s.requests),
+        Signal::NearContextRate => (s.totals.near_context, s.requests),
         _ => (0, 0),
     }
 }
@@ -695,7 +956,11 @@ fn measure(
 ) -> Evaluation {
     let alt = alternative(rule);
     match &rule.signal {
-        Signal::ErrorRate | Signal::ErrorTypeRate(_) | Signal::NegativeFeedbackRate => {
+        Signal::ErrorRate
+        | Signal::ErrorTypeRate(_)
+        | Signal::NegativeFeedbackRate
+        | Signal::FinishReasonRate(_)
+        | Signal::NearContextRate => {
             let (k, n) = rate(&rule.signal, cur);
             let value = if n == 0 {
                 f64::NAN
@@ -781,7 +1046,14 @@ fn measure(
             let (a, b) = align_counts(category(*c, cur), bc);
             distribution(rule, test, labels, &a, &b, None)
         }
-        Signal::JudgeMean(_) => unreachable!("judge signals are measured by judge()"),
+        Signal::JudgeMean(_)
+        | Signal::CacheReadRatio
+        | Signal::DaysToDeprecation
+        | Signal::UnknownModel
+        | Signal::BudgetSpend
+        | Signal::BudgetProjection => {
+            unreachable!("measured by judge(), cache_read() and fact()")
+        }
     }
 }
 

@@ -89,6 +89,49 @@ pub struct Summary {
     pub judge: BTreeMap<String, Moments>,
     /// Feedback counts: negative, neutral, positive.
     pub feedback: [u64; 3],
+    /// Sums the cost and cache signals read (exact, whatever histograms are kept).
+    #[serde(default)]
+    pub totals: Totals,
+}
+
+/// Exact per-window sums for the cost, budget, context and cache signals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    pub cost_usd: f64,
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub cache_savings_usd: f64,
+    /// Requests near their model's context window.
+    pub near_context: u64,
+    /// Per-request cached / input token shares.
+    pub cache_read_share: Moments,
+}
+
+impl Totals {
+    pub fn of_sketch(w: &WindowSketch) -> Self {
+        Self {
+            cost_usd: w.metric(Metric::CostUsd).sum,
+            input_tokens: w.metric(Metric::InputTokens).sum.max(0.0) as u64,
+            cached_input_tokens: w.cached_input_tokens_total,
+            cache_savings_usd: w.cache_savings_usd,
+            near_context: w.near_context_count,
+            cache_read_share: w.cache_read_share,
+        }
+    }
+
+    pub fn merge(&mut self, o: &Totals) {
+        self.cost_usd += o.cost_usd;
+        self.input_tokens += o.input_tokens;
+        self.cached_input_tokens += o.cached_input_tokens;
+        self.cache_savings_usd += o.cache_savings_usd;
+        self.near_context += o.near_context;
+        self.cache_read_share.merge(&o.cache_read_share);
+    }
+
+    /// Cached / input tokens; `None` without input tokens.
+    pub fn cache_read_ratio(&self) -> Option<f64> {
+        (self.input_tokens > 0).then(|| self.cached_input_tokens as f64 / self.input_tokens as f64)
+    }
 }
 
 impl Summary {
@@ -111,6 +154,7 @@ impl Summary {
             response_models: w.response_models.clone(),
             judge: w.judge.clone(),
             feedback: w.feedback,
+            totals: Totals::of_sketch(w),
         }
     }
 
@@ -133,6 +177,11 @@ impl Summary {
             response_models: s.response_models.clone(),
             judge: s.judge.clone(),
             feedback: s.feedback,
+            totals: Totals {
+                cost_usd: s.hists[Metric::CostUsd as usize].sum,
+                input_tokens: s.hists[Metric::InputTokens as usize].sum.max(0.0) as u64,
+                ..Totals::default()
+            },
         }
     }
 
@@ -156,6 +205,7 @@ impl Summary {
         for i in 0..3 {
             self.feedback[i] += o.feedback[i];
         }
+        self.totals.merge(&o.totals);
         for (m, (a, b)) in self.hists.iter_mut().zip(&o.hists).enumerate() {
             if parts.hists & (1 << m) == 0 {
                 continue;

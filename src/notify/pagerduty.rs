@@ -96,6 +96,7 @@ pub fn event(routing_key: &str, source: &str, t: &Transition) -> Option<Value> {
                 "reason": t.reason,
                 "onset": t.onset_ms.map(crate::time::rfc3339),
                 "detection_delay_seconds": t.detection_delay_ms.map(|d| d as f64 / 1000.0),
+                "details": t.details,
             },
         },
         "links": links,

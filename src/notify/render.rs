@@ -78,6 +78,7 @@ pub fn alert_json(t: &Transition) -> Value {
         "fired_at": t.fired_at_ms.map(rfc3339),
         "onset": t.onset_ms.map(rfc3339),
         "detection_delay_seconds": t.detection_delay_ms.map(|d| d as f64 / 1000.0),
+        "details": t.details,
         "resolved_at": (t.to == AlertState::Resolved).then(|| rfc3339(t.at_ms)),
     })
 }

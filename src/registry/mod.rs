@@ -35,12 +35,27 @@ pub const SCHEMA_MAJOR: u32 = 1;
 const DAY_MS: i64 = 86_400_000;
 
 /// `[registry]`: where the model registry is.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryConfig {
     /// The registry file (`models.yaml`), reloaded on SIGHUP. Default none: costs come from
     /// `[prices]` only and the registry's signals stay quiet.
     pub file: Option<PathBuf>,
+    /// A request whose input is above this share of its model's `max_input_tokens` counts
+    /// as near the context limit (`near_context_rate`). Default 0.9.
+    pub near_context: f64,
+}
+
+/// Default `registry.near_context`.
+pub const DEFAULT_NEAR_CONTEXT: f64 = 0.9;
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            file: None,
+            near_context: DEFAULT_NEAR_CONTEXT,
+        }
+    }
 }
 
 /// A problem that makes the registry unusable; the daemon keeps its last good one.

@@ -326,6 +326,24 @@ fn read_batch(
         .iter()
         .map(|n| col::<Int64Array>(path, b, n))
         .collect::<Result<_, _>>()?;
+    // Sums of the cost and cache signals; files written before the registry lack some.
+    let f64_opt = |name: &str| {
+        b.column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
+    };
+    let i64_opt = |name: &str| {
+        b.column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+    };
+    let (cost_sum, input_sum) = (f64_opt("cost_usd_sum"), f64_opt("input_tokens_sum"));
+    let cached = i64_opt("cached_input_tokens_total");
+    let savings = f64_opt("cache_savings_usd");
+    let near = i64_opt("near_context_requests");
+    let (share_n, share_mean, share_m2) = (
+        i64_opt("cache_read_share_n"),
+        f64_opt("cache_read_share_mean"),
+        f64_opt("cache_read_share_m2"),
+    );
     // Files written before slices existed have no slice columns.
     let slice_req = b
         .column_by_name("slice_requests")
@@ -374,6 +392,23 @@ fn read_batch(
             });
         }
         summary.judge = judge_moments(path, [jn, jmean, jm2], row)?;
+        let fv = |c: Option<&Float64Array>| c.filter(|c| c.is_valid(row)).map_or(0.0, |c| c.value(row));
+        let iv = |c: Option<&Int64Array>| {
+            c.filter(|c| c.is_valid(row))
+                .map_or(0, |c| c.value(row).max(0) as u64)
+        };
+        summary.totals = crate::detect::history::Totals {
+            cost_usd: fv(cost_sum),
+            input_tokens: fv(input_sum).max(0.0) as u64,
+            cached_input_tokens: iv(cached),
+            cache_savings_usd: fv(savings),
+            near_context: iv(near),
+            cache_read_share: crate::window::sketch::Moments {
+                n: iv(share_n),
+                mean: fv(share_mean),
+                m2: fv(share_m2),
+            },
+        };
         let mut slices = Vec::new();
         let sketches = slice_sketches
             .filter(|c| c.is_valid(row) && !c.value(row).is_empty())

@@ -108,6 +108,7 @@ pub fn events_schema() -> SchemaRef {
         f("cost_usd"),
         Field::new("cost_estimated", DataType::Boolean, false),
         f("cache_savings_usd"),
+        f("context_utilization"),
         Field::new("status", DataType::Utf8, false),
         s("error_type"),
         Field::new("http_status", DataType::Int32, true),
@@ -203,6 +204,7 @@ pub fn events_batch(rows: &[EventRow]) -> Result<RecordBatch, ArrowError> {
         f64s(&|e| e.cost_usd),
         bools(&|r| r.event.cost_estimated),
         f64s(&|e| e.cache_savings_usd),
+        f64s(&|e| e.context_utilization),
         strs(&|e| Some(e.status.as_str())),
         strs(&|e| e.error_type.as_deref()),
         i32s(&|r| r.event.http_status.map(i32::from)),
@@ -268,6 +270,10 @@ pub fn windows_schema(labels: &[&str]) -> SchemaRef {
         Field::new("cache_savings_usd", DataType::Float64, true),
         Field::new("cost_per_request", DataType::Float64, true),
         Field::new("judge_label_counts", map_type(DataType::Int64), true),
+        Field::new("near_context_requests", DataType::Int64, true),
+        Field::new("cache_read_share_n", DataType::Int64, true),
+        Field::new("cache_read_share_mean", DataType::Float64, true),
+        Field::new("cache_read_share_m2", DataType::Float64, true),
         Field::new("error_type_counts", map_type(DataType::Int64), false),
         Field::new("http_status_counts", map_type(DataType::Int64), false),
         Field::new("finish_reason_counts", map_type(DataType::Int64), false),
@@ -377,6 +383,10 @@ pub fn windows_batch(
         Ok(Arc::new(b.finish()))
     };
     cols.push(counts(&|s| &s.judge_labels)?);
+    cols.push(i64s(&|s| s.near_context_count));
+    cols.push(i64s(&|s| s.cache_read_share.n));
+    cols.push(f64s(&|s| Some(s.cache_read_share.mean)));
+    cols.push(f64s(&|s| Some(s.cache_read_share.m2)));
     cols.push(counts(&|s| &s.error_types)?);
     cols.push(counts(&|s| &s.http_statuses)?);
     cols.push(counts(&|s| &s.finish_reasons)?);
@@ -575,6 +585,8 @@ pub fn alerts_schema(labels: &[&str]) -> SchemaRef {
             false,
         ),
         s("action", true),
+        // Added with the registry signals: nullable, so older files read as null.
+        Field::new("details", map_type(DataType::Utf8), true),
     ]);
     Arc::new(Schema::new(fields))
 }
@@ -607,6 +619,8 @@ pub struct AlertRecord {
     pub runbook_url: String,
     pub channels: Vec<String>,
     pub action: Option<&'static str>,
+    /// The signal's details (a deprecation's date and successor, money lost per day, …).
+    pub details: std::collections::BTreeMap<String, String>,
 }
 
 impl From<&crate::detect::alerts::Transition> for AlertRecord {
@@ -637,6 +651,7 @@ impl From<&crate::detect::alerts::Transition> for AlertRecord {
             action: t.action.map(|a| match a {
                 crate::detect::rules::Action::CircuitBreaker => "circuit_breaker",
             }),
+            details: t.details.clone(),
         }
     }
 }
@@ -698,6 +713,7 @@ impl From<&crate::detect::breaker::BreakerTransition> for AlertRecord {
             runbook_url: String::new(),
             channels: b.channels.clone(),
             action: Some("circuit_breaker"),
+            details: Default::default(),
         }
     }
 }
@@ -805,5 +821,14 @@ pub fn alerts_batch(labels: &[&str], rows: &[AlertRecord]) -> Result<RecordBatch
     }
     cols.push(Arc::new(ch.finish()));
     cols.push(strs(&|r| r.action));
+    let mut d = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+    for r in rows {
+        for (k, v) in &r.details {
+            d.keys().append_value(k);
+            d.values().append_value(v);
+        }
+        d.append(true)?;
+    }
+    cols.push(Arc::new(d.finish()));
     RecordBatch::try_new(alerts_schema(labels), cols)
 }

@@ -246,6 +246,12 @@ pub struct WindowSketch {
     /// What cache reads saved against the input rate (USD, from the registry's prices).
     #[serde(default)]
     pub cache_savings_usd: f64,
+    /// Requests whose input was near their model's context window (`near_context_limit`).
+    #[serde(default)]
+    pub near_context_count: u64,
+    /// Per request with input tokens: cached / input tokens (the cache-read signal's test).
+    #[serde(default)]
+    pub cache_read_share: Moments,
     pub cost_estimated_count: u64,
     pub judge: BTreeMap<String, Moments>,
     /// Categorical judge results (`gen_ai.evaluation.score.label`), `name=label` → count.
@@ -510,6 +516,11 @@ impl WindowSketch {
         self.cache_creation_tokens_total += ev.cache_creation_input_tokens.unwrap_or(0);
         self.reasoning_tokens_total += ev.reasoning_tokens.unwrap_or(0);
         self.cache_savings_usd += ev.cache_savings_usd.unwrap_or(0.0);
+        self.near_context_count += u64::from(ev.near_context_limit);
+        if let Some(input) = ev.input_tokens.filter(|n| *n > 0) {
+            let cached = ev.cached_input_tokens.unwrap_or(0).min(input);
+            self.cache_read_share.push(cached as f64 / input as f64);
+        }
         self.cost_estimated_count += u64::from(ev.cost_estimated);
         for (name, v) in &ev.judge_scores {
             self.add_judge(name, *v);
@@ -622,6 +633,8 @@ impl WindowSketch {
         self.cache_creation_tokens_total += other.cache_creation_tokens_total;
         self.reasoning_tokens_total += other.reasoning_tokens_total;
         self.cache_savings_usd += other.cache_savings_usd;
+        self.near_context_count += other.near_context_count;
+        self.cache_read_share.merge(&other.cache_read_share);
         self.judge_labels.merge(&other.judge_labels);
         self.cost_estimated_count += other.cost_estimated_count;
         for (name, m) in &other.judge {

@@ -96,6 +96,8 @@ pub(super) struct SignalSpec {
     pub(super) judge: Option<String>,
     #[serde(default)]
     pub(super) of: Option<String>,
+    #[serde(default)]
+    pub(super) finish_reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -332,6 +334,23 @@ pub enum Signal {
     JudgeMean(Option<String>),
     /// Distribution of a categorical field.
     Categorical(Category),
+    /// requests with this `finish_reason` / requests (`length`: truncated answers).
+    FinishReasonRate(String),
+    /// requests whose input is above `registry.near_context` of the model's
+    /// `max_input_tokens` / requests.
+    NearContextRate,
+    /// Cached / input tokens (tested on the per-request shares).
+    CacheReadRatio,
+    /// Days from the evaluation to the registry's deprecation date of the instance's
+    /// `request_model` (models without a date are not evaluated).
+    DaysToDeprecation,
+    /// 1 for traffic to a `request_model` the registry does not list (only with a registry).
+    UnknownModel,
+    /// The service's spend since UTC midnight / its `[budgets]` entry.
+    BudgetSpend,
+    /// The day's spend projected to midnight at the rate so far / the budget (from 1 h into
+    /// the day).
+    BudgetProjection,
 }
 
 impl Signal {
@@ -344,8 +363,13 @@ impl Signal {
             Signal::ErrorRate | Signal::ErrorTypeRate(_) | Signal::NegativeFeedbackRate => {
                 Shape::Rate
             }
-            Signal::JudgeMean(_) => Shape::Moments,
+            Signal::JudgeMean(_) | Signal::CacheReadRatio => Shape::Moments,
             Signal::Categorical(_) => Shape::Categorical,
+            Signal::FinishReasonRate(_) | Signal::NearContextRate => Shape::Rate,
+            Signal::DaysToDeprecation
+            | Signal::UnknownModel
+            | Signal::BudgetSpend
+            | Signal::BudgetProjection => Shape::Fact,
         }
     }
 
@@ -361,6 +385,57 @@ impl Signal {
             Signal::JudgeMean(Some(j)) => format!("mean judge score {j}"),
             Signal::JudgeMean(None) => "mean judge score".into(),
             Signal::Categorical(c) => format!("{} distribution", c.as_str()),
+            Signal::FinishReasonRate(f) => format!("rate of finish_reason {f}"),
+            Signal::NearContextRate => "share of requests near the context window".into(),
+            Signal::CacheReadRatio => "cache-read ratio".into(),
+            Signal::DaysToDeprecation => "days to deprecation".into(),
+            Signal::UnknownModel => "traffic to a model the registry does not list".into(),
+            Signal::BudgetSpend => "share of the day's budget spent".into(),
+            Signal::BudgetProjection => "projected share of the day's budget".into(),
+        }
+    }
+
+    /// The series label the signal needs in `by` (what it looks up in the registry or in
+    /// `[budgets]`).
+    pub fn keyed_by(&self) -> Option<crate::event::SeriesLabel> {
+        use crate::event::SeriesLabel;
+        match self {
+            Signal::DaysToDeprecation | Signal::UnknownModel => Some(SeriesLabel::RequestModel),
+            Signal::BudgetSpend | Signal::BudgetProjection => Some(SeriesLabel::Service),
+            _ => None,
+        }
+    }
+
+    /// Signals read from closed windows only (their sums are not kept per slice).
+    pub fn window_only(&self) -> bool {
+        matches!(
+            self,
+            Signal::NearContextRate
+                | Signal::CacheReadRatio
+                | Signal::DaysToDeprecation
+                | Signal::UnknownModel
+                | Signal::BudgetSpend
+                | Signal::BudgetProjection
+        )
+    }
+
+    /// `{{ details.NAME }}` values its alerts carry.
+    pub fn details(&self) -> &'static [&'static str] {
+        match self {
+            Signal::CacheReadRatio => &["usd_lost_per_day", "input_tokens_per_day"],
+            Signal::DaysToDeprecation => &[
+                "model",
+                "deprecation_date",
+                "retirement_date",
+                "successor",
+                "share",
+            ],
+            Signal::UnknownModel => &["share"],
+            Signal::BudgetSpend | Signal::BudgetProjection => {
+                &["spend_usd", "budget_usd", "projected_usd", "day"]
+            }
+            Signal::NearContextRate => &["max_input_tokens"],
+            _ => &[],
         }
     }
 }
@@ -382,6 +457,9 @@ pub(super) enum Shape {
     Rate,
     Moments,
     Categorical,
+    /// A fact from the registry or the budgets (days left, unknown model, share of budget):
+    /// compared with `effect: value` against the threshold, no test.
+    Fact,
 }
 
 /// Where the baseline comes from.

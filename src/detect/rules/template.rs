@@ -58,9 +58,31 @@ pub(super) fn check_template(
     text: &str,
     ctx: &RuleContext,
     instance: &[&str],
+    details: &[&str],
 ) -> Result<(), String> {
     for p in template_parts(text)? {
         if let TemplatePart::Var { var, fmt } = p {
+            if let Some(d) = var.strip_prefix("details.") {
+                if !details.contains(&d) {
+                    return Err(if details.is_empty() {
+                        format!("{{{{ {var} }}}}: alerts of this signal carry no details")
+                    } else {
+                        format!(
+                            "unknown detail {d:?}; this signal's alerts carry details.{}",
+                            details.join(", details.")
+                        )
+                    });
+                }
+                if let Some(f) = fmt {
+                    if !TEMPLATE_FORMATS.contains(&f) {
+                        return Err(format!(
+                            "unknown format {f:?} in {{{{ {var} | {f} }}}}; use {}",
+                            TEMPLATE_FORMATS.join(", ")
+                        ));
+                    }
+                }
+                continue;
+            }
             if let Some(l) = var.strip_prefix("labels.") {
                 if !instance.contains(&l)
                     && (ctx.labels.iter().any(|x| x.as_str() == l) || l == JUDGE_LABEL)

@@ -202,7 +202,12 @@ impl Validator<'_> {
         let default_min = match &signal {
             Signal::Quantile { .. } if exceedance => 50,
             Signal::Quantile { q, .. } => crate::detect::stats::min_samples_for_quantile(*q, 10),
-            Signal::ErrorRate | Signal::ErrorTypeRate(_) | Signal::NegativeFeedbackRate => 100,
+            Signal::ErrorRate
+            | Signal::ErrorTypeRate(_)
+            | Signal::NegativeFeedbackRate
+            | Signal::FinishReasonRate(_)
+            | Signal::NearContextRate => 100,
+            _ if shape == Shape::Fact => 1,
             _ => 30,
         };
         let min_current = r.min_samples.current.unwrap_or(default_min);
@@ -215,7 +220,7 @@ impl Validator<'_> {
         if r.min_samples.events.is_some() && shape != Shape::Rate && !exceedance {
             self.err(
                 "min_samples.events",
-                "applies to rate signals (error_rate, error_type_rate, negative_feedback_rate) and the exceedance test only",
+                "applies to rate signals (error_rate, error_type_rate, negative_feedback_rate, finish_reason_rate, near_context_rate) and the exceedance test only",
             );
         }
         if let Signal::Quantile { q, .. } = &signal {
@@ -285,6 +290,44 @@ impl Validator<'_> {
         if signal == Signal::JudgeMean(None) {
             instance_labels.push(JUDGE_LABEL);
         }
+        if let Some(need) = signal.keyed_by() {
+            let has = by.iter().any(|i| ctx.labels[*i] == need);
+            if !has {
+                let why = if ctx.labels.contains(&need) {
+                    format!("add {need} to by: the signal looks up each alert's {need}")
+                } else {
+                    format!("the signal needs the series label {need}; add it to series.labels")
+                };
+                self.err("by", why);
+            }
+        }
+        if shape == Shape::Fact {
+            if r.condition.effect != EffectKind::Value {
+                self.err("condition.effect", "this signal is a fact, not a measurement against a baseline; use effect: value");
+            }
+            if !matches!(baseline, Some(Baseline::Value(_))) {
+                self.err("baseline", "this signal has no baseline; write baseline: { value: <the threshold> }");
+            }
+        }
+        if signal.window_only() && resolution == Resolution::Slice {
+            self.err(
+                "every",
+                format!(
+                    "{} is evaluated on closed windows; step every windows.width ({}) or a multiple",
+                    signal.describe(),
+                    humantime::format_duration(ctx.window)
+                ),
+            );
+        }
+        if matches!(signal, Signal::BudgetSpend | Signal::BudgetProjection)
+            && over_ms != crate::detect::evaluate::DAY_MS
+        {
+            self.err(
+                "over",
+                "budget signals read the UTC day so far; write over: 24h",
+            );
+        }
+        let details = signal.details();
 
         for (k, v) in &r.labels {
             if !valid_label_name(k) {
@@ -293,10 +336,10 @@ impl Validator<'_> {
                     "label names use letters, digits and `_`",
                 );
             }
-            self.template(&format!("labels.{k}"), v, ctx, &instance_labels);
+            self.template(&format!("labels.{k}"), v, ctx, &instance_labels, details);
         }
         for (k, v) in &r.annotations {
-            self.template(&format!("annotations.{k}"), v, ctx, &instance_labels);
+            self.template(&format!("annotations.{k}"), v, ctx, &instance_labels, details);
         }
         if !r.annotations.contains_key("summary") {
             self.err(
@@ -361,6 +404,9 @@ impl Validator<'_> {
                 );
             }
         };
+        if s.metric != "finish_reason_rate" {
+            unused(self, "finish_reason", s.finish_reason.is_some(), &s.metric);
+        }
         if let Some(metric) = metric {
             unused(self, "error_type", s.error_type.is_some(), &s.metric);
             unused(self, "judge", s.judge.is_some(), &s.metric);
@@ -413,6 +459,19 @@ impl Validator<'_> {
                 }
             },
             "negative_feedback_rate" => Some(Signal::NegativeFeedbackRate),
+            "finish_reason_rate" => match &s.finish_reason {
+                Some(f) if !f.is_empty() => Some(Signal::FinishReasonRate(f.clone())),
+                _ => {
+                    self.err("signal.finish_reason", "metric finish_reason_rate needs the finish_reason to watch, e.g. finish_reason: length");
+                    None
+                }
+            },
+            "near_context_rate" => Some(Signal::NearContextRate),
+            "cache_read_ratio" => Some(Signal::CacheReadRatio),
+            "days_to_deprecation" => Some(Signal::DaysToDeprecation),
+            "unknown_model" => Some(Signal::UnknownModel),
+            "budget_spend" => Some(Signal::BudgetSpend),
+            "budget_projection" => Some(Signal::BudgetProjection),
             "judge_score" => {
                 if let Some(st) = s.stat.as_deref() {
                     if st != "mean" {
@@ -436,7 +495,7 @@ impl Validator<'_> {
                 }
             }
             other => {
-                self.err("signal.metric", format!("unknown metric {other:?}; use latency_ms, ttft_ms, input_tokens, output_tokens, cost_usd, error_rate, error_type_rate, negative_feedback_rate, judge_score or distribution"));
+                self.err("signal.metric", format!("unknown metric {other:?}; use latency_ms, ttft_ms, input_tokens, output_tokens, cost_usd, error_rate, error_type_rate, negative_feedback_rate, finish_reason_rate, near_context_rate, cache_read_ratio, judge_score, days_to_deprecation, unknown_model, budget_spend, budget_projection or distribution"));
                 None
             }
         }
@@ -578,7 +637,7 @@ impl Validator<'_> {
             QuantileCi | Exceedance => shape == Shape::Quantile,
             TwoProportionZ | Binomial | Wilson => shape == Shape::Rate,
             ChiSquare => matches!(shape, Shape::Categorical | Shape::HistDistribution),
-        };
+        } && shape != Shape::Fact;
         if !fits {
             let hint = match shape {
                 Shape::Quantile => "exceedance, quantile_ci, mann_whitney, ks or anderson_darling",
@@ -587,6 +646,7 @@ impl Validator<'_> {
                 Shape::Rate => "two_proportion_z, binomial or wilson",
                 Shape::Moments => "welch_t",
                 Shape::Categorical => "chi_square",
+                Shape::Fact => "no test (remove test:)",
             };
             self.err(
                 "test.kind",
@@ -670,8 +730,15 @@ impl Validator<'_> {
         })
     }
 
-    fn template(&mut self, field: &str, text: &str, ctx: &RuleContext, instance: &[&str]) {
-        if let Err(e) = check_template(text, ctx, instance) {
+    fn template(
+        &mut self,
+        field: &str,
+        text: &str,
+        ctx: &RuleContext,
+        instance: &[&str],
+        details: &[&str],
+    ) {
+        if let Err(e) = check_template(text, ctx, instance, details) {
             self.err(field, e);
         }
     }
