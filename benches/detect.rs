@@ -13,7 +13,7 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use driftwatch::config::Config;
-use driftwatch::detect::evaluate::{evaluate_cached, BaselineCache};
+use driftwatch::detect::evaluate::{evaluate_cached, BaselineCache, EvalContext};
 use driftwatch::detect::history::{History, Summary};
 use driftwatch::event::{Deployment, RequestEvent, Status};
 use driftwatch::window::sketch::WindowSketch;
@@ -106,7 +106,14 @@ fn bench(c: &mut Criterion) {
                     let mut cache = BaselineCache::default();
                     for k in 0..steps {
                         let t = now - MIN + (k + 1) * rule.every_ms;
-                        black_box(evaluate_cached(rule, &labels, &h, t, &mut cache));
+                        black_box(evaluate_cached(
+                            rule,
+                            &labels,
+                            &h,
+                            t,
+                            &mut cache,
+                            EvalContext::default(),
+                        ));
                     }
                 })
             });

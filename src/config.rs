@@ -154,7 +154,9 @@ impl Config {
         if !(nc > 0.0 && nc <= 1.0) {
             return Err(invalid(
                 "registry.near_context",
-                format!("{nc} is not a share of the context window; use a number in (0, 1], e.g. 0.9"),
+                format!(
+                    "{nc} is not a share of the context window; use a number in (0, 1], e.g. 0.9"
+                ),
             ));
         }
         self.produce.validate()?;

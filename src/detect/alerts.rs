@@ -681,6 +681,7 @@ mod tests {
             },
             horizon_ms: 300_000,
             onset_ms: rate.map(|_| 1_000),
+            details: Default::default(),
         }]
     }
 

@@ -578,6 +578,7 @@ rules:
             }),
             horizon_ms: 30_000,
             onset_ms: None,
+            details: Default::default(),
         }
     }
 
@@ -610,6 +611,7 @@ rules:
             fired_at_ms: Some(t),
             onset_ms: None,
             detection_delay_ms: None,
+            details: Default::default(),
         }
     }
 

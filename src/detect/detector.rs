@@ -301,8 +301,7 @@ impl Detector {
                     registry: self.registry.as_deref(),
                     budgets: Some(&self.budgets),
                 };
-                let evals =
-                    evaluate_cached(rule, &self.label_names, &self.history, t, cache, ctx);
+                let evals = evaluate_cached(rule, &self.label_names, &self.history, t, cache, ctx);
                 self.evaluations += evals.len() as u64;
                 match (&rule.action, &self.breaker_settings) {
                     (Some(crate::detect::rules::Action::CircuitBreaker), Some(bs)) => {

@@ -799,8 +799,10 @@ fn cache_read(
         let lost = ((bv - value) * input_per_day * per_token).max(0.0);
         e.details
             .insert("usd_lost_per_day".into(), format!("{lost}"));
-        e.details
-            .insert("input_tokens_per_day".into(), format!("{}", input_per_day.round()));
+        e.details.insert(
+            "input_tokens_per_day".into(),
+            format!("{}", input_per_day.round()),
+        );
     }
     e
 }
@@ -838,7 +840,9 @@ fn fact(rule: &Rule, labels: InstanceLabels, cur: &Summary, env: &Env<'_>) -> Op
             );
             details.insert(
                 "successor".into(),
-                dep.successor.clone().unwrap_or_else(|| "none listed".into()),
+                dep.successor
+                    .clone()
+                    .unwrap_or_else(|| "none listed".into()),
             );
             if let Some(s) = share() {
                 details.insert("share".into(), format!("{s}"));
@@ -865,10 +869,7 @@ fn fact(rule: &Rule, labels: InstanceLabels, cur: &Summary, env: &Env<'_>) -> Op
             details.insert("spend_usd".into(), format!("{spend}"));
             details.insert("budget_usd".into(), format!("{budget}"));
             details.insert("projected_usd".into(), format!("{projected}"));
-            details.insert(
-                "day".into(),
-                crate::registry::Date::of_ms(day).to_string(),
-            );
+            details.insert("day".into(), crate::registry::Date::of_ms(day).to_string());
             if rule.signal == Signal::BudgetSpend {
                 spend / budget
             } else {
@@ -1303,7 +1304,7 @@ mod tests {
         fill(&mut h, ["chat", "v1", "stable"], 0, 10, 1000, 10);
         // Another service's stable must not count.
         fill(&mut h, ["search", "v1", "stable"], 0, 10, 1000, 500);
-        let e = evaluate(&r, &NAMES, &h, T + 10 * 60_000);
+        let e = evaluate(&r, &NAMES, &h, T + 10 * 60_000, EvalContext::default());
         assert_eq!(e.len(), 1, "only the canary is an instance: {e:?}");
         assert_eq!(
             e[0].labels[2],
@@ -1325,7 +1326,7 @@ mod tests {
         fill(&mut h, ["chat", "v1", "stable"], 0, 60, 100, 1);
         fill(&mut h, ["chat", "v2", "stable"], 60, 70, 100, 5);
         fill(&mut h, ["search", "v1", "stable"], 0, 70, 100, 50);
-        let e = evaluate(&r, &NAMES, &h, T + 70 * 60_000);
+        let e = evaluate(&r, &NAMES, &h, T + 70 * 60_000, EvalContext::default());
         let v2 = e
             .iter()
             .find(|e| e.labels[1].1 == "v2")
@@ -1337,7 +1338,7 @@ mod tests {
         assert!((m.effect - 5.0).abs() < 1e-12, "{m:?}");
         // by: [service] aggregates the versions into one instance per service.
         let r = rule("    by: [service]\n    signal: { metric: error_rate }\n    over: 10m\n    baseline: { value: 0.01 }\n    condition: { effect: value, above: 0.02 }\n    min_samples: { current: 1 }\n");
-        let e = evaluate(&r, &NAMES, &h, T + 70 * 60_000);
+        let e = evaluate(&r, &NAMES, &h, T + 70 * 60_000, EvalContext::default());
         assert_eq!(e.len(), 2);
         let chat = e.iter().find(|e| e.labels[0].1 == "chat").unwrap();
         assert_eq!(chat.labels.len(), 1);
@@ -1374,7 +1375,7 @@ mod tests {
             let s = latencies(10, 1, 2_500.0);
             h.add_slice(&labels(series), now - 60_000 + k * 10_000, 0, s);
         }
-        let e = evaluate(&r, &NAMES, &h, now);
+        let e = evaluate(&r, &NAMES, &h, now, EvalContext::default());
         assert_eq!(e.len(), 1);
         // 6 of 60 above τ: p = P(Bin(60, 0.01) ≥ 6) ≈ 2e-5 < 0.01 on the 1-minute horizon.
         assert_eq!(e[0].horizon_ms, 60_000);
@@ -1395,7 +1396,7 @@ mod tests {
             let s = latencies(10, u64::from(k < 2), 2_500.0);
             h2.add_slice(&labels(series), now - 60_000 + k * 10_000, 0, s);
         }
-        let e = evaluate(&r, &NAMES, &h2, now);
+        let e = evaluate(&r, &NAMES, &h2, now, EvalContext::default());
         let Outcome::Measured(m) = e[0].outcome else {
             panic!("{e:?}")
         };
@@ -1422,8 +1423,12 @@ mod tests {
                 h.add_slice(&s2, t - 10_000, 0, latencies(30, 5, 2_500.0));
                 h.add_window(&s1, T + 10 * 60_000, latencies(60, 1, 1_500.0));
             }
-            let cached = evaluate_cached(&r, &NAMES, &h, t, &mut cache);
-            assert_eq!(cached, evaluate(&r, &NAMES, &h, t), "step {step}");
+            let cached = evaluate_cached(&r, &NAMES, &h, t, &mut cache, EvalContext::default());
+            assert_eq!(
+                cached,
+                evaluate(&r, &NAMES, &h, t, EvalContext::default()),
+                "step {step}"
+            );
         }
     }
 
@@ -1507,3 +1512,7 @@ mod tests {
         assert!(raw > binned);
     }
 }
+
+#[cfg(test)]
+#[path = "registry_signal_tests.rs"]
+mod registry_signal_tests;

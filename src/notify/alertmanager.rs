@@ -141,6 +141,7 @@ mod tests {
             fired_at_ms: Some(1_795_000_000_000),
             onset_ms: None,
             detection_delay_ms: None,
+            details: Default::default(),
         }
     }
 

@@ -143,6 +143,7 @@ mod tests {
             fired_at_ms: Some(1_795_000_000_000),
             onset_ms: Some(1_795_000_000_000 - 95_000),
             detection_delay_ms: Some(95_000),
+            details: Default::default(),
         }
     }
 

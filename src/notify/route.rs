@@ -428,6 +428,7 @@ mod tests {
             fired_at_ms: Some(at),
             onset_ms: None,
             detection_delay_ms: None,
+            details: Default::default(),
         }
     }
 

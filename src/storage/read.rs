@@ -392,7 +392,8 @@ fn read_batch(
             });
         }
         summary.judge = judge_moments(path, [jn, jmean, jm2], row)?;
-        let fv = |c: Option<&Float64Array>| c.filter(|c| c.is_valid(row)).map_or(0.0, |c| c.value(row));
+        let fv =
+            |c: Option<&Float64Array>| c.filter(|c| c.is_valid(row)).map_or(0.0, |c| c.value(row));
         let iv = |c: Option<&Int64Array>| {
             c.filter(|c| c.is_valid(row))
                 .map_or(0, |c| c.value(row).max(0) as u64)

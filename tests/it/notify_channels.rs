@@ -276,6 +276,7 @@ fn transition(rule: &str, service: &str, i: usize, to: AlertState, at_ms: i64) -
         fired_at_ms: Some(at_ms - if to == AlertState::Firing { 0 } else { 600_000 }),
         onset_ms: Some(at_ms - 95_000),
         detection_delay_ms: Some(95_000),
+        details: Default::default(),
     }
 }
 

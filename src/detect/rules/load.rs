@@ -53,7 +53,7 @@ pub fn load_dir(dir: &Path, ctx: &RuleContext) -> Result<RuleSet, Vec<RuleError>
 /// The rules shipped in `rules/` (at the repository root), compiled in: used when the
 /// configured rules directory is the default `rules` and does not exist (e.g. `driftwatch
 /// demo` run from elsewhere).
-pub const BUILTIN_RULES: [(&str, &str); 3] = [
+pub const BUILTIN_RULES: [(&str, &str); 5] = [
     (
         "rules/errors.yaml",
         include_str!("../../../rules/errors.yaml"),
@@ -65,6 +65,11 @@ pub const BUILTIN_RULES: [(&str, &str); 3] = [
     (
         "rules/quality.yaml",
         include_str!("../../../rules/quality.yaml"),
+    ),
+    ("rules/cost.yaml", include_str!("../../../rules/cost.yaml")),
+    (
+        "rules/registry.yaml",
+        include_str!("../../../rules/registry.yaml"),
     ),
 ];
 

@@ -306,7 +306,10 @@ impl Validator<'_> {
                 self.err("condition.effect", "this signal is a fact, not a measurement against a baseline; use effect: value");
             }
             if !matches!(baseline, Some(Baseline::Value(_))) {
-                self.err("baseline", "this signal has no baseline; write baseline: { value: <the threshold> }");
+                self.err(
+                    "baseline",
+                    "this signal has no baseline; write baseline: { value: <the threshold> }",
+                );
             }
         }
         if signal.window_only() && resolution == Resolution::Slice {
@@ -339,7 +342,13 @@ impl Validator<'_> {
             self.template(&format!("labels.{k}"), v, ctx, &instance_labels, details);
         }
         for (k, v) in &r.annotations {
-            self.template(&format!("annotations.{k}"), v, ctx, &instance_labels, details);
+            self.template(
+                &format!("annotations.{k}"),
+                v,
+                ctx,
+                &instance_labels,
+                details,
+            );
         }
         if !r.annotations.contains_key("summary") {
             self.err(
