@@ -462,6 +462,7 @@ fn combine(mut evals: Vec<Evaluation>) -> Evaluation {
 /// and for samples past the exceedance threshold, normal for judge means), and the start of
 /// the step that maximises the summed ratio from it to now (Page's CUSUM estimate). `None`
 /// when the signal has no such model (distributions) or the levels do not differ.
+#[allow(clippy::too_many_arguments)]
 fn onset(
     rule: &Rule,
     history: &History,
