@@ -710,6 +710,25 @@ fn moments_at_threshold(b: &Moments, effect: EffectKind, threshold: f64) -> Mome
     }
 }
 
+/// Welch's test of `cur` against the baseline's moments (moved onto the threshold for
+/// `against: threshold`); `None` without a baseline or for another test.
+fn welch(
+    rule: &Rule,
+    test: Option<Test>,
+    cur: &Moments,
+    base: Option<&Moments>,
+) -> Option<(bool, f64)> {
+    let (t, b) = test.zip(base)?;
+    if t.kind != TestKind::WelchT {
+        return None;
+    }
+    let b = match t.null {
+        Null::NoChange => *b,
+        Null::Threshold => moments_at_threshold(b, rule.condition.effect, rule.condition.threshold),
+    };
+    stats::welch_t(cur, &b, alternative(rule)).map(|r| (r.p_value < t.alpha, r.p_value))
+}
+
 fn judge(
     rule: &Rule,
     test: Option<Test>,
@@ -722,18 +741,7 @@ fn judge(
         (_, Some(b)) => (b.mean, b.n),
         (_, None) => (f64::NAN, 0),
     };
-    let sig = match (test, base) {
-        (Some(t), Some(b)) if t.kind == TestKind::WelchT => {
-            let b = match t.null {
-                Null::NoChange => *b,
-                Null::Threshold => {
-                    moments_at_threshold(b, rule.condition.effect, rule.condition.threshold)
-                }
-            };
-            stats::welch_t(cur, &b, alternative(rule)).map(|r| (r.p_value < t.alpha, r.p_value))
-        }
-        _ => None,
-    };
+    let sig = welch(rule, test, cur, base);
     let eff = if bn == 0 && !matches!(rule.baseline, Baseline::Value(_)) {
         None
     } else {
@@ -765,19 +773,7 @@ fn cache_read(
         ),
         (_, None) => (f64::NAN, 0, None),
     };
-    let sig = match (test, bm) {
-        (Some(t), Some(b)) if t.kind == TestKind::WelchT => {
-            let b = match t.null {
-                Null::NoChange => b,
-                Null::Threshold => {
-                    moments_at_threshold(&b, rule.condition.effect, rule.condition.threshold)
-                }
-            };
-            stats::welch_t(&c.cache_read_share, &b, alternative(rule))
-                .map(|r| (r.p_value < t.alpha, r.p_value))
-        }
-        _ => None,
-    };
+    let sig = welch(rule, test, &c.cache_read_share, bm.as_ref());
     let eff = if value.is_nan() || bv.is_nan() {
         None
     } else {

@@ -73,14 +73,7 @@ pub(super) fn check_template(
                         )
                     });
                 }
-                if let Some(f) = fmt {
-                    if !TEMPLATE_FORMATS.contains(&f) {
-                        return Err(format!(
-                            "unknown format {f:?} in {{{{ {var} | {f} }}}}; use {}",
-                            TEMPLATE_FORMATS.join(", ")
-                        ));
-                    }
-                }
+                check_format(var, fmt)?;
                 continue;
             }
             if let Some(l) = var.strip_prefix("labels.") {
@@ -105,15 +98,18 @@ pub(super) fn check_template(
                     labels.join(", ")
                 ));
             }
-            if let Some(f) = fmt {
-                if !TEMPLATE_FORMATS.contains(&f) {
-                    return Err(format!(
-                        "unknown format {f:?} in {{{{ {var} | {f} }}}}; use {}",
-                        TEMPLATE_FORMATS.join(", ")
-                    ));
-                }
-            }
+            check_format(var, fmt)?;
         }
     }
     Ok(())
+}
+
+fn check_format(var: &str, fmt: Option<&str>) -> Result<(), String> {
+    match fmt {
+        Some(f) if !TEMPLATE_FORMATS.contains(&f) => Err(format!(
+            "unknown format {f:?} in {{{{ {var} | {f} }}}}; use {}",
+            TEMPLATE_FORMATS.join(", ")
+        )),
+        _ => Ok(()),
+    }
 }
