@@ -31,6 +31,8 @@ mod notify_channels;
 mod query;
 #[path = "it/registry.rs"]
 mod registry;
+#[path = "it/registry_scenarios.rs"]
+mod registry_scenarios;
 #[path = "it/rules_check.rs"]
 mod rules_check;
 #[path = "it/schema.rs"]

@@ -791,7 +791,9 @@ fn cache_read(
             .find(|t| t.cached_input_tokens > 0)
             .map(|t| t.cache_savings_usd / t.cached_input_tokens as f64)
             .unwrap_or(0.0);
-        let per_day = DAY_MS as f64 / env.horizon_ms as f64;
+        // Per day of the time the instance had traffic in the range: a prompt version
+        // minutes old is not diluted over the whole range.
+        let per_day = DAY_MS as f64 / active_ms(cur, env) as f64;
         let input_per_day = c.input_tokens as f64 * per_day;
         let lost = ((bv - value) * input_per_day * per_token).max(0.0);
         e.details
@@ -802,6 +804,14 @@ fn cache_read(
         );
     }
     e
+}
+
+/// How long, within the current range, the instance has had traffic: from the start of its
+/// first window or slice with requests to now, at most the range.
+fn active_ms(cur: &Summary, env: &Env<'_>) -> i64 {
+    let h = env.horizon_ms.max(1);
+    cur.since_ms
+        .map_or(h, |s| (env.t_ms - s.max(env.t_ms - h)).clamp(1, h))
 }
 
 /// A fact about an instance (days to its model's deprecation, a model the registry does not
@@ -817,8 +827,14 @@ fn fact(rule: &Rule, labels: InstanceLabels, cur: &Summary, env: &Env<'_>) -> Op
     let share = || {
         let model_pos = labels.iter().position(|(k, _)| k == "request_model")?;
         let key: Vec<String> = labels.iter().map(|(_, v)| v.clone()).collect();
-        let total = env.share_totals?.get(&without(&key, model_pos))?;
-        (*total > 0).then(|| cur.requests as f64 / *total as f64)
+        let total = *env.share_totals?.get(&without(&key, model_pos))?;
+        // The others' requests counted over the time this model had traffic in the range
+        // (traffic spread evenly), so a model that appeared a minute ago is compared with
+        // a minute of the rest.
+        let others = total.saturating_sub(cur.requests) as f64;
+        let others = others * active_ms(cur, env) as f64 / env.horizon_ms.max(1) as f64;
+        let all = cur.requests as f64 + others;
+        (all > 0.0).then(|| cur.requests as f64 / all)
     };
     let mut details = BTreeMap::new();
     let mut no_data: Option<&'static str> = None;

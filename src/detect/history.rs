@@ -92,6 +92,11 @@ pub struct Summary {
     /// Sums the cost and cache signals read (exact, whatever histograms are kept).
     #[serde(default)]
     pub totals: Totals,
+    /// The start of the earliest window or slice with requests merged into this summary
+    /// (set by the range reads): how long an instance has had traffic inside a range, so
+    /// rates of a series younger than the range are not diluted over all of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<i64>,
 }
 
 /// Exact per-window sums for the cost, budget, context and cache signals.
@@ -155,6 +160,7 @@ impl Summary {
             judge: w.judge.clone(),
             feedback: w.feedback,
             totals: Totals::of_sketch(w),
+            since_ms: None,
         }
     }
 
@@ -182,6 +188,7 @@ impl Summary {
                 input_tokens: s.hists[Metric::InputTokens as usize].sum.max(0.0) as u64,
                 ..Totals::default()
             },
+            since_ms: None,
         }
     }
 
@@ -198,6 +205,15 @@ impl Summary {
         self.merge_parts(o, Parts::ALL);
     }
 
+    /// [`Self::merge_parts`] of the window or slice starting at `start`, which counts
+    /// towards [`Self::since_ms`] when it has requests.
+    pub fn merge_at(&mut self, start: i64, o: &Summary, parts: Parts) {
+        self.merge_parts(o, parts);
+        if o.requests > 0 {
+            self.since_ms = Some(self.since_ms.map_or(start, |s| s.min(start)));
+        }
+    }
+
     /// Merges the request, error and feedback counts and the chosen `parts` of `o`.
     pub fn merge_parts(&mut self, o: &Summary, parts: Parts) {
         self.requests += o.requests;
@@ -206,6 +222,10 @@ impl Summary {
             self.feedback[i] += o.feedback[i];
         }
         self.totals.merge(&o.totals);
+        self.since_ms = match (self.since_ms, o.since_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         for (m, (a, b)) in self.hists.iter_mut().zip(&o.hists).enumerate() {
             if parts.hists & (1 << m) == 0 {
                 continue;
@@ -381,18 +401,18 @@ impl History {
     pub fn range_of(&self, labels: &[String], from: i64, to: i64, parts: Parts) -> Option<Summary> {
         let h = self.series.get(labels)?;
         let mut out: Option<Summary> = None;
-        let mut add = |s: &Summary| {
+        let mut add = |start: i64, s: &Summary| {
             out.get_or_insert_with(Summary::default)
-                .merge_parts(s, parts)
+                .merge_at(start, s, parts)
         };
         for (start, s) in h.coarse.range(..to) {
             let mid = start + COARSE_MS / 2;
             if mid >= from && mid < to {
-                add(s);
+                add(*start, s);
             }
         }
-        for (_, s) in h.fine.range(from..to) {
-            add(s);
+        for (start, s) in h.fine.range(from..to) {
+            add(*start, s);
         }
         out
     }
@@ -407,9 +427,11 @@ impl History {
     ) -> Option<Summary> {
         let h = self.series.get(labels)?;
         let mut out: Option<Summary> = None;
-        for s in h.slices.range(from..to).flat_map(|(_, p)| p.values()) {
-            out.get_or_insert_with(Summary::default)
-                .merge_parts(s, parts);
+        for (start, p) in h.slices.range(from..to) {
+            for s in p.values() {
+                out.get_or_insert_with(Summary::default)
+                    .merge_at(*start, s, parts);
+            }
         }
         out
     }
@@ -437,7 +459,7 @@ impl History {
             }
             for s in p.values() {
                 acc.get_or_insert_with(Summary::default)
-                    .merge_parts(s, parts);
+                    .merge_at(*start, s, parts);
             }
         }
         while next < horizons.len() {

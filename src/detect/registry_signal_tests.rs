@@ -225,6 +225,86 @@ fn cache_read_drop_fires_with_the_money_lost_per_day() {
 }
 
 #[test]
+fn a_prompt_version_younger_than_the_range_is_not_diluted_over_it() {
+    let r = rule(
+        "    signal: { metric: cache_read_ratio }
+    over: 10m
+    baseline: { trailing: 1h, offset: 5m, across: [prompt_version] }
+    condition: { effect: relative_change, below: -0.3 }
+    test: { kind: welch_t, alpha: 1.0e-6 }
+    min_samples: { current: 200, baseline: 1000 }
+",
+    );
+    let u = rule(
+        "    signal: { metric: unknown_model }
+    by: [request_model]
+    over: 10m
+    baseline: { value: 0.5 }
+    condition: { effect: value, above: 0.5 }
+    min_samples: { current: 10 }
+",
+    );
+    let mut h = History::new(MIN, 7_200_000, 7_200_000, MIN);
+    let window = |share: f64| {
+        let mut m = crate::window::sketch::Moments::default();
+        for i in 0..100 {
+            m.push(share - 0.1 + 0.2 * (i as f64) / 99.0);
+        }
+        let cached = (share * 1_000_000.0) as u64;
+        Totals {
+            input_tokens: 1_000_000,
+            cached_input_tokens: cached,
+            cache_savings_usd: cached as f64 * 1.5e-6,
+            cache_read_share: m,
+            ..Totals::default()
+        }
+    };
+    // Prompt v1 until minute 83, then v2 with half the cache reads: two minutes of v2 in
+    // a ten-minute range. Alongside, a model the registry does not list for those two
+    // minutes, at 20 requests a minute next to v1/v2's 100.
+    for m in 0..83 {
+        h.add_window(
+            &series(["chat", "gpt-4o", "v1"]),
+            T + m * MIN,
+            summary(100, window(0.6)),
+        );
+    }
+    for m in 83..85 {
+        h.add_window(
+            &series(["chat", "gpt-4o", "v2"]),
+            T + m * MIN,
+            summary(100, window(0.3)),
+        );
+        h.add_window(
+            &series(["chat", "mystery-7b", "v1"]),
+            T + m * MIN,
+            summary(20, Totals::default()),
+        );
+    }
+    let e = &evaluate(&r, &NAMES, &h, T + 85 * MIN, EvalContext::default());
+    let v2 = e
+        .iter()
+        .find(|e| e.labels.iter().any(|(_, v)| v == "v2"))
+        .unwrap();
+    assert!(fired(v2), "{v2:?}");
+    // Per day of the two minutes v2 has run, not of the ten: $648 a day as above.
+    let lost: f64 = v2.details["usd_lost_per_day"].parse().unwrap();
+    assert!((lost - 648.0).abs() < 1e-6, "{lost}");
+    assert_eq!(v2.details["input_tokens_per_day"], "1440000000");
+    // The unknown model's 40 requests against the others' 100 a minute over the same two
+    // minutes (of their 1,000 in the range): 40 / (40 + 200).
+    let reg = registry();
+    let ctx = EvalContext {
+        registry: Some(&reg),
+        budgets: None,
+    };
+    let evals = evaluate(&u, &NAMES, &h, T + 85 * MIN, ctx);
+    assert_eq!(evals.len(), 1);
+    let share: f64 = evals[0].details["share"].parse().unwrap();
+    assert!((share - 40.0 / 240.0).abs() < 1e-9, "{share}");
+}
+
+#[test]
 fn near_context_and_finish_reason_rates_count_their_requests() {
     let r = rule("    signal: { metric: near_context_rate }\n    over: 10m\n    baseline: { value: 0.05 }\n    condition: { effect: value, above: 0.05 }\n    test: { kind: binomial, alpha: 0.001 }\n    min_samples: { current: 50, events: 10 }\n");
     let mut h = History::new(MIN, 7_200_000, 7_200_000, MIN);

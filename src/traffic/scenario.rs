@@ -13,7 +13,7 @@ use rand_distr::{Distribution, LogNormal, Normal, Poisson};
 
 use crate::event::{Deployment, RequestEvent, Status};
 
-/// A Monday 00:00 UTC: simulated streams start here.
+/// Tuesday 2026-11-10 00:00 UTC: simulated streams start here.
 pub const T0: i64 = 1_794_268_800_000;
 
 /// One series' traffic at a moment: requests/s and how they look.
@@ -252,6 +252,21 @@ pub fn to_json_line(ev: &RequestEvent) -> String {
     }
     if let Some(t) = ev.output_tokens {
         put("output_tokens", t.into());
+    }
+    if let Some(t) = ev.cached_input_tokens {
+        put("cached_input_tokens", t.into());
+    }
+    if let Some(t) = ev.cache_creation_input_tokens {
+        put("cache_creation_input_tokens", t.into());
+    }
+    if let Some(t) = ev.reasoning_tokens {
+        put("reasoning_tokens", t.into());
+    }
+    if let Some(c) = ev.cost_usd {
+        put("cost_usd", c.into());
+    }
+    if let Some(f) = &ev.finish_reason {
+        put("finish_reason", f.clone().into());
     }
     let error = ev.status == Status::Error;
     put("status", if error { "error" } else { "ok" }.into());
