@@ -62,7 +62,9 @@ struct Env<'a> {
     horizon_ms: i64,
     /// Requests of the traffic an instance's share is taken of (same `by` labels but the
     /// model), for deprecation and unknown-model signals.
-    share_totals: Option<&'a HashMap<Vec<String>, u64>>,
+    /// Per group of instances (the labels without the model): requests and the earliest
+    /// window with traffic ([`Summary::since_ms`]).
+    share_totals: Option<&'a HashMap<Vec<String>, (u64, Option<i64>)>>,
 }
 
 /// What an evaluation found.
@@ -310,9 +312,14 @@ pub fn evaluate_cached(
         });
         let share_totals = match (&rule.signal, model_pos) {
             (Signal::DaysToDeprecation | Signal::UnknownModel, Some(pos)) => {
-                let mut totals: HashMap<Vec<String>, u64> = HashMap::new();
+                let mut totals: HashMap<Vec<String>, (u64, Option<i64>)> = HashMap::new();
                 for (key, (cur, _)) in current {
-                    *totals.entry(without(key, pos)).or_default() += cur.requests;
+                    let t = totals.entry(without(key, pos)).or_default();
+                    t.0 += cur.requests;
+                    t.1 = match (t.1, cur.since_ms) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
                 }
                 Some(totals)
             }
@@ -793,7 +800,7 @@ fn cache_read(
             .unwrap_or(0.0);
         // Per day of the time the instance had traffic in the range: a prompt version
         // minutes old is not diluted over the whole range.
-        let per_day = DAY_MS as f64 / active_ms(cur, env) as f64;
+        let per_day = DAY_MS as f64 / active_ms(cur.since_ms, env) as f64;
         let input_per_day = c.input_tokens as f64 * per_day;
         let lost = ((bv - value) * input_per_day * per_token).max(0.0);
         e.details
@@ -806,12 +813,11 @@ fn cache_read(
     e
 }
 
-/// How long, within the current range, the instance has had traffic: from the start of its
-/// first window or slice with requests to now, at most the range.
-fn active_ms(cur: &Summary, env: &Env<'_>) -> i64 {
+/// How long, within the current range, an instance (or group) has had traffic: from the
+/// start of its first window or slice with requests (`since_ms`) to now, at most the range.
+fn active_ms(since_ms: Option<i64>, env: &Env<'_>) -> i64 {
     let h = env.horizon_ms.max(1);
-    cur.since_ms
-        .map_or(h, |s| (env.t_ms - s.max(env.t_ms - h)).clamp(1, h))
+    since_ms.map_or(h, |s| (env.t_ms - s.max(env.t_ms - h)).clamp(1, h))
 }
 
 /// A fact about an instance (days to its model's deprecation, a model the registry does not
@@ -827,12 +833,13 @@ fn fact(rule: &Rule, labels: InstanceLabels, cur: &Summary, env: &Env<'_>) -> Op
     let share = || {
         let model_pos = labels.iter().position(|(k, _)| k == "request_model")?;
         let key: Vec<String> = labels.iter().map(|(_, v)| v.clone()).collect();
-        let total = *env.share_totals?.get(&without(&key, model_pos))?;
+        let (total, group_since) = *env.share_totals?.get(&without(&key, model_pos))?;
         // The others' requests counted over the time this model had traffic in the range
-        // (traffic spread evenly), so a model that appeared a minute ago is compared with
-        // a minute of the rest.
+        // (at their rate since the group's first traffic), so a model that appeared a
+        // minute ago is compared with a minute of the rest.
         let others = total.saturating_sub(cur.requests) as f64;
-        let others = others * active_ms(cur, env) as f64 / env.horizon_ms.max(1) as f64;
+        let others =
+            others * active_ms(cur.since_ms, env) as f64 / active_ms(group_since, env) as f64;
         let all = cur.requests as f64 + others;
         (all > 0.0).then(|| cur.requests as f64 / all)
     };
