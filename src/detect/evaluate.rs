@@ -55,6 +55,10 @@ pub fn day_start(t_ms: i64) -> i64 {
     (t_ms - 1).div_euclid(DAY_MS) * DAY_MS
 }
 
+/// Per group of instances (their labels without the model): the group's requests and the
+/// start of its earliest window with traffic ([`Summary::since_ms`]).
+type ShareTotals = HashMap<Vec<String>, (u64, Option<i64>)>;
+
 /// Per evaluation step: what measuring an instance needs besides its summaries.
 struct Env<'a> {
     ctx: EvalContext<'a>,
@@ -64,7 +68,7 @@ struct Env<'a> {
     /// model), for deprecation and unknown-model signals.
     /// Per group of instances (the labels without the model): requests and the earliest
     /// window with traffic ([`Summary::since_ms`]).
-    share_totals: Option<&'a HashMap<Vec<String>, (u64, Option<i64>)>>,
+    share_totals: Option<&'a ShareTotals>,
 }
 
 /// What an evaluation found.
@@ -312,7 +316,7 @@ pub fn evaluate_cached(
         });
         let share_totals = match (&rule.signal, model_pos) {
             (Signal::DaysToDeprecation | Signal::UnknownModel, Some(pos)) => {
-                let mut totals: HashMap<Vec<String>, (u64, Option<i64>)> = HashMap::new();
+                let mut totals: ShareTotals = HashMap::new();
                 for (key, (cur, _)) in current {
                     let t = totals.entry(without(key, pos)).or_default();
                     t.0 += cur.requests;
