@@ -294,7 +294,7 @@ mod tests {
     fn defaults_are_valid() {
         let c = load("", &[]).unwrap();
         assert_eq!(c.windows.width, Duration::from_secs(60));
-        assert_eq!(c.series.labels.len(), 4);
+        assert_eq!(c.series.labels.len(), 6);
         assert_eq!(c.produce_topic(), "llm-logs");
     }
 

@@ -1,5 +1,5 @@
 //! The `driftwatch` binary: parse the arguments, run the command, map the outcome to an exit
-//! code (0 success, 1 runtime failure, 2 bad config or usage).
+//! code (0 success, 1 runtime failure, 2 bad config or usage; `gate` has its own codes).
 
 use std::process::ExitCode;
 
@@ -14,7 +14,9 @@ fn main() -> ExitCode {
     match driftwatch::cli::execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {failure}");
+            if let Some(message) = failure.message() {
+                eprintln!("error: {message}");
+            }
             ExitCode::from(failure.exit_code())
         }
     }

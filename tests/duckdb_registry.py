@@ -11,13 +11,14 @@ import duckdb
 data = sys.argv[1]
 sql = f"""
 WITH e AS (
-    SELECT service, request_model, coalesce(prompt_version, '') AS prompt_version,
+    SELECT service, request_model, coalesce(prompt_id, '') AS prompt_id, coalesce(prompt_version, '') AS prompt_version,
+           coalesce(variant, '') AS variant,
            coalesce(deployment, '') AS deployment,
            (epoch_ms(timestamp) // 60000) * 60000 AS start_ms, *
     FROM read_parquet('{data}/events/**/*.parquet', hive_partitioning = true)
     WHERE NOT late
 ), agg AS (
-    SELECT service, request_model, prompt_version, deployment, start_ms,
+    SELECT service, request_model, prompt_id, prompt_version, deployment, variant, start_ms,
            count(*) AS n,
            sum(cost_usd) AS cost_total,
            avg(cost_usd) AS cost_per_request,
@@ -33,7 +34,8 @@ SELECT a.*, w.event_count AS w_events, w.cost_usd_sum AS w_cost_total,
        w.reasoning_tokens_total AS w_reasoning
 FROM agg a JOIN read_parquet('{data}/windows/**/*.parquet', hive_partitioning = true) w
   ON w.service = a.service AND w.request_model = a.request_model
- AND w.prompt_version = a.prompt_version AND w.deployment = a.deployment
+ AND w.prompt_id = a.prompt_id AND w.prompt_version = a.prompt_version
+ AND w.deployment = a.deployment AND w.variant = a.variant
  AND epoch_ms(w.window_start) = a.start_ms
 ORDER BY a.start_ms, a.request_model
 """

@@ -21,6 +21,8 @@ mod detection;
 mod exactly_once;
 #[path = "it/fallback.rs"]
 mod fallback;
+#[path = "it/gate.rs"]
+mod gate;
 #[path = "it/layering.rs"]
 mod layering;
 #[path = "it/mock_pipeline.rs"]

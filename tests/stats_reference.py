@@ -478,6 +478,53 @@ def exceedance_cases():
     return out
 
 
+def welch_ci_cases():
+    """Welch confidence intervals of mean_a - mean_b (scipy's TtestResult.confidence_interval)."""
+    out = []
+
+    def add(name, x, y, confs=(0.95, 0.99, 0.9)):
+        for conf in confs:
+            ci = stats.ttest_ind(x, y, equal_var=False).confidence_interval(confidence_level=conf)
+            out.append(dict(name=name, a=moments(x), b=moments(y), confidence=conf,
+                            expected=[f(ci.low), f(ci.high)]))
+
+    rng = np.random.default_rng(301)
+    add("small_5_vs_6", rng.normal(10, 2, 5), rng.normal(12, 3, 6))
+    rng = np.random.default_rng(302)
+    add("judge_scores_200_vs_300", rng.beta(8, 2, 200), rng.beta(7, 2, 300))
+    rng = np.random.default_rng(303)
+    add("unequal_var_10_vs_200", rng.normal(5, 1, 10), rng.normal(4, 10, 200))
+    rng = np.random.default_rng(304)
+    add("large_100k", rng.normal(250, 40, 100_000), rng.normal(250.5, 40, 100_000), (0.95,))
+    add("n2_each", [1.0, 3.0], [2.0, 7.0])
+    rng = np.random.default_rng(306)
+    add("one_constant", np.full(30, 7.0), rng.normal(8, 2, 40), (0.95,))
+    for a, b, conf in [([1.0], [2.0, 3.0], 0.95), ([1.0, 1.0], [2.0, 2.0], 0.95),
+                       ([1.0, 2.0], [2.0, 3.0], 1.0)]:
+        out.append(dict(name="undefined", a=moments(a), b=moments(b), confidence=conf,
+                        expected=None))
+    return out
+
+
+def newcombe_cases():
+    """Newcombe's hybrid score interval for k1/n1 - k2/n2, from scipy's Wilson intervals."""
+    out = []
+    for k1, n1, k2, n2 in [(56, 70, 48, 80), (9, 10, 3, 10), (6, 7, 2, 7), (5, 56, 0, 29),
+                           (0, 10, 0, 20), (10, 10, 0, 20), (30, 1000, 12, 1000),
+                           (5000, 1_000_000, 4800, 1_000_000), (3, 40, 1, 300)]:
+        for conf in [0.95, 0.99]:
+            w1 = stats.binomtest(k1, n1).proportion_ci(confidence_level=conf, method="wilson")
+            w2 = stats.binomtest(k2, n2).proportion_ci(confidence_level=conf, method="wilson")
+            p1, p2 = k1 / n1, k2 / n2
+            d = p1 - p2
+            lo = d - math.sqrt((p1 - w1.low) ** 2 + (w2.high - p2) ** 2)
+            hi = d + math.sqrt((w1.high - p1) ** 2 + (p2 - w2.low) ** 2)
+            out.append(dict(k1=k1, n1=n1, k2=k2, n2=n2, confidence=conf, expected=[f(lo), f(hi)]))
+    for k1, n1, k2, n2 in [(0, 0, 1, 2), (3, 2, 1, 2)]:
+        out.append(dict(k1=k1, n1=n1, k2=k2, n2=n2, confidence=0.95, expected=None))
+    return out
+
+
 def welch_threshold_cases():
     """Welch's test against the threshold: "the current mean is at most theta (relative
     change) below the baseline's" is ttest_ind(cur, (1 + theta) * base); for a difference
@@ -690,6 +737,11 @@ def distribution_cases():
         for df in [1.0, 2.5, 5.0, 29.0, 30.0, 31.0, 1000.0, 123456.7, 1.0e7, 1.0e9]
         for t in [-30.0, -2.0, -1e-7, 0.0, 1e-9, 0.1, 1.0, 2.0, 5.0, 10.0, 40.0, 1000.0]
     ]
+    d["t_isf"] = [
+        dict(df=df, p=p, t=f(stats.t.isf(p, df)))
+        for df in [1.0, 2.5, 5.0, 29.0, 1000.0, 123456.7, 1.0e7]
+        for p in [1e-12, 1e-6, 0.0005, 0.025, 0.05, 0.3, 0.5, 0.7, 0.975]
+    ]
     d["chi2_sf"] = [
         dict(df=k, x=x, sf=f(stats.chi2.sf(x, k)))
         for k in [1, 2, 3, 10, 49, 200]
@@ -782,6 +834,8 @@ def reference():
         binom_test=binom_test_cases(),
         exceedance=exceedance_cases(),
         welch_threshold=welch_threshold_cases(),
+        welch_ci=welch_ci_cases(),
+        newcombe_interval=newcombe_cases(),
         cusum_onset=cusum_cases(),
         chi_square=chi_square_cases(),
         psi=psi_cases(),

@@ -10,6 +10,7 @@ pub mod backtest;
 pub mod check;
 pub mod compact;
 pub mod demo;
+pub mod gate;
 pub mod generate;
 pub mod produce;
 pub mod query;
@@ -66,30 +67,46 @@ pub enum Command {
     /// The model registry: import prices, context windows and deprecations from LiteLLM's
     /// table into `models.yaml`.
     Registry(registry::Args),
+    /// Prompt CI gate: compare a candidate prompt version with its baseline over the stored
+    /// history (or an eval suite's results file) metric by metric; exit 0 pass, 1 regression,
+    /// 2 usage, 3 not enough data, 4 run-time error.
+    Gate(gate::Args),
 }
 
-/// Why a command failed: bad config or usage (exit code 2), or at run time (exit code 1).
+/// Why a command failed: bad config or usage (exit code 2), at run time (exit code 1), or
+/// a command's own outcome code (`gate`: 1 regression, 3 not enough data, 4 run-time error),
+/// with or without a message.
 #[derive(Debug)]
 pub enum Failure {
     Config(anyhow::Error),
     Runtime(anyhow::Error),
+    Code(u8, Option<anyhow::Error>),
 }
 
 impl Failure {
-    /// 2 for bad config or usage, 1 for a failure at run time.
+    /// 2 for bad config or usage, 1 for a failure at run time, else the command's code.
     pub fn exit_code(&self) -> u8 {
         match self {
             Failure::Config(_) => 2,
             Failure::Runtime(_) => 1,
+            Failure::Code(c, _) => *c,
+        }
+    }
+
+    /// What to print on standard error (`None`: the command printed its outcome already).
+    pub fn message(&self) -> Option<String> {
+        match self {
+            Failure::Config(e) | Failure::Runtime(e) | Failure::Code(_, Some(e)) => {
+                Some(format!("{e:#}"))
+            }
+            Failure::Code(_, None) => None,
         }
     }
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Config(e) | Failure::Runtime(e) => write!(f, "{e:#}"),
-        }
+        write!(f, "{}", self.message().unwrap_or_default())
     }
 }
 
@@ -144,5 +161,6 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Compact(args) => compact::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Registry(args) => registry::run(args).await,
+        Command::Gate(args) => gate::run(args).await,
     }
 }

@@ -15,6 +15,7 @@ use crate::config::Config;
 
 pub mod demo;
 pub mod detection;
+pub mod gate;
 pub mod generate;
 pub mod health;
 pub mod http;

@@ -163,8 +163,10 @@ impl QueryEngine {
             }
             let schema = match name {
                 "events" => crate::storage::tables::events_schema(),
-                "windows" | "windows_1h" => crate::storage::tables::windows_schema(labels),
-                "alerts" => crate::storage::tables::alerts_schema(labels),
+                "windows" | "windows_1h" => {
+                    nullable_labels(&crate::storage::tables::windows_schema(labels), labels)
+                }
+                "alerts" => nullable_labels(&crate::storage::tables::alerts_schema(labels), labels),
                 crate::storage::registry_log::TABLE => crate::storage::registry_log::schema(),
                 _ => crate::storage::tables::quarantine_schema(),
             };
@@ -283,6 +285,24 @@ fn string_views(schema: &arrow::datatypes::Schema) -> SchemaRef {
         DataType::Utf8 => DataType::Utf8View,
         other => other.clone(),
     })
+}
+
+/// `schema` with the series label columns nullable: files written before a label was in
+/// `series.labels` (`prompt_id` and `variant` before they were default labels) lack its
+/// column, and their rows read it as NULL.
+fn nullable_labels(schema: &arrow::datatypes::Schema, labels: &[&str]) -> SchemaRef {
+    let fields: Vec<arrow::datatypes::FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match labels.contains(&f.name().as_str()) {
+            true => Arc::new(f.as_ref().clone().with_nullable(true)),
+            false => f.clone(),
+        })
+        .collect();
+    Arc::new(arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ))
 }
 
 /// `schema` with each top-level field's type passed through `f`.

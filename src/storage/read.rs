@@ -69,7 +69,51 @@ pub fn read_windows(
     from: Option<i64>,
     to: Option<i64>,
 ) -> Result<Vec<StoredWindow>, ReadError> {
-    let root = data_dir.join("windows");
+    read_table(data_dir, "windows", labels, metrics, from, to)
+}
+
+/// Long-range history at the coarsest resolution stored: the `windows_1h` rows (one per
+/// series × hour × partition) with `from <= window_start < to`, and the `windows` rows of
+/// every hour `windows_1h` does not hold yet (the open day, hours not rolled up). An hour is
+/// read from one table only, so nothing counts twice. Sorted by start, then labels.
+pub fn read_history(
+    data_dir: &Path,
+    labels: &[&str],
+    metrics: &std::collections::BTreeSet<usize>,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Result<Vec<StoredWindow>, ReadError> {
+    let hour = crate::time::HOUR_MS;
+    // Whole hours of the range from the roll-up: from the hour holding `from`.
+    let coarse_from = from.map(|f| f.div_euclid(hour) * hour);
+    let mut out = read_table(
+        data_dir,
+        crate::storage::rollup::TABLE,
+        labels,
+        metrics,
+        coarse_from,
+        to,
+    )?;
+    out.retain(|w| from.is_none_or(|f| w.start_ms >= f));
+    let covered: std::collections::BTreeSet<i64> = out.iter().map(|w| w.start_ms).collect();
+    let mut fine = read_table(data_dir, "windows", labels, metrics, from, to)?;
+    fine.retain(|w| !covered.contains(&(w.start_ms.div_euclid(hour) * hour)));
+    out.extend(fine);
+    out.sort_by(|a, b| (a.start_ms, &a.labels).cmp(&(b.start_ms, &b.labels)));
+    Ok(out)
+}
+
+/// Every row of a table with the `windows` schema (`windows`, `windows_1h`) with
+/// `from <= window_start < to`, sorted by start then labels.
+pub fn read_table(
+    data_dir: &Path,
+    table: &str,
+    labels: &[&str],
+    metrics: &std::collections::BTreeSet<usize>,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Result<Vec<StoredWindow>, ReadError> {
+    let root = data_dir.join(table);
     // Compaction may swap an hour's files between listing and opening; the listing is then
     // taken again (a file that vanished was replaced by one holding its rows).
     let mut attempt = 0;
@@ -206,6 +250,31 @@ pub(crate) fn col<'a, T: 'static>(
         })
 }
 
+/// The series label columns of a `windows` batch, in `labels` order. A label column the
+/// file does not have (written before the label was added to `series.labels`, e.g.
+/// `prompt_id` and `variant` before they were default labels) reads as the empty value: those
+/// windows were not split on it. A column of another type is an error.
+pub(crate) fn label_columns<'a>(
+    path: &Path,
+    b: &'a RecordBatch,
+    labels: &[&str],
+) -> Result<Vec<Option<&'a StringArray>>, ReadError> {
+    labels
+        .iter()
+        .map(|l| match b.column_by_name(l) {
+            None => Ok(None),
+            Some(_) => col::<StringArray>(path, b, l).map(Some),
+        })
+        .collect()
+}
+
+/// The label values of `row` (see [`label_columns`]).
+pub(crate) fn label_values(cols: &[Option<&StringArray>], row: usize) -> Vec<String> {
+    cols.iter()
+        .map(|c| c.map(|c| c.value(row).to_string()).unwrap_or_default())
+        .collect()
+}
+
 /// The histogram of metric `m` in `row` of its `<m>_hist` column.
 pub(crate) fn hist_at(
     path: &Path,
@@ -294,10 +363,7 @@ fn read_batch(
     to: Option<i64>,
     out: &mut Vec<StoredWindow>,
 ) -> Result<(), ReadError> {
-    let label_cols: Vec<&StringArray> = labels
-        .iter()
-        .map(|l| col::<StringArray>(path, b, l))
-        .collect::<Result<_, _>>()?;
+    let label_cols = label_columns(path, b, labels)?;
     let start = col::<TimestampMillisecondArray>(path, b, "window_start")?;
     let partition = b
         .column_by_name("kafka_partition")
@@ -436,10 +502,7 @@ fn read_batch(
             }
         }
         out.push(StoredWindow {
-            labels: label_cols
-                .iter()
-                .map(|c| c.value(row).to_string())
-                .collect(),
+            labels: label_values(&label_cols, row),
             start_ms: s,
             end_ms: end.value(row),
             summary,

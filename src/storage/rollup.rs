@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::{
     Array, AsArray, BinaryArray, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray,
-    MapArray, StringArray, TimestampMillisecondArray,
+    MapArray, TimestampMillisecondArray,
 };
 use arrow::datatypes::{Int32Type, Int64Type};
 use arrow::record_batch::RecordBatch;
@@ -31,7 +31,9 @@ use parquet::file::properties::WriterProperties;
 
 use crate::durable::io;
 use crate::storage::error::CompactError;
-use crate::storage::read::{col, counts, each_batch, hist_at, judge_moments, ReadError};
+use crate::storage::read::{
+    col, counts, each_batch, hist_at, judge_moments, label_columns, label_values, ReadError,
+};
 use crate::window::series::SeriesKey;
 use crate::window::sketch::{Metric, WindowSketch};
 use crate::window::state::ClosedWindow;
@@ -235,10 +237,7 @@ fn read_batch(
     labels: &[&str],
     out: &mut Vec<StoredSketch>,
 ) -> Result<(), ReadError> {
-    let label_cols: Vec<&StringArray> = labels
-        .iter()
-        .map(|l| col::<StringArray>(path, b, l))
-        .collect::<Result<_, _>>()?;
+    let label_cols = label_columns(path, b, labels)?;
     let partition = col::<Int32Array>(path, b, "kafka_partition")?;
     let i64col = |n: &str| col::<Int64Array>(path, b, n);
     let (events, errors) = (i64col("event_count")?, i64col("error_count")?);
@@ -346,10 +345,7 @@ fn read_batch(
                 }
             }
         }
-        let values = label_cols
-            .iter()
-            .map(|c| c.value(row).to_string())
-            .collect();
+        let values = label_values(&label_cols, row);
         let p = partition.is_valid(row).then(|| partition.value(row));
         out.push((values, p, s));
     }

@@ -237,11 +237,33 @@ pub fn to_json_line(ev: &RequestEvent) -> String {
     put("schema_version", "1.0".into());
     put("service", ev.service.clone().into());
     put("request_model", ev.request_model.clone().into());
-    if let Some(v) = &ev.prompt_version {
-        put("prompt_version", v.clone().into());
+    let opt = |v: &Option<String>| v.clone().map(serde_json::Value::from);
+    for (k, v) in [
+        ("response_model", &ev.response_model),
+        ("prompt_id", &ev.prompt_id),
+        ("prompt_version", &ev.prompt_version),
+        ("variant", &ev.variant),
+        ("trace_id", &ev.trace_id),
+        ("response_id", &ev.response_id),
+        ("system_fingerprint", &ev.system_fingerprint),
+    ] {
+        if let Some(v) = opt(v) {
+            put(k, v);
+        }
     }
     if let Some(d) = ev.deployment {
         put("deployment", d.as_str().into());
+    }
+    if let Some(s) = ev.http_status {
+        put("http_status", s.into());
+    }
+    if let Some(f) = ev.feedback {
+        let v: i64 = match f {
+            crate::event::Feedback::Negative => -1,
+            crate::event::Feedback::Neutral => 0,
+            crate::event::Feedback::Positive => 1,
+        };
+        put("feedback", v.into());
     }
     put("latency_ms", ev.latency_ms.into());
     if let Some(t) = ev.ttft_ms {

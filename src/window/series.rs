@@ -183,7 +183,9 @@ impl SeriesRegistry {
 #[serde(deny_unknown_fields, default)]
 pub struct SeriesConfig {
     /// Event fields whose values form the series key.
-    /// Default `["service", "request_model", "prompt_version", "deployment"]`.
+    /// Default `["service", "request_model", "prompt_id", "prompt_version", "deployment",
+    /// "variant"]`: prompt versions are compared per prompt (`prompt_id`), A/B arms per
+    /// `variant`, and judge scores (late ones included) land in those series' windows.
     pub labels: Vec<String>,
     /// Cap on series with an open window; events of further series go to one overflow series
     /// (every label `__overflow__`) and are counted. Default 10000.
@@ -193,9 +195,16 @@ pub struct SeriesConfig {
 impl Default for SeriesConfig {
     fn default() -> Self {
         Self {
-            labels: ["service", "request_model", "prompt_version", "deployment"]
-                .map(String::from)
-                .to_vec(),
+            labels: [
+                "service",
+                "request_model",
+                "prompt_id",
+                "prompt_version",
+                "deployment",
+                "variant",
+            ]
+            .map(String::from)
+            .to_vec(),
             max_active: 10_000,
         }
     }

@@ -16,7 +16,14 @@ use driftwatch::query::{Format, Limits, QueryEngine};
 use crate::mock_pipeline::runtime;
 use crate::support::*;
 
-const LABELS: [&str; 4] = ["service", "request_model", "prompt_version", "deployment"];
+const LABELS: [&str; 6] = [
+    "service",
+    "request_model",
+    "prompt_id",
+    "prompt_version",
+    "deployment",
+    "variant",
+];
 
 /// An hour of demo traffic (mock cluster, real pipeline and rules), written once per run.
 fn data() -> &'static Path {
@@ -141,7 +148,8 @@ fn compacted_hours_answer_every_query_the_same() {
         rows(
             &engine,
             &format!(
-                "SELECT service, request_model, prompt_version, deployment, kafka_partition, \
+                "SELECT service, request_model, prompt_id, prompt_version, deployment, variant, \
+                 kafka_partition, \
                  date_trunc('hour', window_start) AS h, SUM(event_count) AS n, \
                  SUM(error_count) AS e, SUM(latency_ms_count) AS c, MIN(latency_ms_min) AS lo, \
                  MAX(latency_ms_max) AS hi, SUM(feedback_negative) AS neg, \
@@ -150,7 +158,7 @@ fn compacted_hours_answer_every_query_the_same() {
                  hist_quantile(hist_merge(output_tokens_hist), 0.5) AS p50_tokens \
                  FROM {table} \
                  WHERE date_trunc('hour', window_start) IN (SELECT window_start FROM windows_1h) \
-                 GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6"
+                 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8"
             ),
         )
         .1

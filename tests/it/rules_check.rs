@@ -170,8 +170,8 @@ fn rule_combinations_that_cannot_work_are_refused() {
   RULES/combo.yaml:2: rule \"slow_p99\": baseline.offset: over + offset must be at least windows.width + windows.allowed_lateness (1m 30s) for a rule stepping every 10s: the baseline would read windows that are still open
   RULES/combo.yaml:12: rule \"two_baselines\": over: 1m 30s is not a multiple of windows.width (1m); rules read whole closed windows
   RULES/combo.yaml:12: rule \"two_baselines\": baseline: give exactly one of trailing (a range before the current one), peer (label values of a peer series) or value (a constant)
-  RULES/combo.yaml:19: rule \"wrong_label\": match.model: \"model\" is not a series label; series.labels is [service, request_model, prompt_version, deployment]
-  RULES/combo.yaml:19: rule \"wrong_label\": baseline.across: \"prompt\" is not a series label; series.labels is [service, request_model, prompt_version, deployment]
+  RULES/combo.yaml:19: rule \"wrong_label\": match.model: \"model\" is not a series label; series.labels is [service, request_model, prompt_id, prompt_version, deployment, variant]
+  RULES/combo.yaml:19: rule \"wrong_label\": baseline.across: \"prompt\" is not a series label; series.labels is [service, request_model, prompt_id, prompt_version, deployment, variant]
   RULES/combo.yaml:27: rule \"distance\": condition.effect: ratio compares single values; a distribution signal needs effect psi or jensen_shannon
   RULES/combo.yaml:27: rule \"distance\": test.kind: wilson does not apply to this signal; use chi_square
   RULES/combo.yaml:35: rule \"no_error_type\": signal.error_type: metric error_type_rate needs the error_type to watch, e.g. error_type: rate_limit

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use super::kolmogorov::kolmogn_sf;
-use super::special::{binom_cdf, binom_pmf, binom_ppf, binom_sf, chi2_sf, norm_sf, t_sf};
+use super::special::{binom_cdf, binom_pmf, binom_ppf, binom_sf, chi2_sf, norm_sf, t_isf, t_sf};
 use super::*;
 use crate::window::sketch::Moments;
 
@@ -211,6 +211,41 @@ fn wilson_interval_matches_scipy() {
 }
 
 #[test]
+fn welch_ci_matches_scipy() {
+    let bounds = &[("/expected/0", Stat), ("/expected/1", Stat)];
+    check_cases("welch_ci", bounds, |c| {
+        welch_ci(&moments(&c["a"]), &moments(&c["b"]), num(&c["confidence"]))
+            .map(|(lo, hi)| vec![lo, hi])
+    });
+}
+
+#[test]
+fn newcombe_interval_matches_scipy_wilson_bounds() {
+    let bounds = &[("/expected/0", Stat), ("/expected/1", Stat)];
+    check_cases("newcombe_interval", bounds, |c| {
+        newcombe_interval(
+            int(&c["k1"]),
+            int(&c["n1"]),
+            int(&c["k2"]),
+            int(&c["n2"]),
+            num(&c["confidence"]),
+        )
+        .map(|(lo, hi)| vec![lo, hi])
+    });
+}
+
+#[test]
+fn newcombe_interval_reproduces_newcombes_worked_example() {
+    // Newcombe (1998), Statistics in Medicine 17:873–890, table II, example (a): 56/70 − 48/80,
+    // method 10: 0.0524 to 0.3339.
+    let (lo, hi) = newcombe_interval(56, 70, 48, 80, 0.95).unwrap();
+    assert!(
+        (lo - 0.0524).abs() < 5e-5 && (hi - 0.3339).abs() < 5e-5,
+        "{lo} {hi}"
+    );
+}
+
+#[test]
 fn exceedance_test_matches_scipy_binomtest() {
     check_cases("exceedance", &[("/expected", P)], |c| {
         exceedance_test(int(&c["c"]), int(&c["n"]), num(&c["q"])).map(|p| vec![p])
@@ -308,6 +343,9 @@ fn min_samples_for_quantile_matches_reference() {
 fn distribution_functions_match_scipy() {
     check_cases("distributions/norm_sf", &[("/sf", P)], |c| {
         Some(vec![norm_sf(num(&c["x"]))])
+    });
+    check_cases("distributions/t_isf", &[("/t", Stat)], |c| {
+        Some(vec![t_isf(num(&c["p"]), num(&c["df"]))])
     });
     check_cases("distributions/t_sf", &[("/sf", P)], |c| {
         Some(vec![t_sf(num(&c["t"]), num(&c["df"]))])

@@ -334,6 +334,41 @@ pub(super) fn t_sf(t: f64, df: f64) -> f64 {
     }
 }
 
+/// Student t quantile: the t with P(T > t) = `p` (scipy `t.isf(p, df)`), by bisection on
+/// [`t_sf`] to the last bit. NaN unless 0 < p < 1 and df > 0.
+pub(super) fn t_isf(p: f64, df: f64) -> f64 {
+    if !(p > 0.0 && p < 1.0) || !positive(df) {
+        return f64::NAN;
+    }
+    if p == 0.5 {
+        return 0.0;
+    }
+    if p > 0.5 {
+        return -t_isf(1.0 - p, df);
+    }
+    // t_sf decreases in t: bracket [0, hi] with t_sf(hi) <= p, then halve.
+    let mut hi = 1.0f64;
+    while t_sf(hi, df) > p {
+        hi *= 2.0;
+        if !hi.is_finite() {
+            return f64::INFINITY;
+        }
+    }
+    let mut lo = 0.0f64;
+    for _ in 0..2000 {
+        let mid = 0.5 * (lo + hi);
+        if mid <= lo || mid >= hi {
+            break;
+        }
+        if t_sf(mid, df) > p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
 /// Binomial probability P(X = k), X ~ Binomial(n, p) (scipy `binom.pmf`).
 pub(super) fn binom_pmf(k: i64, n: u64, p: f64) -> f64 {
     if k < 0 || k as u64 > n {

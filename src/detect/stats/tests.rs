@@ -4,7 +4,9 @@
 use std::f64::consts::LN_2;
 
 use super::kolmogorov::kolmogn_sf;
-use super::special::{binom_cdf, binom_pmf, binom_ppf, binom_sf, chi2_sf, norm_ppf, norm_sf, t_sf};
+use super::special::{
+    binom_cdf, binom_pmf, binom_ppf, binom_sf, chi2_sf, norm_ppf, norm_sf, t_isf, t_sf,
+};
 use super::{positive, Alternative, TestResult};
 use crate::window::sketch::Moments;
 
@@ -57,6 +59,37 @@ pub fn welch_t(a: &Moments, b: &Moments, alt: Alternative) -> Option<TestResult>
         statistic: t,
         p_value: p,
     })
+}
+
+/// Two-sided confidence interval of the difference of means `a − b` (Welch, unequal
+/// variances).
+///
+/// Matches `scipy.stats.ttest_ind(a, b, equal_var=False).confidence_interval(confidence)`:
+/// (mean_a − mean_b) ± t_{1−α/2, df}·se with the Welch–Satterthwaite df. `None` where
+/// [`welch_t`] is `None` (fewer than 2 samples, both variances zero) or `confidence` is not in
+/// (0, 1).
+pub fn welch_ci(a: &Moments, b: &Moments, confidence: f64) -> Option<(f64, f64)> {
+    if a.n < 2 || b.n < 2 || !in_open_unit(confidence) {
+        return None;
+    }
+    if !(a.mean.is_finite() && b.mean.is_finite() && a.m2 >= 0.0 && b.m2 >= 0.0) {
+        return None;
+    }
+    let (n1, n2) = (a.n as f64, b.n as f64);
+    let vn1 = a.m2 / (n1 - 1.0) / n1;
+    let vn2 = b.m2 / (n2 - 1.0) / n2;
+    let se2 = vn1 + vn2;
+    if !(positive(se2) && se2.is_finite()) {
+        return None;
+    }
+    let df = se2 * se2 / (vn1 * vn1 / (n1 - 1.0) + vn2 * vn2 / (n2 - 1.0));
+    let t = t_isf((1.0 - confidence) / 2.0, df);
+    if !t.is_finite() {
+        return None;
+    }
+    let d = a.mean - b.mean;
+    let half = t * se2.sqrt();
+    Some((d - half, d + half))
 }
 
 // ============================================================================================
@@ -459,6 +492,26 @@ pub fn wilson_interval(k: u64, n: u64, confidence: f64) -> Option<(f64, f64)> {
     let delta = z / denom * (4.0 * nf * p * q + z2).sqrt();
     let lo = if k == 0 { 0.0 } else { center - delta };
     let hi = if k == n { 1.0 } else { center + delta };
+    Some((lo, hi))
+}
+
+/// Newcombe's hybrid score interval for the difference of two rates k1/n1 − k2/n2 (his
+/// method 10, from the two [`wilson_interval`]s): with (l₁, u₁), (l₂, u₂) the Wilson bounds,
+/// d − √((p₁ − l₁)² + (u₂ − p₂)²) to d + √((u₁ − p₁)² + (p₂ − l₂)²). Well-behaved at rates
+/// of 0 and for small n, where the Wald interval is not. `None` where either Wilson interval is.
+pub fn newcombe_interval(
+    k1: u64,
+    n1: u64,
+    k2: u64,
+    n2: u64,
+    confidence: f64,
+) -> Option<(f64, f64)> {
+    let (l1, u1) = wilson_interval(k1, n1, confidence)?;
+    let (l2, u2) = wilson_interval(k2, n2, confidence)?;
+    let (p1, p2) = (k1 as f64 / n1 as f64, k2 as f64 / n2 as f64);
+    let d = p1 - p2;
+    let lo = d - ((p1 - l1).powi(2) + (u2 - p2).powi(2)).sqrt();
+    let hi = d + ((u1 - p1).powi(2) + (p2 - l2).powi(2)).sqrt();
     Some((lo, hi))
 }
 
