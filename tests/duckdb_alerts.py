@@ -8,7 +8,8 @@ import sys
 import duckdb
 
 rows = duckdb.sql(
-    f"""SELECT rule, service, request_model, prompt_version
+    f"""SELECT rule, coalesce(service, ''), coalesce(request_model, ''),
+               coalesce(prompt_version, '')
         FROM read_parquet('{sys.argv[1]}/alerts/**/*.parquet', hive_partitioning = true)
         WHERE to_state = 'firing' ORDER BY evaluated_at, rule"""
 ).fetchall()

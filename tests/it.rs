@@ -9,6 +9,8 @@ mod alerts_e2e;
 mod bad_input;
 #[path = "it/build_features.rs"]
 mod build_features;
+#[path = "it/change_scenarios.rs"]
+mod change_scenarios;
 #[path = "it/cli.rs"]
 mod cli;
 #[path = "it/compose.rs"]

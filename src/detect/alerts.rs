@@ -512,6 +512,11 @@ fn transition(
         .get("runbook_url")
         .map(|s| render(s, rule, &tr))
         .unwrap_or_default();
+    // A `description` annotation (e.g. what changed, `{{ details.comparison }}`) replaces
+    // the rule's static description in notifications.
+    if let Some(d) = rule.annotations.get("description") {
+        tr.description = render(d, rule, &tr);
+    }
     tr
 }
 

@@ -11,7 +11,7 @@ use crate::detect::rules::{
     Baseline, Category, Direction, EffectKind, Null, Resolution, Rule, Signal, Test, TestKind,
 };
 use crate::detect::stats::{self, Alternative};
-use crate::window::sketch::Moments;
+use crate::window::sketch::{Metric, Moments};
 
 /// Label name added to instances of a judge rule that watches every judge name.
 pub use crate::detect::rules::JUDGE_LABEL;
@@ -377,6 +377,9 @@ pub fn evaluate_cached(
                 onset(rule, history, series, &e, base, t_ms, parts, ctx)
                     .unwrap_or(t_ms - e.horizon_ms),
             );
+            if rule.signal == Signal::ResponseModelChange {
+                model_change_report(history, series, &mut e, t_ms, rule.over_ms, parts);
+            }
         }
         out.push(e);
     }
@@ -405,6 +408,7 @@ fn measure_instance(
 ) -> Vec<Evaluation> {
     match &rule.signal {
         Signal::CacheReadRatio => vec![cache_read(rule, test, base_labels, cur, base, env)],
+        Signal::ResponseModelChange => vec![model_change(rule, test, base_labels, cur, base)],
         Signal::DaysToDeprecation
         | Signal::UnknownModel
         | Signal::BudgetSpend
@@ -530,6 +534,14 @@ fn onset(
                 (spent / budget > rule.condition.threshold).then_some(*start)
             });
         }
+        // The first step the new response model answered at least half the requests.
+        Signal::ResponseModelChange => {
+            let after = e.details.get("after")?;
+            return steps
+                .iter()
+                .find(|(_, s)| response_model_share(s, after).is_some_and(|x| x >= 0.5))
+                .map(|(start, _)| *start);
+        }
         // Facts about the traffic: from its first window in the range.
         Signal::DaysToDeprecation | Signal::UnknownModel => {
             return steps
@@ -598,6 +610,93 @@ fn onset(
     stats::cusum_onset(&llr)
 }
 
+/// The share of `s`'s requests with a response model answered by `model`.
+fn response_model_share(s: &Summary, model: &str) -> Option<f64> {
+    let n: u64 = s.response_models.0.values().sum();
+    (n > 0).then(|| s.response_models.get(model) as f64 / n as f64)
+}
+
+/// What a firing silent-model-update alert says beyond the share: the new model's share
+/// per step of the current range, when it took over (the onset), and the metrics of both
+/// sides over the same span — the `L` since the takeover against the `L` before it — with
+/// each test's p-value (see [`crate::detect::compare`]).
+fn model_change_report(
+    history: &History,
+    series: &[&Vec<String>],
+    e: &mut Evaluation,
+    t_ms: i64,
+    over_ms: i64,
+    parts: Parts,
+) {
+    use crate::detect::compare::{compare_all, CompareMetric, CompareOptions};
+    let Some(after) = e.details.get("after").cloned() else {
+        return;
+    };
+    let from = t_ms - over_ms;
+    let mut steps: BTreeMap<i64, Summary> = BTreeMap::new();
+    for labels in series {
+        for (start, s) in history.steps(labels, from, t_ms, parts, false) {
+            steps.entry(start).or_default().merge_parts(&s, parts);
+        }
+    }
+    let shares: Vec<String> = steps
+        .iter()
+        .filter_map(|(start, s)| {
+            let x = response_model_share(s, &after)?;
+            Some(format!("{} {x:.2}", &crate::time::rfc3339(*start)[11..16]))
+        })
+        .collect();
+    e.details.insert("shares".into(), shares.join(", "));
+    let took = e.onset_ms.unwrap_or(from);
+    e.details
+        .insert("took_over_at".into(), crate::time::rfc3339(took));
+    let span = (t_ms - took).max(1);
+    let merged = |a: i64, b: i64| {
+        let mut m = Summary::default();
+        for labels in series {
+            if let Some(s) = history.range_of(labels, a, b, parts) {
+                m.merge(&s);
+            }
+        }
+        m
+    };
+    let (before_s, after_s) = (merged(took - span, took), merged(took, t_ms));
+    let mut metrics = vec![
+        CompareMetric::LatencyP50,
+        CompareMetric::LatencyP99,
+        CompareMetric::OutputTokens,
+        CompareMetric::ErrorRate,
+    ];
+    let judges: std::collections::BTreeSet<&String> =
+        before_s.judge.keys().chain(after_s.judge.keys()).collect();
+    metrics.extend(judges.into_iter().map(|j| CompareMetric::Judge(j.clone())));
+    let lines: Vec<String> = compare_all(&metrics, &after_s, &before_s, &CompareOptions::default())
+        .iter()
+        .map(|r| {
+            let v = |x: f64| {
+                if x.is_finite() {
+                    format!("{x:.4}")
+                        .trim_end_matches('0')
+                        .trim_end_matches('.')
+                        .to_string()
+                } else {
+                    "-".into()
+                }
+            };
+            format!(
+                "{}: {} → {} ({:+.1} %, p={:.2e}, {})",
+                r.metric,
+                v(r.baseline),
+                v(r.candidate),
+                r.effect * 100.0,
+                r.p_value,
+                r.verdict.as_str()
+            )
+        })
+        .collect();
+    e.details.insert("comparison".into(), lines.join("\n"));
+}
+
 /// What a signal reads of the summaries.
 fn parts_for(signal: &Signal) -> Parts {
     match signal {
@@ -622,6 +721,12 @@ fn parts_for(signal: &Signal) -> Parts {
         Signal::JudgeMean(_) => Parts {
             judge: true,
             ..Parts::COUNTS_ONLY
+        },
+        // The alert compares latency, output tokens and judge scores before and after.
+        Signal::ResponseModelChange => Parts {
+            hists: 1 << (Metric::LatencyMs as u8) | 1 << (Metric::OutputTokens as u8),
+            counts: true,
+            judge: true,
         },
     }
 }
@@ -972,6 +1077,96 @@ fn category(c: Category, s: &Summary) -> &crate::window::sketch::Counts {
     }
 }
 
+/// The significance of a rate k/n against the baseline's bk/bn (or the value `bv`).
+fn rate_test(
+    rule: &Rule,
+    test: Option<Test>,
+    (k, n): (u64, u64),
+    (bk, bn): (u64, u64),
+    bv: f64,
+) -> Option<(bool, f64)> {
+    let alt = alternative(rule);
+    test.and_then(|t| match t.kind {
+        TestKind::TwoProportionZ => two_proportions(k, n, bk, bn, alt).map(|p| (p < t.alpha, p)),
+        TestKind::Binomial => {
+            stats::binom_test(k, n, bv.clamp(0.0, 1.0), alt).map(|p| (p < t.alpha, p))
+        }
+        TestKind::Wilson => stats::wilson_interval(k, n, t.confidence).map(|(lo, hi)| {
+            let sig = match rule.condition.direction {
+                Direction::Above => lo > bv,
+                Direction::Below => hi < bv,
+            };
+            (sig, f64::NAN)
+        }),
+        _ => None,
+    })
+}
+
+/// The response model whose share rose most from `base` to `cur` (ties: the larger current
+/// count, then the name), with its counts: (model, k, n, bk, bn). `None` without response
+/// models in the current range.
+pub fn rising_response_model(
+    cur: &Summary,
+    base: &Summary,
+) -> Option<(String, u64, u64, u64, u64)> {
+    let n: u64 = cur.response_models.0.values().sum();
+    let bn: u64 = base.response_models.0.values().sum();
+    if n == 0 {
+        return None;
+    }
+    let share = |k: u64, n: u64| if n == 0 { 0.0 } else { k as f64 / n as f64 };
+    cur.response_models
+        .0
+        .iter()
+        .map(|(m, k)| {
+            let bk = base.response_models.get(m);
+            (share(*k, n) - share(bk, bn), *k, m)
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(b.2.cmp(a.2)))
+        .map(|(_, k, m)| (m.clone(), k, n, base.response_models.get(m), bn))
+}
+
+/// A silent model update: the share of the current range answered by the response model
+/// whose share rose most, against its share in the trailing baseline (the rule's effect is
+/// the difference: how far it rose, so the alert resolves as the baseline fills with the new
+/// model). Carries the model before (the baseline's most frequent) and after, and the share.
+fn model_change(
+    rule: &Rule,
+    test: Option<Test>,
+    labels: InstanceLabels,
+    cur: &Summary,
+    base: Option<&Summary>,
+) -> Evaluation {
+    let base = base.unwrap_or(&EMPTY_SUMMARY);
+    let Some((model, k, n, bk, bn)) = rising_response_model(cur, base) else {
+        return finish(rule, test, labels, (0, 0), (f64::NAN, f64::NAN), None, None);
+    };
+    let value = k as f64 / n as f64;
+    let bv = if bn == 0 {
+        f64::NAN
+    } else {
+        bk as f64 / bn as f64
+    };
+    let sig = rate_test(rule, test, (k, n), (bk, bn), bv);
+    let eff = if bv.is_nan() {
+        None
+    } else {
+        effect(rule.condition.effect, value, bv)
+    };
+    let mut e = finish(rule, test, labels, (n, bn), (value, bv), eff, sig);
+    if let Some((before, _)) = base
+        .response_models
+        .0
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+    {
+        e.details.insert("before".into(), before.clone());
+    }
+    e.details.insert("after".into(), model);
+    e.details.insert("share".into(), format!("{value}"));
+    e
+}
+
 fn measure(
     rule: &Rule,
     test: Option<Test>,
@@ -979,7 +1174,6 @@ fn measure(
     cur: &Summary,
     base: Option<&Summary>,
 ) -> Evaluation {
-    let alt = alternative(rule);
     match &rule.signal {
         Signal::ErrorRate
         | Signal::ErrorTypeRate(_)
@@ -1008,22 +1202,7 @@ fn measure(
                 }
                 (_, None) => (0, 0, f64::NAN),
             };
-            let sig = test.and_then(|t| match t.kind {
-                TestKind::TwoProportionZ => {
-                    two_proportions(k, n, bk, bn, alt).map(|p| (p < t.alpha, p))
-                }
-                TestKind::Binomial => {
-                    stats::binom_test(k, n, bv.clamp(0.0, 1.0), alt).map(|p| (p < t.alpha, p))
-                }
-                TestKind::Wilson => stats::wilson_interval(k, n, t.confidence).map(|(lo, hi)| {
-                    let sig = match rule.condition.direction {
-                        Direction::Above => lo > bv,
-                        Direction::Below => hi < bv,
-                    };
-                    (sig, f64::NAN)
-                }),
-                _ => None,
-            });
+            let sig = rate_test(rule, test, (k, n), (bk, bn), bv);
             let eff = if n == 0 || bv.is_nan() {
                 None
             } else {
@@ -1076,8 +1255,9 @@ fn measure(
         | Signal::DaysToDeprecation
         | Signal::UnknownModel
         | Signal::BudgetSpend
-        | Signal::BudgetProjection => {
-            unreachable!("measured by judge(), cache_read() and fact()")
+        | Signal::BudgetProjection
+        | Signal::ResponseModelChange => {
+            unreachable!("measured by judge(), cache_read(), fact() and model_change()")
         }
     }
 }

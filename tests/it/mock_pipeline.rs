@@ -151,6 +151,8 @@ fn demo_incidents_raise_their_alerts() {
         ("error_rate_high", "code-assist", "llama-3.1-70b"),
         ("error_rate_breaker", "code-assist", "llama-3.1-70b"),
         ("judge_score_drop", "support-bot", "gpt-4o"),
+        // The injected silent update: gpt-4o answers as gpt-4o-2024-11-20 from mid-run.
+        ("silent_model_update", "support-bot", "gpt-4o"),
     ] {
         assert!(
             fired

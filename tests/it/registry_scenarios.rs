@@ -68,16 +68,16 @@ models:
 
 /// How one request looks beyond what [`Generator`] draws (latency, errors, judge scores):
 /// its tokens, cache use and finish reason at event time `t`.
-type Shape<'a> = &'a dyn Fn(&mut RequestEvent, i64, &mut ChaCha8Rng);
+pub(crate) type Shape<'a> = &'a dyn Fn(&mut RequestEvent, i64, &mut ChaCha8Rng);
 
-struct PipeSim {
+pub(crate) struct PipeSim {
     pipeline: Pipeline,
     generator: Generator,
     rng: ChaCha8Rng,
     topic: Arc<str>,
     offset: i64,
     now: i64,
-    transitions: Vec<Transition>,
+    pub(crate) transitions: Vec<Transition>,
     /// Decoded cost of every request per service: (event time, USD).
     costs: BTreeMap<String, Vec<(i64, f64)>>,
     /// Requests the decoder could not price.
@@ -87,7 +87,7 @@ struct PipeSim {
 }
 
 impl PipeSim {
-    fn new(seed: u64, budgets: &[(&str, f64)]) -> Self {
+    pub(crate) fn new(seed: u64, budgets: &[(&str, f64)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let models = dir.path().join("models.yaml");
         std::fs::write(&models, REGISTRY).unwrap();
@@ -125,7 +125,12 @@ impl PipeSim {
 
     /// Runs `seconds` of simulated time: every second's events as JSON lines into the
     /// pipeline, then the watermark advanced; buffers are cut every simulated minute.
-    fn run(&mut self, seconds: i64, traffic: &dyn Fn(i64) -> Vec<Traffic>, shape: Shape<'_>) {
+    pub(crate) fn run(
+        &mut self,
+        seconds: i64,
+        traffic: &dyn Fn(i64) -> Vec<Traffic>,
+        shape: Shape<'_>,
+    ) {
         for _ in 0..seconds {
             let second = self.now;
             let mut events = self.generator.second(second, &traffic(second));
@@ -177,7 +182,7 @@ impl PipeSim {
         }
     }
 
-    fn fired(&self, rule: &str) -> Vec<&Transition> {
+    pub(crate) fn fired(&self, rule: &str) -> Vec<&Transition> {
         self.transitions
             .iter()
             .filter(|t| t.rule == rule && t.to == AlertState::Firing)
@@ -185,7 +190,7 @@ impl PipeSim {
     }
 
     /// Every firing: rule, labels and minutes since T0.
-    fn firing(&self) -> Vec<String> {
+    pub(crate) fn firing(&self) -> Vec<String> {
         self.transitions
             .iter()
             .filter(|t| t.to == AlertState::Firing)
@@ -195,12 +200,12 @@ impl PipeSim {
 
     /// Seconds from `from_ms` to when the firing transition `t` could be evaluated (its
     /// tick plus the slice lateness, as the live daemon waits for it).
-    fn delay_s(&self, t: &Transition, from_ms: i64) -> f64 {
+    pub(crate) fn delay_s(&self, t: &Transition, from_ms: i64) -> f64 {
         (t.at_ms + self.slice_lateness_ms - from_ms) as f64 / 1000.0
     }
 }
 
-fn label<'a>(t: &'a Transition, name: &str) -> &'a str {
+pub(crate) fn label<'a>(t: &'a Transition, name: &str) -> &'a str {
     t.labels
         .iter()
         .find(|(k, _)| k == name)
@@ -216,7 +221,7 @@ fn detail(t: &Transition, name: &str) -> f64 {
         .unwrap()
 }
 
-fn traffic(service: &'static str, model: &'static str, rate: f64) -> Traffic {
+pub(crate) fn traffic(service: &'static str, model: &'static str, rate: f64) -> Traffic {
     let mut t = Traffic::new(service, model);
     t.rate = rate;
     t
@@ -571,6 +576,8 @@ fn a_stable_day_with_registry_and_budgets_raises_no_alert() {
         let input = input_tokens(rng, median, 0.6, 120_000.0);
         ev.input_tokens = Some(input);
         ev.output_tokens = Some(input_tokens(rng, 300.0, 0.5, 8000.0));
+        // One dated snapshot behind each name all day (the silent-update rule has data).
+        ev.response_model = Some(format!("{}-2025-06-01", ev.request_model));
         if let Some(c) = cached {
             ev.cached_input_tokens = Some((input as f64 * share(rng, c, 0.15)).round() as u64);
         }

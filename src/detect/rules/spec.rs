@@ -351,6 +351,11 @@ pub enum Signal {
     /// The day's spend projected to midnight at the rate so far / the budget (from 1 h into
     /// the day).
     BudgetProjection,
+    /// A silent model update: the share of the current range's requests answered by the
+    /// `response_model` whose share rose most against the trailing baseline (the provider
+    /// swapped the model behind the requested name). Tested as a rate against the baseline's
+    /// share of that model.
+    ResponseModelChange,
 }
 
 impl Signal {
@@ -366,6 +371,7 @@ impl Signal {
             Signal::JudgeMean(_) | Signal::CacheReadRatio => Shape::Moments,
             Signal::Categorical(_) => Shape::Categorical,
             Signal::FinishReasonRate(_) | Signal::NearContextRate => Shape::Rate,
+            Signal::ResponseModelChange => Shape::Rate,
             Signal::DaysToDeprecation
             | Signal::UnknownModel
             | Signal::BudgetSpend
@@ -392,6 +398,7 @@ impl Signal {
             Signal::UnknownModel => "traffic to a model the registry does not list".into(),
             Signal::BudgetSpend => "share of the day's budget spent".into(),
             Signal::BudgetProjection => "projected share of the day's budget".into(),
+            Signal::ResponseModelChange => "share of traffic on a new response model".into(),
         }
     }
 
@@ -412,6 +419,7 @@ impl Signal {
             self,
             Signal::NearContextRate
                 | Signal::CacheReadRatio
+                | Signal::ResponseModelChange
                 | Signal::DaysToDeprecation
                 | Signal::UnknownModel
                 | Signal::BudgetSpend
@@ -435,6 +443,14 @@ impl Signal {
                 &["spend_usd", "budget_usd", "projected_usd", "day"]
             }
             Signal::NearContextRate => &["max_input_tokens"],
+            Signal::ResponseModelChange => &[
+                "before",
+                "after",
+                "share",
+                "took_over_at",
+                "shares",
+                "comparison",
+            ],
             _ => &[],
         }
     }
@@ -589,11 +605,15 @@ impl RuleSet {
     pub fn metrics(&self) -> BTreeSet<usize> {
         self.rules
             .iter()
-            .filter_map(|r| match r.signal {
+            .flat_map(|r| match r.signal {
                 Signal::Quantile { metric, .. }
                 | Signal::Mean { metric }
-                | Signal::Distribution { metric } => Some(metric as usize),
-                _ => None,
+                | Signal::Distribution { metric } => vec![metric as usize],
+                // Its alerts compare latency and output tokens before and after the change.
+                Signal::ResponseModelChange => {
+                    vec![Metric::LatencyMs as usize, Metric::OutputTokens as usize]
+                }
+                _ => Vec::new(),
             })
             .collect()
     }

@@ -322,6 +322,20 @@ impl Validator<'_> {
                 ),
             );
         }
+        if signal == Signal::ResponseModelChange {
+            if !matches!(baseline, Some(Baseline::Trailing { .. })) {
+                self.err(
+                    "baseline",
+                    "response_model_change compares the served models with what they were; write baseline: { trailing: 1h }",
+                );
+            }
+            if r.condition.effect != EffectKind::Difference {
+                self.err(
+                    "condition.effect",
+                    "response_model_change measures how much the new model's share rose against the baseline; use effect: difference",
+                );
+            }
+        }
         if matches!(signal, Signal::BudgetSpend | Signal::BudgetProjection)
             && over_ms != crate::detect::evaluate::DAY_MS
         {
@@ -481,6 +495,7 @@ impl Validator<'_> {
             "unknown_model" => Some(Signal::UnknownModel),
             "budget_spend" => Some(Signal::BudgetSpend),
             "budget_projection" => Some(Signal::BudgetProjection),
+            "response_model_change" => Some(Signal::ResponseModelChange),
             "judge_score" => {
                 if let Some(st) = s.stat.as_deref() {
                     if st != "mean" {
@@ -504,7 +519,7 @@ impl Validator<'_> {
                 }
             }
             other => {
-                self.err("signal.metric", format!("unknown metric {other:?}; use latency_ms, ttft_ms, input_tokens, output_tokens, cost_usd, error_rate, error_type_rate, negative_feedback_rate, finish_reason_rate, near_context_rate, cache_read_ratio, judge_score, days_to_deprecation, unknown_model, budget_spend, budget_projection or distribution"));
+                self.err("signal.metric", format!("unknown metric {other:?}; use latency_ms, ttft_ms, input_tokens, output_tokens, cost_usd, error_rate, error_type_rate, negative_feedback_rate, finish_reason_rate, near_context_rate, cache_read_ratio, judge_score, days_to_deprecation, unknown_model, budget_spend, budget_projection, response_model_change or distribution"));
                 None
             }
         }
