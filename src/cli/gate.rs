@@ -78,10 +78,9 @@ pub struct Args {
 
 const EXAMPLES: &str = r#"Examples:
   driftwatch gate --prompt-id answer --candidate v13 --baseline v12
-  driftwatch gate --prompt-id answer --candidate v13 --baseline v12 --max-drop 3% \
-      --metric judge:faithfulness --metric latency_p99 --junit gate.xml --markdown gate.md
-  driftwatch gate --prompt-id answer --candidate v13 --baseline v12 \
-      --candidate-file eval-results.jsonl --json gate.json
+  driftwatch gate --prompt-id answer --candidate v13 --baseline v12 --junit gate.xml
+  driftwatch gate --prompt-id answer --candidate v13 --baseline v12 --max-drop 3% --metric judge:faithfulness
+  driftwatch gate --prompt-id answer --candidate v13 --baseline v12 --candidate-file eval.jsonl
 
 Exit codes: 0 pass, 1 a metric regressed, 2 usage (unknown prompt id or version, bad
 flags), 3 not enough data (and no regression), 4 run-time error."#;

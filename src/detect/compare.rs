@@ -27,9 +27,8 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::detect::evaluate::two_proportions;
 use crate::detect::history::{align, Summary};
-use crate::detect::stats::{self, Alternative};
+use crate::detect::stats::{self, two_proportions, Alternative};
 use crate::window::sketch::{Metric, Moments, SparseHist};
 
 /// A metric two populations are compared on.

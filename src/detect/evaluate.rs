@@ -1026,34 +1026,7 @@ fn fact(rule: &Rule, labels: InstanceLabels, cur: &Summary, env: &Env<'_>) -> Op
     Some(e)
 }
 
-/// Fewer expected events than this in a cell and the z-test's normal approximation is not
-/// trusted (the textbook n·p ≥ 5).
-pub const Z_TEST_MIN_EXPECTED: f64 = 5.0;
-
-/// p-value comparing the rates k1/n1 and k2/n2: the pooled two-proportion z-test, or — when
-/// a sample expects fewer than [`Z_TEST_MIN_EXPECTED`] events or non-events under the pooled
-/// rate (rare errors on a small canary) — the exact conditional test: given the k1 + k2
-/// events, is sample 1's share binomially larger (smaller) than n1 / (n1 + n2)? The z-test
-/// is anti-conservative there: 8 errors in 687 requests against 0.3 % gives z p = 0.0004,
-/// the exact test 0.004.
-pub fn two_proportions(k1: u64, n1: u64, k2: u64, n2: u64, alt: Alternative) -> Option<f64> {
-    if n1 == 0 || n2 == 0 {
-        return None;
-    }
-    let pooled = (k1 + k2) as f64 / (n1 + n2) as f64;
-    let expected_min = [n1, n2]
-        .iter()
-        .map(|n| *n as f64 * pooled.min(1.0 - pooled))
-        .fold(f64::INFINITY, f64::min);
-    if expected_min >= Z_TEST_MIN_EXPECTED {
-        return stats::two_proportion_z(k1, n1, k2, n2, alt).map(|r| r.p_value);
-    }
-    if k1 + k2 == 0 {
-        return Some(1.0);
-    }
-    let share = n1 as f64 / (n1 + n2) as f64;
-    stats::binom_test(k1, k1 + k2, share, alt)
-}
+pub use crate::detect::stats::{two_proportions, Z_TEST_MIN_EXPECTED};
 
 /// (successes, trials) of a rate signal.
 fn rate(signal: &Signal, s: &Summary) -> (u64, u64) {

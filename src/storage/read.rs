@@ -72,6 +72,9 @@ pub fn read_windows(
     read_table(data_dir, "windows", labels, metrics, from, to)
 }
 
+/// The hourly roll-up of `windows` (written by [`crate::storage::rollup`]).
+pub const ROLLUP_TABLE: &str = "windows_1h";
+
 /// Long-range history at the coarsest resolution stored: the `windows_1h` rows (one per
 /// series × hour × partition) with `from <= window_start < to`, and the `windows` rows of
 /// every hour `windows_1h` does not hold yet (the open day, hours not rolled up). An hour is
@@ -86,14 +89,7 @@ pub fn read_history(
     let hour = crate::time::HOUR_MS;
     // Whole hours of the range from the roll-up: from the hour holding `from`.
     let coarse_from = from.map(|f| f.div_euclid(hour) * hour);
-    let mut out = read_table(
-        data_dir,
-        crate::storage::rollup::TABLE,
-        labels,
-        metrics,
-        coarse_from,
-        to,
-    )?;
+    let mut out = read_table(data_dir, ROLLUP_TABLE, labels, metrics, coarse_from, to)?;
     out.retain(|w| from.is_none_or(|f| w.start_ms >= f));
     let covered: std::collections::BTreeSet<i64> = out.iter().map(|w| w.start_ms).collect();
     let mut fine = read_table(data_dir, "windows", labels, metrics, from, to)?;

@@ -39,7 +39,7 @@ use crate::window::sketch::{Metric, WindowSketch};
 use crate::window::state::ClosedWindow;
 
 /// Name of the table (and of its directory under the data directory).
-pub const TABLE: &str = "windows_1h";
+pub const TABLE: &str = crate::storage::read::ROLLUP_TABLE;
 const SOURCES_KEY: &str = "driftwatch.rollup.sources";
 use crate::time::HOUR_MS;
 

@@ -59,7 +59,12 @@ fn incidents_fire_resolve_survive_restart_and_match_backtest() {
     // the API for the whole replayed hour.
     let rules = dir.path().join("rules");
     std::fs::create_dir(&rules).unwrap();
-    for f in ["errors.yaml", "latency.yaml", "quality.yaml"] {
+    for f in [
+        "errors.yaml",
+        "latency.yaml",
+        "quality.yaml",
+        "changes.yaml",
+    ] {
         std::fs::copy(repo_root().join("rules").join(f), rules.join(f)).unwrap();
     }
     let cfg = tansu_config(
@@ -97,7 +102,7 @@ fn incidents_fire_resolve_survive_restart_and_match_backtest() {
         },
     );
     assert_eq!(view["enabled"], true);
-    assert_eq!(view["rules"], 5);
+    assert_eq!(view["rules"], 6);
     let burst = find(
         &view,
         "error_rate_high",
@@ -203,7 +208,7 @@ fn incidents_fire_resolve_survive_restart_and_match_backtest() {
     daemon.signal("-HUP");
     wait_for("the reload", Duration::from_secs(30), || {
         let v = alerts_api(&http)?;
-        (v["rules"] == 4).then_some(())
+        (v["rules"] == 5).then_some(())
     });
     let removed = wait_for("the rule-removed row", Duration::from_secs(30), || {
         alert_rows(&data)
