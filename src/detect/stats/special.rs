@@ -337,7 +337,7 @@ pub(super) fn t_sf(t: f64, df: f64) -> f64 {
 /// Student t quantile: the t with P(T > t) = `p` (scipy `t.isf(p, df)`), by bisection on
 /// [`t_sf`] to the last bit. NaN unless 0 < p < 1 and df > 0.
 pub(super) fn t_isf(p: f64, df: f64) -> f64 {
-    if !(p > 0.0 && p < 1.0) || !positive(df) {
+    if !(p > 0.0 && p < 1.0 && positive(df)) {
         return f64::NAN;
     }
     if p == 0.5 {
