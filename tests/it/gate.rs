@@ -500,3 +500,69 @@ fn an_eval_suite_results_file_is_gated_against_the_history() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(json(&j)["verdict"], "pass");
 }
+
+/// After compaction rolls the closed hours up into `windows_1h`, the gate reads those hours
+/// from the roll-up (and only the rest from `windows`): the same populations, the same
+/// numbers.
+#[test]
+fn the_gate_gives_the_same_answer_over_the_hourly_rollup() {
+    let copy = tempfile::tempdir().unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(format!("{}/.", data().display()))
+        .arg(copy.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = Command::new(bin())
+        .args(["compact", "--after", "0s", "--data-dir"])
+        .arg(copy.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !parquet_files(&copy.path().join("windows_1h")).is_empty(),
+        "compaction wrote no windows_1h"
+    );
+    let json_of = |dir: &Path, file: &Path| {
+        let r = gate(
+            dir,
+            &[
+                "--prompt-id",
+                "answer",
+                "--candidate",
+                "v13",
+                "--baseline",
+                "v12",
+                "--json",
+                file.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+        json(file)["metrics"].clone()
+    };
+    let out_dir = tempfile::tempdir().unwrap();
+    let fine = json_of(data(), &out_dir.path().join("a.json"));
+    let rolled = json_of(copy.path(), &out_dir.path().join("b.json"));
+    // Counts and verdicts exactly; means and p-values up to the order sums were merged in.
+    fn same(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::Array(x), Value::Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+            }
+            (Value::Object(x), Value::Object(y)) => {
+                x.len() == y.len() && x.iter().all(|(k, a)| y.get(k).is_some_and(|b| same(a, b)))
+            }
+            (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                (x - y).abs() <= 1e-9 * x.abs().max(y.abs()) || (x - y).abs() < 1e-300
+            }
+            _ => a == b,
+        }
+    }
+    assert!(same(&fine, &rolled), "{fine}\n{rolled}");
+}
