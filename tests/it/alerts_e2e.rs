@@ -143,12 +143,17 @@ fn incidents_fire_resolve_survive_restart_and_match_backtest() {
         "{judge}"
     );
 
-    // The alerts table holds every transition with its numbers.
+    // The alerts table holds every transition with its numbers (rows are committed after
+    // the API shows the state: wait for the judge firing and the burst's resolved row).
     let rows = wait_for("the alerts table", Duration::from_secs(30), || {
         let rows = alert_rows(&data);
-        rows.iter()
-            .any(|r| r.0 == "judge_score_drop" && r.4 == "firing")
-            .then_some(rows)
+        let judge = rows
+            .iter()
+            .any(|r| r.0 == "judge_score_drop" && r.4 == "firing");
+        let burst = rows
+            .iter()
+            .any(|r| r.0 == "error_rate_high" && r.5 == "code-assist" && r.4 == "resolved");
+        (judge && burst).then_some(rows)
     });
     let burst_states: Vec<&str> = rows
         .iter()
