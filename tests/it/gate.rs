@@ -159,6 +159,14 @@ fn gate(data: &Path, args: &[&str]) -> Run {
     }
 }
 
+/// `gate` of prompt `answer`, `candidate` against `baseline`, with more arguments.
+fn versions(data: &Path, candidate: &str, baseline: &str, more: &[&str]) -> Run {
+    let mut args = vec!["--prompt-id", "answer", "--candidate", candidate];
+    args.extend(["--baseline", baseline]);
+    args.extend(more);
+    gate(data, &args)
+}
+
 fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -184,15 +192,11 @@ fn out_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 fn a_ten_percent_judge_drop_blocks_the_merge_with_junit_and_markdown() {
     let out = tempfile::tempdir().unwrap();
     let (j, x, m) = out_files(out.path());
-    let r = gate(
+    let r = versions(
         data(),
+        "v13",
+        "v12",
         &[
-            "--prompt-id",
-            "answer",
-            "--candidate",
-            "v13",
-            "--baseline",
-            "v12",
             "--json",
             j.to_str().unwrap(),
             "--junit",
@@ -258,15 +262,11 @@ fn a_ten_percent_judge_drop_blocks_the_merge_with_junit_and_markdown() {
 fn an_unchanged_version_passes_and_a_narrower_metric_set_is_honoured() {
     let out = tempfile::tempdir().unwrap();
     let (j, x, _) = out_files(out.path());
-    let r = gate(
+    let r = versions(
         data(),
+        "v14",
+        "v12",
         &[
-            "--prompt-id",
-            "answer",
-            "--candidate",
-            "v14",
-            "--baseline",
-            "v12",
             "--json",
             j.to_str().unwrap(),
             "--junit",
@@ -293,15 +293,11 @@ fn an_unchanged_version_passes_and_a_narrower_metric_set_is_honoured() {
 
     // A 5 % latency tolerance can be tightened to 0 without flagging noise, and the metric
     // set narrowed: only what was asked for is compared.
-    let r = gate(
+    let r = versions(
         data(),
+        "v14",
+        "v12",
         &[
-            "--prompt-id",
-            "answer",
-            "--candidate",
-            "v14",
-            "--baseline",
-            "v12",
             "--metric",
             "latency_p50",
             "--metric",
@@ -327,15 +323,11 @@ fn an_unchanged_version_passes_and_a_narrower_metric_set_is_honoured() {
 fn too_little_data_exits_3_and_unknown_prompts_or_versions_exit_2() {
     let out = tempfile::tempdir().unwrap();
     let (j, x, _) = out_files(out.path());
-    let r = gate(
+    let r = versions(
         data(),
+        "v15",
+        "v12",
         &[
-            "--prompt-id",
-            "answer",
-            "--candidate",
-            "v15",
-            "--baseline",
-            "v12",
             "--json",
             j.to_str().unwrap(),
             "--junit",
@@ -375,49 +367,17 @@ fn too_little_data_exits_3_and_unknown_prompts_or_versions_exit_2() {
         "{}",
         r.stderr
     );
-    let r = gate(
-        data(),
-        &[
-            "--prompt-id",
-            "answer",
-            "--candidate",
-            "v13",
-            "--baseline",
-            "v11",
-        ],
-    );
+    let r = versions(data(), "v13", "v11", &[]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("baseline version \"v11\"") && r.stderr.contains("\"v12\", \"v13\""),
         "{}",
         r.stderr
     );
-    let r = gate(
-        data(),
-        &[
-            "--prompt-id",
-            "answer",
-            "--candidate",
-            "v99",
-            "--baseline",
-            "v12",
-        ],
-    );
+    let r = versions(data(), "v99", "v12", &[]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("--candidate-file"), "{}", r.stderr);
-    let r = gate(
-        data(),
-        &[
-            "--prompt-id",
-            "answer",
-            "--candidate",
-            "v13",
-            "--baseline",
-            "v12",
-            "--metric",
-            "latency",
-        ],
-    );
+    let r = versions(data(), "v13", "v12", &["--metric", "latency"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("latency_p99"), "{}", r.stderr);
 }
@@ -529,19 +489,7 @@ fn the_gate_gives_the_same_answer_over_the_hourly_rollup() {
         "compaction wrote no windows_1h"
     );
     let json_of = |dir: &Path, file: &Path| {
-        let r = gate(
-            dir,
-            &[
-                "--prompt-id",
-                "answer",
-                "--candidate",
-                "v13",
-                "--baseline",
-                "v12",
-                "--json",
-                file.to_str().unwrap(),
-            ],
-        );
+        let r = versions(dir, "v13", "v12", &["--json", file.to_str().unwrap()]);
         assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
         json(file)["metrics"].clone()
     };
