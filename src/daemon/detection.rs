@@ -144,6 +144,10 @@ pub fn resume(
         f.div_euclid(crate::detect::history::COARSE_MS) * crate::detect::history::COARSE_MS
     });
     let labels = label_names(config)?;
+    let codes = match (reference, from) {
+        (Some(t), Some(f)) => feed_codes(&mut d, &config.storage.data_dir, &labels, t, f)?,
+        _ => 0,
+    };
     let stored = read_windows(&config.storage.data_dir, &labels, d.metrics(), from, None)?;
     let newest = stored.iter().map(|w| w.end_ms).max();
     let mut loaded = 0usize;
@@ -169,10 +173,43 @@ pub fn resume(
     tracing::info!(
         rules = d.rules().rules.len(),
         windows = loaded,
+        code_rows = codes,
         series = d.history().series_count(),
         "detector history rebuilt from the windows table"
     );
     Ok(d)
+}
+
+/// Feeds the error-code memory the stored rows (hourly roll-ups where compacted) from the
+/// new-code rules' lookback before `reference` up to `until`, where the windows the rules
+/// read start. Returns the rows read.
+fn feed_codes(
+    d: &mut Detector,
+    data_dir: &Path,
+    labels: &[&str],
+    reference: i64,
+    until: i64,
+) -> Result<usize, SetupError> {
+    let lookback = d.rules().code_lookback_ms();
+    if lookback == 0 {
+        return Ok(0);
+    }
+    let hour = crate::detect::history::COARSE_MS;
+    let from = (reference - lookback - hour).div_euclid(hour) * hour;
+    if from >= until {
+        return Ok(0);
+    }
+    let rows = crate::storage::read::read_history(
+        data_dir,
+        labels,
+        &Default::default(),
+        Some(from),
+        Some(until),
+    )?;
+    for w in &rows {
+        d.observe_codes(&w.labels, w.start_ms, w.end_ms, &w.summary);
+    }
+    Ok(rows.len())
 }
 
 fn feed(d: &mut Detector, w: StoredWindow, slice_ms: i64) {
@@ -205,7 +242,13 @@ pub fn backtest(
     d.set_registry(crate::daemon::registry::read(config)?.map(|(r, _)| std::sync::Arc::new(r)));
     // Read the lookback before `from` too, so the first ticks have their baselines; ticks
     // before `from` are evaluated but their transitions are not reported.
-    let read_from = from.map(|f| f - d.rules().lookback_ms() - settings.window_ms);
+    // From an hour boundary, where the code memory's hourly rows end.
+    let hour = crate::detect::history::COARSE_MS;
+    let read_from =
+        from.map(|f| (f - d.rules().lookback_ms() - settings.window_ms).div_euclid(hour) * hour);
+    if let (Some(f), Some(rf)) = (from, read_from) {
+        feed_codes(&mut d, data_dir, &labels, f, rf)?;
+    }
     let stored = read_windows(data_dir, &labels, d.metrics(), read_from, to)?;
     let windows = stored.len();
     let first = stored.first().map(|w| w.start_ms);

@@ -656,12 +656,8 @@ mod tests {
     annotations: {{ summary: \"rate {{{{ value | pct }}}} on {{{{ labels.service }}}}\", runbook_url: https://x }}
 "
         );
-        let ctx = crate::detect::rules::RuleContext {
-            labels: vec![crate::event::SeriesLabel::Service],
-            window: std::time::Duration::from_secs(60),
-            slice: std::time::Duration::from_secs(10),
-            lateness: std::time::Duration::from_secs(30),
-        };
+        let ctx =
+            crate::detect::rules::RuleContext::for_tests(vec![crate::event::SeriesLabel::Service]);
         crate::detect::rules::parse_file(Path::new("r.yaml"), &text, &ctx)
             .unwrap()
             .remove(0)

@@ -539,16 +539,11 @@ rules:
     annotations: { summary: "rate {{ value }}", runbook_url: https://x }
     action: circuit_breaker
 "#;
-        let ctx = crate::detect::rules::RuleContext {
-            labels: vec![
-                crate::event::SeriesLabel::Service,
-                crate::event::SeriesLabel::RequestModel,
-                crate::event::SeriesLabel::Deployment,
-            ],
-            window: Duration::from_secs(60),
-            slice: Duration::from_secs(10),
-            lateness: Duration::from_secs(30),
-        };
+        let ctx = crate::detect::rules::RuleContext::for_tests(vec![
+            crate::event::SeriesLabel::Service,
+            crate::event::SeriesLabel::RequestModel,
+            crate::event::SeriesLabel::Deployment,
+        ]);
         crate::detect::rules::parse_file(std::path::Path::new("t.yaml"), text, &ctx)
             .unwrap()
             .remove(0)

@@ -139,11 +139,16 @@ impl Detector {
             .map(|r| r.over_ms)
             .max()
             .unwrap_or(0);
+        let codes = rules.code_lookback_ms();
         History::new(
             s.window_ms,
             s.fine_history_ms,
             rules.lookback_ms() + s.window_ms,
             slice_lookback + s.slice_ms,
+        )
+        .with_codes(
+            rules.code_gap_ms(),
+            if codes > 0 { codes + s.window_ms } else { 0 },
         )
     }
 
@@ -192,6 +197,12 @@ impl Detector {
     pub fn observe_summary(&mut self, labels: &[String], start_ms: i64, s: Summary) {
         self.note_start(start_ms);
         self.history.add_window(labels, start_ms, s);
+    }
+
+    /// Adds the error codes and requests of a stored window or hour `[start, end)` older than
+    /// the windows the rules read (the new-code rules' baseline span, rebuilt from Parquet).
+    pub fn observe_codes(&mut self, labels: &[String], start_ms: i64, end_ms: i64, s: &Summary) {
+        self.history.add_codes(labels, start_ms, end_ms, s);
     }
 
     fn note_start(&mut self, start_ms: i64) {

@@ -4,7 +4,7 @@
 //! Pure and deterministic: the live daemon and `driftwatch backtest` call the same function
 //! with the same history and get the same answer.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::detect::history::{align, align_counts, History, Parts, Summary};
 use crate::detect::rules::{
@@ -163,6 +163,9 @@ pub fn evaluate_cached(
     cache: &mut BaselineCache,
     ctx: EvalContext<'_>,
 ) -> Vec<Evaluation> {
+    if rule.signal == Signal::NewErrorCode {
+        return new_error_codes(rule, label_names, history, t_ms);
+    }
     let parts = parts_for(&rule.signal);
     let by_day = matches!(rule.signal, Signal::BudgetSpend | Signal::BudgetProjection);
     let test = per_horizon(rule);
@@ -714,7 +717,10 @@ fn parts_for(signal: &Signal) -> Parts {
         | Signal::UnknownModel
         | Signal::BudgetSpend
         | Signal::BudgetProjection => Parts::COUNTS_ONLY,
-        Signal::ErrorTypeRate(_) | Signal::FinishReasonRate(_) | Signal::Categorical(_) => Parts {
+        Signal::ErrorTypeRate(_)
+        | Signal::NewErrorCode
+        | Signal::FinishReasonRate(_)
+        | Signal::Categorical(_) => Parts {
             counts: true,
             ..Parts::COUNTS_ONLY
         },
@@ -1229,8 +1235,11 @@ fn measure(
         | Signal::UnknownModel
         | Signal::BudgetSpend
         | Signal::BudgetProjection
-        | Signal::ResponseModelChange => {
-            unreachable!("measured by judge(), cache_read(), fact() and model_change()")
+        | Signal::ResponseModelChange
+        | Signal::NewErrorCode => {
+            unreachable!(
+                "measured by judge(), cache_read(), fact(), model_change() and new_error_codes()"
+            )
         }
     }
 }
@@ -1431,6 +1440,152 @@ fn hist_test(
     }
 }
 
+/// `new_error_code`: per instance and code (`error_type`, `http_status` ≥ 400) in the
+/// current range or the one before it, the code's occurrences in the current range, and
+/// whether any series of the instance returned it in the baseline span (the code memory).
+/// Fires on at least `min_events` occurrences of a code not seen in the baseline span, with
+/// at least `min_baseline` requests in that span; holds while the code still occurs and is
+/// still new — `over` after its first occurrence it is part of the baseline, and stays so
+/// until it has been absent for the whole span.
+fn new_error_codes(
+    rule: &Rule,
+    label_names: &[&str],
+    history: &History,
+    t_ms: i64,
+) -> Vec<Evaluation> {
+    use crate::detect::codes::CodeField;
+    use crate::detect::rules::{CODE_FIELD_LABEL, CODE_LABEL};
+    let Baseline::Trailing {
+        range_ms,
+        offset_ms,
+        ..
+    } = rule.baseline
+    else {
+        return Vec::new();
+    };
+    let parts = parts_for(&rule.signal);
+    let cur_from = t_ms - rule.over_ms;
+    let (base_from, base_to) = (cur_from - offset_ms - range_ms, cur_from - offset_ms);
+    let mut instances: BTreeMap<Vec<String>, Vec<&Vec<String>>> = BTreeMap::new();
+    for labels in history.series() {
+        let overflow = labels
+            .first()
+            .is_some_and(|v| v == crate::window::series::OVERFLOW_LABEL);
+        let matched = rule
+            .matchers
+            .iter()
+            .all(|(i, vals)| vals.iter().any(|v| labels.get(*i) == Some(v)));
+        if !overflow && matched {
+            let key = rule.by.iter().map(|i| labels[*i].clone()).collect();
+            instances.entry(key).or_default().push(labels);
+        }
+    }
+    fn field_counts(s: &Summary, f: CodeField) -> &crate::window::sketch::Counts {
+        match f {
+            CodeField::ErrorType => &s.error_types,
+            CodeField::HttpStatus => &s.http_statuses,
+        }
+    }
+    let mut out = Vec::new();
+    for (key, members) in instances {
+        let mut cur = Summary::default();
+        let mut prev = Summary::default();
+        for l in &members {
+            if let Some(s) = history.range_of(l, cur_from, t_ms, parts) {
+                cur.merge_parts(&s, parts);
+            }
+            if let Some(s) = history.range_of(l, cur_from - rule.over_ms, cur_from, parts) {
+                prev.merge_parts(&s, parts);
+            }
+        }
+        let base_requests: u64 = members
+            .iter()
+            .map(|l| history.codes().requests(l, base_from, base_to))
+            .sum();
+        let base_labels: InstanceLabels = rule
+            .by
+            .iter()
+            .zip(&key)
+            .map(|(i, v)| (label_names[*i].to_string(), v.clone()))
+            .collect();
+        for field in CodeField::ALL {
+            let now = field_counts(&cur, field);
+            let before = field_counts(&prev, field);
+            let codes: BTreeSet<&String> = now.0.keys().chain(before.0.keys()).collect();
+            for code in codes.into_iter().filter(|c| field.is_code(c)) {
+                let count = now.get(code);
+                let mut labels = base_labels.clone();
+                labels.push((CODE_FIELD_LABEL.to_string(), field.as_str().to_string()));
+                labels.push((CODE_LABEL.to_string(), code.clone()));
+                let mut e = Evaluation {
+                    labels,
+                    n_current: cur.requests,
+                    n_baseline: base_requests,
+                    outcome: Outcome::NoData("too few requests in the baseline span"),
+                    horizon_ms: rule.over_ms,
+                    onset_ms: None,
+                    details: BTreeMap::new(),
+                };
+                if base_requests >= rule.min_baseline && cur.requests >= rule.min_current {
+                    let seen = members
+                        .iter()
+                        .any(|l| history.codes().seen(l, field, code, base_from, base_to));
+                    let new = !seen;
+                    let c = count as f64;
+                    e.outcome = Outcome::Measured(Measured {
+                        value: c,
+                        baseline: f64::NAN,
+                        effect: c,
+                        p_value: f64::NAN,
+                        breached: new && rule.condition.breached(c),
+                        still_breached: new && rule.condition.still_breached(c),
+                        significant: true,
+                    });
+                }
+                if count > 0 {
+                    // The first window of the current range the code occurred in.
+                    let first = members
+                        .iter()
+                        .filter_map(|l| {
+                            history
+                                .steps(l, cur_from, t_ms, parts, false)
+                                .into_iter()
+                                .find(|(_, s)| field_counts(s, field).get(code) > 0)
+                                .map(|(start, _)| start)
+                        })
+                        .min();
+                    if let Some(f) = first {
+                        e.details
+                            .insert("first_seen".into(), crate::time::rfc3339(f));
+                    }
+                    if e.fires() {
+                        e.onset_ms = first;
+                    }
+                    e.details.insert("count".into(), count.to_string());
+                    e.details
+                        .insert("requests".into(), cur.requests.to_string());
+                    let share = count as f64 / cur.requests.max(1) as f64;
+                    e.details
+                        .insert("share".into(), format!("{:.2} %", share * 100.0));
+                    e.details.insert("absent_for".into(), span(range_ms));
+                }
+                out.push(e);
+            }
+        }
+    }
+    out
+}
+
+/// A span as rules write it: `7d`, `36h`, `90m`, `45s`.
+fn span(ms: i64) -> String {
+    const UNITS: [(i64, &str); 3] = [(DAY_MS, "d"), (3_600_000, "h"), (60_000, "m")];
+    UNITS
+        .iter()
+        .find(|(u, _)| ms > 0 && ms % u == 0)
+        .map(|(u, name)| format!("{}{name}", ms / u))
+        .unwrap_or_else(|| format!("{}s", ms / 1000))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1439,16 +1594,11 @@ mod tests {
         let text = format!(
             "rules:\n  - name: r\n{yaml_body}    severity: info\n    annotations: {{ summary: s, runbook_url: https://x }}\n"
         );
-        let ctx = crate::detect::rules::RuleContext {
-            labels: vec![
-                crate::event::SeriesLabel::Service,
-                crate::event::SeriesLabel::PromptVersion,
-                crate::event::SeriesLabel::Deployment,
-            ],
-            window: std::time::Duration::from_secs(60),
-            slice: std::time::Duration::from_secs(10),
-            lateness: std::time::Duration::from_secs(30),
-        };
+        let ctx = crate::detect::rules::RuleContext::for_tests(vec![
+            crate::event::SeriesLabel::Service,
+            crate::event::SeriesLabel::PromptVersion,
+            crate::event::SeriesLabel::Deployment,
+        ]);
         crate::detect::rules::parse_file(std::path::Path::new("r.yaml"), &text, &ctx)
             .unwrap()
             .remove(0)
@@ -1693,3 +1843,7 @@ mod tests {
 #[cfg(test)]
 #[path = "registry_signal_tests.rs"]
 mod registry_signal_tests;
+
+#[cfg(test)]
+#[path = "new_code_tests.rs"]
+mod new_code_tests;

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::detect::codes::{CodeField, CodeMemory};
 use crate::window::sketch::{Counts, Metric, Moments, SliceSketch, WindowSketch};
 
 /// Rolled-up summaries cover one hour.
@@ -292,6 +293,9 @@ pub struct History {
     /// Bumped whenever a window is added, rolled up or forgotten (not for slices).
     windows_version: u64,
     series: BTreeMap<Vec<String>, SeriesHistory>,
+    window_ms: i64,
+    /// Error codes and requests per hour over the new-code rules' baseline span.
+    codes: CodeMemory,
 }
 
 impl History {
@@ -303,7 +307,39 @@ impl History {
             rolled_floor: i64::MIN,
             windows_version: 0,
             series: BTreeMap::new(),
+            window_ms,
+            codes: CodeMemory::default(),
         }
+    }
+
+    /// Also remembers error codes for `retain_ms` (the new-code rules' baseline spans),
+    /// merging occurrences closer than `gap_ms` (the shortest of them); see [`CodeMemory`].
+    pub fn with_codes(mut self, gap_ms: i64, retain_ms: i64) -> Self {
+        self.codes = CodeMemory::new(gap_ms, retain_ms);
+        self
+    }
+
+    /// The error-code memory.
+    pub fn codes(&self) -> &CodeMemory {
+        &self.codes
+    }
+
+    /// Records the codes and requests of `s`, a window or hour `[start, end)` of `labels`,
+    /// in the code memory only: the part of the history older than the windows kept.
+    pub fn add_codes(&mut self, labels: &[String], start_ms: i64, end_ms: i64, s: &Summary) {
+        let codes = s
+            .error_types
+            .0
+            .keys()
+            .map(|c| (CodeField::ErrorType, c.as_str()))
+            .chain(
+                s.http_statuses
+                    .0
+                    .keys()
+                    .map(|c| (CodeField::HttpStatus, c.as_str())),
+            );
+        self.codes
+            .observe(labels, start_ms, end_ms, s.requests, codes);
     }
 
     /// Takes the retention settings of `other` (a rule reload), keeping the data.
@@ -311,11 +347,13 @@ impl History {
         self.fine_ms = other.fine_ms;
         self.retain_ms = other.retain_ms;
         self.slice_retain_ms = other.slice_retain_ms;
+        self.codes.set_retention_like(&other.codes);
     }
 
     /// Adds a closed window of one series (partial rows of one window merge).
     pub fn add_window(&mut self, labels: &[String], start_ms: i64, s: Summary) {
         self.windows_version += 1;
+        self.add_codes(labels, start_ms, start_ms + self.window_ms, &s);
         let h = self.series.entry(labels.to_vec()).or_default();
         let (map, key) = if start_ms < self.rolled_floor {
             (&mut h.coarse, start_ms.div_euclid(COARSE_MS) * COARSE_MS)
@@ -371,6 +409,7 @@ impl History {
             }
         }
         self.series.retain(|_, h| !h.is_empty());
+        self.codes.maintain(now_ms);
         if changed {
             self.windows_version += 1;
         }
@@ -502,7 +541,7 @@ impl History {
 
     /// Approximate heap use: sparse buckets dominate.
     pub fn approx_bytes(&self) -> usize {
-        let mut b = 0;
+        let mut b = self.codes.approx_bytes();
         for h in self.series.values() {
             for s in h.fine.values().chain(h.coarse.values()) {
                 b += std::mem::size_of::<Summary>();

@@ -12,16 +12,11 @@ fn rule(yaml_body: &str) -> Rule {
     let text = format!(
         "rules:\n  - name: r\n{yaml_body}    severity: info\n    annotations: {{ summary: s, runbook_url: https://x }}\n"
     );
-    let ctx = crate::detect::rules::RuleContext {
-        labels: vec![
-            crate::event::SeriesLabel::Service,
-            crate::event::SeriesLabel::RequestModel,
-            crate::event::SeriesLabel::PromptVersion,
-        ],
-        window: std::time::Duration::from_secs(60),
-        slice: std::time::Duration::from_secs(10),
-        lateness: std::time::Duration::from_secs(30),
-    };
+    let ctx = crate::detect::rules::RuleContext::for_tests(vec![
+        crate::event::SeriesLabel::Service,
+        crate::event::SeriesLabel::RequestModel,
+        crate::event::SeriesLabel::PromptVersion,
+    ]);
     crate::detect::rules::parse_file(std::path::Path::new("r.yaml"), &text, &ctx)
         .unwrap()
         .remove(0)
@@ -340,15 +335,10 @@ fn near_context_and_finish_reason_rates_count_their_requests() {
 fn registry_signals_refuse_what_cannot_work() {
     let errs = |body: &str| {
         let text = format!("rules:\n  - name: r\n{body}    severity: info\n    annotations: {{ summary: \"{{{{ details.nope }}}}\", runbook_url: https://x }}\n");
-        let ctx = crate::detect::rules::RuleContext {
-            labels: vec![
-                crate::event::SeriesLabel::Service,
-                crate::event::SeriesLabel::RequestModel,
-            ],
-            window: std::time::Duration::from_secs(60),
-            slice: std::time::Duration::from_secs(10),
-            lateness: std::time::Duration::from_secs(30),
-        };
+        let ctx = crate::detect::rules::RuleContext::for_tests(vec![
+            crate::event::SeriesLabel::Service,
+            crate::event::SeriesLabel::RequestModel,
+        ]);
         match crate::detect::rules::parse_file(std::path::Path::new("r.yaml"), &text, &ctx) {
             Ok(_) => String::new(),
             Err(e) => e

@@ -94,3 +94,154 @@ fn a_provider_swapping_the_model_behind_the_name_raises_one_alert_with_before_an
         sim.firing()
     );
 }
+
+/// (code_field, code) of every `new_error_code` alert that fired, sorted.
+fn fired_codes(sim: &PipeSim) -> Vec<(&str, &str)> {
+    let mut codes: Vec<(&str, &str)> = sim
+        .fired("new_error_code")
+        .iter()
+        .map(|a| (label(a, "code_field"), label(a, "code")))
+        .collect();
+    codes.sort();
+    codes
+}
+
+/// What `chat/gpt-4o` returns: its usual errors (`server_error`/500 from the generator, a
+/// `rate_limit`/429 on 0.2 % of requests), and in `bursts` a new refusal,
+/// `content_filter`/400, on 2 % of requests.
+fn error_codes(bursts: Vec<(i64, i64)>) -> impl Fn(&mut RequestEvent, i64, &mut ChaCha8Rng) {
+    move |ev, t, rng| {
+        ev.response_model = Some(format!("{}-dated", ev.request_model));
+        if ev.status == driftwatch::event::Status::Error {
+            ev.http_status = Some(500);
+            return;
+        }
+        ev.http_status = Some(200);
+        if rng.random_bool(0.002) {
+            ev.status = driftwatch::event::Status::Error;
+            ev.error_type = Some("rate_limit".into());
+            ev.http_status = Some(429);
+        } else if bursts.iter().any(|(a, b)| t >= *a && t < *b) && rng.random_bool(0.02) {
+            ev.status = driftwatch::event::Status::Error;
+            ev.error_type = Some("content_filter".into());
+            ev.http_status = Some(400);
+            ev.judge_scores.clear();
+        }
+    }
+}
+
+/// Two and a half hours of `chat/gpt-4o` with its usual errors, then the provider refuses
+/// 2 % of requests with a new `content_filter` (HTTP 400) for 5 minutes, and again 40
+/// minutes later. The first burst raises one `new_error_code` alert per code — error_type
+/// `content_filter` and http_status `400` — with the count and the first-seen time; the
+/// known codes (server_error/500, rate_limit/429) raise none, nor does the second burst (the
+/// codes were seen less than 7 days before).
+#[test]
+fn a_new_error_code_raises_one_alert_per_code_with_its_count_and_first_seen_time() {
+    let mut sim = PipeSim::new(61, &[]);
+    let first = T0 + 150 * MIN;
+    let second = first + 45 * MIN;
+    let t = |_t: i64| vec![traffic("chat", "gpt-4o", 4.0)];
+    let shape = error_codes(vec![(first, first + 5 * MIN), (second, second + 5 * MIN)]);
+    sim.run((second + 20 * MIN - T0) / 1000, &t, &shape);
+    let fired = sim.fired("new_error_code");
+    assert_eq!(
+        fired_codes(&sim),
+        vec![("error_type", "content_filter"), ("http_status", "400")],
+        "{:#?}",
+        sim.firing()
+    );
+    for a in &fired {
+        assert!(a.at_ms < second, "the second burst fired again: {a:#?}");
+        let count: u64 = a.details["count"].parse().unwrap();
+        assert!(count >= 5, "{:?}", a.details);
+        let first_seen = a.onset_ms.expect("an onset");
+        assert_eq!(
+            a.details["first_seen"],
+            driftwatch::time::rfc3339(first_seen)
+        );
+        assert!(
+            (first..first + 2 * MIN).contains(&first_seen),
+            "{:?}",
+            a.details
+        );
+        assert!(
+            a.summary.contains(label(a, "code"))
+                && a.summary.contains("not seen in the previous 7d"),
+            "{}",
+            a.summary
+        );
+        let delay = sim.delay_s(a, first);
+        println!(
+            "new error code {}={}: fired {delay} s after the burst began, count {} at {}",
+            label(a, "code_field"),
+            label(a, "code"),
+            a.details["count"],
+            a.details["share"]
+        );
+        assert!(delay <= 180.0, "{delay} s");
+    }
+    // Resolved once part of the baseline, before the second burst.
+    let resolved = sim
+        .transitions
+        .iter()
+        .filter(|t| {
+            t.rule == "new_error_code" && t.to == driftwatch::detect::alerts::AlertState::Resolved
+        })
+        .count();
+    assert_eq!(resolved, 2, "{:#?}", sim.transitions);
+}
+
+/// The memory of codes survives a restart through the tables: two hours with
+/// `content_filter` errors are written to Parquet, then, 36 hours later, two hours without
+/// them, and everything is rolled up into `windows_1h` (`driftwatch compact`). On day 3 a
+/// daemon resumed on that data directory sees `content_filter` again — not new: seen within
+/// 7 days, known only from `windows_1h` rows older than every other rule's lookback (the
+/// 24 h of the budget rules) — and a `tool_error`/502 it never saw: new, one alert per code.
+#[test]
+fn codes_seen_before_a_restart_are_known_from_the_rolled_up_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let t = |_t: i64| vec![traffic("chat", "gpt-4o", 4.0)];
+    let mut day0 = PipeSim::writing(62, &data, T0, "day0");
+    day0.run(
+        2 * HOUR / 1000,
+        &t,
+        &error_codes(vec![(T0 + 20 * MIN, T0 + 30 * MIN)]),
+    );
+    day0.finish();
+    assert_eq!(
+        day0.fired("new_error_code").len(),
+        0,
+        "no baseline hour yet"
+    );
+    drop(day0);
+    let mut day1 = PipeSim::writing(64, &data, T0 + 36 * HOUR, "day1");
+    day1.run(2 * HOUR / 1000, &t, &error_codes(vec![]));
+    day1.finish();
+    drop(day1);
+    crate::support::compact_now(&data);
+    assert!(data.join("windows_1h").exists());
+
+    let later = T0 + 3 * 24 * HOUR;
+    let mut day3 = PipeSim::writing(63, &data, later, "day3");
+    let again = error_codes(vec![(later + 10 * MIN, later + 20 * MIN)]);
+    let shape = move |ev: &mut RequestEvent, t: i64, rng: &mut ChaCha8Rng| {
+        again(ev, t, rng);
+        if ev.status == driftwatch::event::Status::Ok
+            && (later + 10 * MIN..later + 20 * MIN).contains(&t)
+            && rng.random_bool(0.02)
+        {
+            ev.status = driftwatch::event::Status::Error;
+            ev.error_type = Some("tool_error".into());
+            ev.http_status = Some(502);
+        }
+    };
+    day3.run(30 * MIN / 1000, &t, &shape);
+    assert_eq!(
+        fired_codes(&day3),
+        vec![("error_type", "tool_error"), ("http_status", "502")],
+        "{:#?}",
+        day3.firing()
+    );
+}

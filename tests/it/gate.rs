@@ -474,16 +474,7 @@ fn the_gate_gives_the_same_answer_over_the_hourly_rollup() {
         .status()
         .unwrap();
     assert!(status.success());
-    let out = Command::new(bin())
-        .args(["compact", "--after", "0s", "--data-dir"])
-        .arg(copy.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    compact_now(copy.path());
     assert!(
         !parquet_files(&copy.path().join("windows_1h")).is_empty(),
         "compaction wrote no windows_1h"

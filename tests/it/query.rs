@@ -97,17 +97,7 @@ fn compacted_hours_answer_every_query_the_same() {
     let early = QueryEngine::open(&copied, &LABELS).unwrap();
     let count = "SELECT COUNT(*) AS n, SUM(kafka_offset) AS s FROM events";
     let (_, counted) = rows(&early, count);
-    let out = std::process::Command::new(bin())
-        .args(["compact", "--after", "0s", "--data-dir"])
-        .arg(&copied)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = compact_now(&copied);
     let after = parquet_files(&copied);
     eprintln!("{stdout}");
     for table in ["events", "windows"] {
@@ -169,16 +159,7 @@ fn compacted_hours_answer_every_query_the_same() {
     // windows_1h is derived: a damaged day file is rebuilt by the next pass.
     let day = parquet_files(&copied.join("windows_1h"))[0].clone();
     std::fs::write(&day, b"not parquet").unwrap();
-    let again = std::process::Command::new(bin())
-        .args(["compact", "--after", "0s", "--data-dir"])
-        .arg(&copied)
-        .output()
-        .unwrap();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    compact_now(&copied);
     assert_eq!(per_hour("windows_1h"), fine);
     let (_, n) = rows(
         &engine,

@@ -83,18 +83,48 @@ pub(crate) struct PipeSim {
     /// Requests the decoder could not price.
     unpriced: BTreeMap<String, u64>,
     slice_lateness_ms: i64,
+    /// Writes every commit job into the data directory, as `driftwatch run` does.
+    committer: Option<driftwatch::storage::commit::Committer>,
     _dir: tempfile::TempDir,
 }
 
 impl PipeSim {
     pub(crate) fn new(seed: u64, budgets: &[(&str, f64)]) -> Self {
+        Self::with_data(seed, budgets, None, T0, "llm-logs")
+    }
+
+    /// A pipeline whose commits are written to `data` (Parquet, as `driftwatch run` writes
+    /// them) and whose detector resumes from what `data` already holds; event time starts
+    /// at `start`; messages come from `topic` (one per run, so runs never share offsets).
+    pub(crate) fn writing(seed: u64, data: &Path, start: i64, topic: &str) -> Self {
+        Self::with_data(seed, &[], Some(data), start, topic)
+    }
+
+    fn with_data(
+        seed: u64,
+        budgets: &[(&str, f64)],
+        data: Option<&Path>,
+        start: i64,
+        topic: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let models = dir.path().join("models.yaml");
         std::fs::write(&models, REGISTRY).unwrap();
         let mut config = Config::default();
         config.registry.file = Some(models);
-        config.storage.data_dir = dir.path().join("data");
+        config.storage.data_dir = data.map_or_else(|| dir.path().join("data"), Path::to_path_buf);
         std::fs::create_dir_all(&config.storage.data_dir).unwrap();
+        let committer = data.map(|d| {
+            let labels = config
+                .series
+                .parsed_labels()
+                .unwrap()
+                .iter()
+                .map(|l| l.as_str())
+                .collect();
+            let sink = driftwatch::storage::sink::ParquetSink::new(d, 1, labels).unwrap();
+            driftwatch::storage::commit::Committer::new(sink).unwrap()
+        });
         config.budgets = budgets.iter().map(|(s, u)| (s.to_string(), *u)).collect();
         let (metrics, _) = driftwatch::metrics::Metrics::new();
         let mut pipeline = Pipeline::new(&config, metrics).unwrap();
@@ -106,19 +136,20 @@ impl PipeSim {
         let rules = driftwatch::daemon::detection::load_rules(&config, Path::new("rules")).unwrap();
         let detector = driftwatch::daemon::detection::resume(&config, rules, None).unwrap();
         pipeline.set_detector(detector);
-        let topic: Arc<str> = Arc::from("llm-logs");
-        pipeline.assign((topic.clone(), 0), None, T0);
+        let topic: Arc<str> = Arc::from(topic);
+        pipeline.assign((topic.clone(), 0), None, start);
         Self {
             pipeline,
             generator: Generator::new(seed),
             rng: ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             topic,
             offset: 0,
-            now: T0,
+            now: start,
             transitions: Vec::new(),
             costs: BTreeMap::new(),
             unpriced: BTreeMap::new(),
             slice_lateness_ms: config.windows.slice_lateness.as_millis() as i64,
+            committer,
             _dir: dir,
         }
     }
@@ -151,15 +182,26 @@ impl PipeSim {
             }
             self.now += 1000;
             self.pipeline.advance(self.now);
-            if (self.now - T0) % MIN == 0 {
+            if self.now % MIN == 0 {
                 self.drain();
             }
         }
         self.drain();
     }
 
+    /// Closes every open window and writes what is left (the end of a run).
+    pub(crate) fn finish(&mut self) {
+        self.pipeline.close_all_windows();
+        self.drain();
+    }
+
     fn drain(&mut self) {
         for job in self.pipeline.cut_commits(self.now) {
+            if let Some(c) = &self.committer {
+                if !job.is_empty() {
+                    c.commit(&job).unwrap();
+                }
+            }
             assert!(
                 job.quarantine.is_empty(),
                 "refused: {:?}",

@@ -17,6 +17,23 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_driftwatch")
 }
 
+/// `driftwatch compact --after 0s` over `data` (every closed hour rolled up now); its
+/// stdout. Panics with its output when it fails.
+pub fn compact_now(data: &Path) -> String {
+    let out = std::process::Command::new(bin())
+        .args(["compact", "--after", "0s", "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

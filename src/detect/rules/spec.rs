@@ -29,6 +29,19 @@ pub struct RuleContext {
     pub lateness: Duration,
 }
 
+impl RuleContext {
+    /// One-minute windows, 10 s slices, 30 s lateness: the defaults, for tests.
+    #[cfg(test)]
+    pub fn for_tests(labels: Vec<SeriesLabel>) -> Self {
+        Self {
+            labels,
+            window: Duration::from_secs(60),
+            slice: Duration::from_secs(10),
+            lateness: Duration::from_secs(30),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The file format, as written.
 
@@ -57,7 +70,9 @@ pub(super) struct RuleSpec {
     #[serde(default, with = "humantime_serde")]
     pub(super) every: Option<Duration>,
     pub(super) baseline: BaselineSpec,
-    pub(super) condition: ConditionSpec,
+    /// Required except for `new_error_code`.
+    #[serde(default)]
+    pub(super) condition: Option<ConditionSpec>,
     #[serde(default)]
     pub(super) test: Option<TestSpec>,
     #[serde(default)]
@@ -356,7 +371,22 @@ pub enum Signal {
     /// swapped the model behind the requested name). Tested as a rate against the baseline's
     /// share of that model.
     ResponseModelChange,
+    /// An error code (`error_type`, or `http_status` from 400) absent from the series'
+    /// trailing baseline span (days, from the [`crate::detect::codes::CodeMemory`]) that
+    /// occurred at least `min_samples.events` times in the current range; one alert instance
+    /// per code (labels [`CODE_FIELD_LABEL`], [`CODE_LABEL`]).
+    NewErrorCode,
 }
+
+/// Instance label of a `new_error_code` alert: the field the code was found in.
+pub const CODE_FIELD_LABEL: &str = "code_field";
+/// Instance label of a `new_error_code` alert: the code.
+pub const CODE_LABEL: &str = "code";
+
+/// `new_error_code`'s default `min_samples`: occurrences in the current range, and
+/// requests in the baseline span (a code is only new against a baseline with traffic).
+pub const NEW_CODE_MIN_EVENTS: u64 = 5;
+pub const NEW_CODE_MIN_BASELINE: u64 = 1000;
 
 impl Signal {
     /// What the signal yields, for validating tests and effects.
@@ -372,6 +402,7 @@ impl Signal {
             Signal::Categorical(_) => Shape::Categorical,
             Signal::FinishReasonRate(_) | Signal::NearContextRate => Shape::Rate,
             Signal::ResponseModelChange => Shape::Rate,
+            Signal::NewErrorCode => Shape::Novelty,
             Signal::DaysToDeprecation
             | Signal::UnknownModel
             | Signal::BudgetSpend
@@ -399,6 +430,7 @@ impl Signal {
             Signal::BudgetSpend => "share of the day's budget spent".into(),
             Signal::BudgetProjection => "projected share of the day's budget".into(),
             Signal::ResponseModelChange => "share of traffic on a new response model".into(),
+            Signal::NewErrorCode => "occurrences of an error code new to the series".into(),
         }
     }
 
@@ -420,6 +452,7 @@ impl Signal {
             Signal::NearContextRate
                 | Signal::CacheReadRatio
                 | Signal::ResponseModelChange
+                | Signal::NewErrorCode
                 | Signal::DaysToDeprecation
                 | Signal::UnknownModel
                 | Signal::BudgetSpend
@@ -451,6 +484,7 @@ impl Signal {
                 "shares",
                 "comparison",
             ],
+            Signal::NewErrorCode => &["first_seen", "count", "requests", "share", "absent_for"],
             _ => &[],
         }
     }
@@ -476,6 +510,8 @@ pub(super) enum Shape {
     /// A fact from the registry or the budgets (days left, unknown model, share of budget):
     /// compared with `effect: value` against the threshold, no test.
     Fact,
+    /// Occurrences of something absent from the baseline: no condition, no test.
+    Novelty,
 }
 
 /// Where the baseline comes from.
@@ -576,6 +612,12 @@ pub struct Rule {
 impl Rule {
     /// How far back before an evaluation time the rule reads history.
     pub fn lookback_ms(&self) -> i64 {
+        if self.signal == Signal::NewErrorCode {
+            // The current range and the one before it (codes leaving the current range are
+            // evaluated once more, so their alerts resolve); the baseline span is read from
+            // the code memory.
+            return 2 * self.over_ms;
+        }
         match &self.baseline {
             Baseline::Trailing {
                 range_ms,
@@ -596,9 +638,37 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// The longest history any rule reads.
+    /// The longest history of window summaries any rule reads.
     pub fn lookback_ms(&self) -> i64 {
         self.rules.iter().map(Rule::lookback_ms).max().unwrap_or(0)
+    }
+
+    /// The baseline spans of the `new_error_code` rules (trailing range, offset): what the
+    /// code memory keeps (longest) and merges occurrences by (shortest range).
+    fn code_spans(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.rules
+            .iter()
+            .filter_map(|r| match (&r.signal, &r.baseline) {
+                (
+                    Signal::NewErrorCode,
+                    Baseline::Trailing {
+                        range_ms,
+                        offset_ms,
+                        ..
+                    },
+                ) => Some((*range_ms, r.over_ms + offset_ms + range_ms)),
+                _ => None,
+            })
+    }
+
+    /// How far back the error-code memory reaches (0: no rule reads it).
+    pub fn code_lookback_ms(&self) -> i64 {
+        self.code_spans().map(|(_, l)| l).max().unwrap_or(0)
+    }
+
+    /// The shortest baseline span of the `new_error_code` rules.
+    pub fn code_gap_ms(&self) -> i64 {
+        self.code_spans().map(|(r, _)| r).min().unwrap_or(0)
     }
 
     /// Histogram metrics some rule reads (the detector keeps only those).

@@ -11,7 +11,8 @@ use super::error::RuleError;
 use super::spec::{
     quantile_name, Action, Baseline, BaselineSpec, Category, Condition, ConditionSpec, Direction,
     EffectKind, Null, OneOrMany, Resolution, Rule, RuleContext, RuleSpec, Shape, Signal,
-    SignalSpec, Test, TestKind, TestSpec, JUDGE_LABEL,
+    SignalSpec, Test, TestKind, TestSpec, CODE_FIELD_LABEL, CODE_LABEL, JUDGE_LABEL,
+    NEW_CODE_MIN_BASELINE, NEW_CODE_MIN_EVENTS,
 };
 use super::template::check_template;
 use crate::window::sketch::Metric;
@@ -172,7 +173,23 @@ impl Validator<'_> {
         horizons_ms.sort_unstable();
 
         let baseline = self.baseline(&r.baseline, ctx, step, step_name);
-        let condition = self.condition(&r.condition, shape, baseline.as_ref());
+        let novelty = shape == Shape::Novelty;
+        let condition = match &r.condition {
+            Some(_) if novelty => {
+                self.err("condition", format!("{} fires on min_samples.events occurrences (default {NEW_CODE_MIN_EVENTS}) of a code absent from the baseline; remove condition", signal.describe()));
+                None
+            }
+            // Set from min_samples.events below.
+            None if novelty => None,
+            Some(c) => self.condition(c, shape, baseline.as_ref()),
+            None => {
+                self.err(
+                    "condition",
+                    "missing; write e.g. condition: { effect: relative_change, above: 0.05 }",
+                );
+                None
+            }
+        };
         let test = r
             .test
             .as_ref()
@@ -208,21 +225,56 @@ impl Validator<'_> {
             | Signal::FinishReasonRate(_)
             | Signal::NearContextRate => 100,
             _ if shape == Shape::Fact => 1,
+            _ if novelty => 1,
             _ => 30,
         };
         let min_current = r.min_samples.current.unwrap_or(default_min);
         let default_min_baseline = match &signal {
             Signal::Quantile { q, .. } => crate::detect::stats::min_samples_for_quantile(*q, 10),
+            _ if novelty => NEW_CODE_MIN_BASELINE,
             _ => default_min,
         };
         let min_baseline = r.min_samples.baseline.unwrap_or(default_min_baseline);
-        let min_events = r.min_samples.events.unwrap_or(0);
-        if r.min_samples.events.is_some() && shape != Shape::Rate && !exceedance {
+        let min_events =
+            r.min_samples
+                .events
+                .unwrap_or(if novelty { NEW_CODE_MIN_EVENTS } else { 0 });
+        if r.min_samples.events.is_some() && shape != Shape::Rate && !exceedance && !novelty {
             self.err(
                 "min_samples.events",
-                "applies to rate signals (error_rate, error_type_rate, negative_feedback_rate, finish_reason_rate, near_context_rate) and the exceedance test only",
+                "applies to rate signals (error_rate, error_type_rate, negative_feedback_rate, finish_reason_rate, near_context_rate), new_error_code and the exceedance test only",
             );
         }
+        let condition = if novelty {
+            if min_events == 0 {
+                self.err("min_samples.events", "must be at least 1");
+            }
+            if !matches!(baseline, Some(Baseline::Trailing { .. })) {
+                self.err("baseline", format!("{} looks for codes absent from a span before the current range; write baseline: {{ trailing: 7d }}", signal.describe()));
+            }
+            if r.test.is_some() {
+                self.err(
+                    "test",
+                    "a code absent from the baseline needs no test; remove test",
+                );
+            }
+            if !r.horizons.is_empty() {
+                self.err(
+                    "horizons",
+                    "new_error_code counts over `over` only; remove horizons",
+                );
+            }
+            // Fires on at least min_events occurrences; holds while the code still occurs
+            // and is still new.
+            Some(Condition {
+                effect: EffectKind::Value,
+                direction: Direction::Above,
+                threshold: min_events as f64 - 0.5,
+                recover: 0.5,
+            })
+        } else {
+            condition
+        };
         if let Signal::Quantile { q, .. } = &signal {
             let need = crate::detect::stats::min_samples_for_quantile(*q, 10);
             if min_current < need && !exceedance {
@@ -263,8 +315,8 @@ impl Validator<'_> {
             Some(Baseline::Value(v))
                 if *v == 0.0
                     && matches!(
-                        r.condition.effect,
-                        EffectKind::Ratio | EffectKind::RelativeChange
+                        r.condition.as_ref().map(|c| c.effect),
+                        Some(EffectKind::Ratio | EffectKind::RelativeChange)
                     ) =>
             {
                 self.err(
@@ -290,6 +342,9 @@ impl Validator<'_> {
         if signal == Signal::JudgeMean(None) {
             instance_labels.push(JUDGE_LABEL);
         }
+        if signal == Signal::NewErrorCode {
+            instance_labels.extend([CODE_FIELD_LABEL, CODE_LABEL]);
+        }
         if let Some(need) = signal.keyed_by() {
             let has = by.iter().any(|i| ctx.labels[*i] == need);
             if !has {
@@ -302,7 +357,10 @@ impl Validator<'_> {
             }
         }
         if shape == Shape::Fact {
-            if r.condition.effect != EffectKind::Value {
+            if r.condition
+                .as_ref()
+                .is_some_and(|c| c.effect != EffectKind::Value)
+            {
                 self.err("condition.effect", "this signal is a fact, not a measurement against a baseline; use effect: value");
             }
             if !matches!(baseline, Some(Baseline::Value(_))) {
@@ -329,7 +387,10 @@ impl Validator<'_> {
                     "response_model_change compares the served models with what they were; write baseline: { trailing: 1h }",
                 );
             }
-            if r.condition.effect != EffectKind::Difference {
+            if r.condition
+                .as_ref()
+                .is_some_and(|c| c.effect != EffectKind::Difference)
+            {
                 self.err(
                     "condition.effect",
                     "response_model_change measures how much the new model's share rose against the baseline; use effect: difference",
@@ -496,6 +557,7 @@ impl Validator<'_> {
             "budget_spend" => Some(Signal::BudgetSpend),
             "budget_projection" => Some(Signal::BudgetProjection),
             "response_model_change" => Some(Signal::ResponseModelChange),
+            "new_error_code" => Some(Signal::NewErrorCode),
             "judge_score" => {
                 if let Some(st) = s.stat.as_deref() {
                     if st != "mean" {
@@ -519,7 +581,7 @@ impl Validator<'_> {
                 }
             }
             other => {
-                self.err("signal.metric", format!("unknown metric {other:?}; use latency_ms, ttft_ms, input_tokens, output_tokens, cost_usd, error_rate, error_type_rate, negative_feedback_rate, finish_reason_rate, near_context_rate, cache_read_ratio, judge_score, days_to_deprecation, unknown_model, budget_spend, budget_projection, response_model_change or distribution"));
+                self.err("signal.metric", format!("unknown metric {other:?}; use latency_ms, ttft_ms, input_tokens, output_tokens, cost_usd, error_rate, error_type_rate, negative_feedback_rate, finish_reason_rate, near_context_rate, cache_read_ratio, judge_score, days_to_deprecation, unknown_model, budget_spend, budget_projection, response_model_change, new_error_code or distribution"));
                 None
             }
         }
@@ -661,7 +723,8 @@ impl Validator<'_> {
             QuantileCi | Exceedance => shape == Shape::Quantile,
             TwoProportionZ | Binomial | Wilson => shape == Shape::Rate,
             ChiSquare => matches!(shape, Shape::Categorical | Shape::HistDistribution),
-        } && shape != Shape::Fact;
+        } && shape != Shape::Fact
+            && shape != Shape::Novelty;
         if !fits {
             let hint = match shape {
                 Shape::Quantile => "exceedance, quantile_ci, mann_whitney, ks or anderson_darling",
@@ -670,7 +733,7 @@ impl Validator<'_> {
                 Shape::Rate => "two_proportion_z, binomial or wilson",
                 Shape::Moments => "welch_t",
                 Shape::Categorical => "chi_square",
-                Shape::Fact => "no test (remove test:)",
+                Shape::Fact | Shape::Novelty => "no test (remove test:)",
             };
             self.err(
                 "test.kind",
