@@ -214,6 +214,32 @@ pub struct MetricResult {
     pub note: Option<String>,
 }
 
+impl MetricResult {
+    /// One line for a notification: `judge:faithfulness: 0.8 → 0.72 (-10.0 %, p=1.2e-9,
+    /// regression)` — baseline → candidate.
+    pub fn line(&self) -> String {
+        let v = |x: f64| {
+            if x.is_finite() {
+                format!("{x:.4}")
+                    .trim_end_matches('0')
+                    .trim_end_matches('.')
+                    .to_string()
+            } else {
+                "-".into()
+            }
+        };
+        format!(
+            "{}: {} → {} ({:+.1} %, p={:.2e}, {})",
+            self.metric,
+            v(self.baseline),
+            v(self.candidate),
+            self.effect * 100.0,
+            self.p_value,
+            self.verdict.as_str()
+        )
+    }
+}
+
 fn finite<S: serde::Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
     match x.is_finite() {
         true => s.serialize_f64(*x),

@@ -166,6 +166,9 @@ pub fn evaluate_cached(
     if rule.signal == Signal::NewErrorCode {
         return new_error_codes(rule, label_names, history, t_ms);
     }
+    if rule.signal == Signal::PromptVersionRegression {
+        return prompt_regressions(rule, label_names, history, t_ms);
+    }
     let parts = parts_for(&rule.signal);
     let by_day = matches!(rule.signal, Signal::BudgetSpend | Signal::BudgetProjection);
     let test = per_horizon(rule);
@@ -675,27 +678,7 @@ fn model_change_report(
     metrics.extend(judges.into_iter().map(|j| CompareMetric::Judge(j.clone())));
     let lines: Vec<String> = compare_all(&metrics, &after_s, &before_s, &CompareOptions::default())
         .iter()
-        .map(|r| {
-            let v = |x: f64| {
-                if x.is_finite() {
-                    format!("{x:.4}")
-                        .trim_end_matches('0')
-                        .trim_end_matches('.')
-                        .to_string()
-                } else {
-                    "-".into()
-                }
-            };
-            format!(
-                "{}: {} → {} ({:+.1} %, p={:.2e}, {})",
-                r.metric,
-                v(r.baseline),
-                v(r.candidate),
-                r.effect * 100.0,
-                r.p_value,
-                r.verdict.as_str()
-            )
-        })
+        .map(|r| r.line())
         .collect();
     e.details.insert("comparison".into(), lines.join("\n"));
 }
@@ -727,6 +710,13 @@ fn parts_for(signal: &Signal) -> Parts {
         Signal::JudgeMean(_) => Parts {
             judge: true,
             ..Parts::COUNTS_ONLY
+        },
+        Signal::PromptVersionRegression => Parts {
+            hists: 1 << (Metric::LatencyMs as u8)
+                | 1 << (Metric::OutputTokens as u8)
+                | 1 << (Metric::CostUsd as u8),
+            counts: false,
+            judge: true,
         },
         // The alert compares latency, output tokens and judge scores before and after.
         Signal::ResponseModelChange => Parts {
@@ -1236,7 +1226,8 @@ fn measure(
         | Signal::BudgetSpend
         | Signal::BudgetProjection
         | Signal::ResponseModelChange
-        | Signal::NewErrorCode => {
+        | Signal::NewErrorCode
+        | Signal::PromptVersionRegression => {
             unreachable!(
                 "measured by judge(), cache_read(), fact(), model_change() and new_error_codes()"
             )
@@ -1440,6 +1431,21 @@ fn hist_test(
     }
 }
 
+/// The series `rule` may alert on: its matchers hold, and not the overflow series (it mixes
+/// whatever did not fit under `series.max_active`).
+fn alertable<'h>(rule: &'h Rule, history: &'h History) -> impl Iterator<Item = &'h Vec<String>> {
+    history.series().filter(|labels| {
+        let overflow = labels
+            .first()
+            .is_some_and(|v| v == crate::window::series::OVERFLOW_LABEL);
+        !overflow
+            && rule
+                .matchers
+                .iter()
+                .all(|(i, vals)| vals.iter().any(|v| labels.get(*i) == Some(v)))
+    })
+}
+
 /// `new_error_code`: per instance and code (`error_type`, `http_status` ≥ 400) in the
 /// current range or the one before it, the code's occurrences in the current range, and
 /// whether any series of the instance returned it in the baseline span (the code memory).
@@ -1467,18 +1473,9 @@ fn new_error_codes(
     let cur_from = t_ms - rule.over_ms;
     let (base_from, base_to) = (cur_from - offset_ms - range_ms, cur_from - offset_ms);
     let mut instances: BTreeMap<Vec<String>, Vec<&Vec<String>>> = BTreeMap::new();
-    for labels in history.series() {
-        let overflow = labels
-            .first()
-            .is_some_and(|v| v == crate::window::series::OVERFLOW_LABEL);
-        let matched = rule
-            .matchers
-            .iter()
-            .all(|(i, vals)| vals.iter().any(|v| labels.get(*i) == Some(v)));
-        if !overflow && matched {
-            let key = rule.by.iter().map(|i| labels[*i].clone()).collect();
-            instances.entry(key).or_default().push(labels);
-        }
+    for labels in alertable(rule, history) {
+        let key = rule.by.iter().map(|i| labels[*i].clone()).collect();
+        instances.entry(key).or_default().push(labels);
     }
     fn field_counts(s: &Summary, f: CodeField) -> &crate::window::sketch::Counts {
         match f {
@@ -1571,6 +1568,163 @@ fn new_error_codes(
                 }
                 out.push(e);
             }
+        }
+    }
+    out
+}
+
+/// `prompt_version_regression`: per instance (the rule's `by`, which leaves out
+/// `prompt_version`), every version whose first request is within `over` of `t_ms` and
+/// which had a predecessor — the version with most requests in the trailing range before it
+/// — compared with that predecessor over the same span when the predecessor still took at
+/// least `min_baseline` requests since (a rollout), else with the predecessor's trailing
+/// range (a replacement). Fires when any metric regressed past the tolerance
+/// (`condition.above`) at the test's level; holds while any regressed past `recover`.
+fn prompt_regressions(
+    rule: &Rule,
+    label_names: &[&str],
+    history: &History,
+    t_ms: i64,
+) -> Vec<Evaluation> {
+    use crate::detect::compare::{compare_all, CompareMetric, CompareOptions, Verdict};
+    use crate::detect::rules::BASELINE_VERSION_LABEL;
+    let Baseline::Trailing { range_ms, .. } = rule.baseline else {
+        return Vec::new();
+    };
+    let version_label = crate::event::SeriesLabel::PromptVersion.as_str();
+    let Some(pv) = label_names.iter().position(|n| *n == version_label) else {
+        return Vec::new();
+    };
+    let parts = parts_for(&rule.signal);
+    let watch_from = t_ms - rule.over_ms;
+    // Instance → version → its series.
+    type Versions<'h> = BTreeMap<&'h String, Vec<&'h Vec<String>>>;
+    let mut groups: BTreeMap<Vec<String>, Versions<'_>> = BTreeMap::new();
+    for labels in alertable(rule, history) {
+        let key = rule.by.iter().map(|i| labels[*i].clone()).collect();
+        groups
+            .entry(key)
+            .or_default()
+            .entry(&labels[pv])
+            .or_default()
+            .push(labels);
+    }
+    let merged = |series: &[&Vec<String>], from: i64, to: i64| {
+        let mut m = Summary::default();
+        for l in series {
+            if let Some(s) = history.range_of(l, from, to, parts) {
+                m.merge_parts(&s, parts);
+            }
+        }
+        m
+    };
+    let test_alpha = rule.test.map_or(0.001, |t| t.alpha);
+    let opts = |tolerance: f64| CompareOptions {
+        tolerance,
+        alpha: test_alpha,
+        min_samples: rule.min_current,
+        ..CompareOptions::default()
+    };
+    let mut out = Vec::new();
+    for (key, versions) in &groups {
+        for (version, series) in versions {
+            // New: its first request within the watch period (the history reaches `range`
+            // further back, so an older version shows an earlier start).
+            let Some(first) = merged(series, watch_from - range_ms, t_ms).since_ms else {
+                continue;
+            };
+            if first < watch_from {
+                continue;
+            }
+            let predecessor = versions
+                .iter()
+                .filter(|(v, _)| *v != version)
+                .map(|(v, s)| (merged(s, first - range_ms, first).requests, *v, s))
+                .filter(|(n, _, _)| *n > 0)
+                .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(a.1)));
+            let Some((_, before, before_series)) = predecessor else {
+                continue;
+            };
+            let candidate = merged(series, first, t_ms);
+            let alongside = merged(before_series, first, t_ms);
+            let (baseline, mode) = if alongside.requests >= rule.min_baseline {
+                (alongside, "overlap")
+            } else {
+                (
+                    merged(before_series, first - range_ms, first),
+                    "replacement",
+                )
+            };
+            let metrics = CompareMetric::defaults(&candidate, &baseline);
+            let results = compare_all(
+                &metrics,
+                &candidate,
+                &baseline,
+                &opts(rule.condition.threshold),
+            );
+            let still = compare_all(
+                &metrics,
+                &candidate,
+                &baseline,
+                &opts(rule.condition.recover),
+            )
+            .iter()
+            .any(|r| r.verdict == Verdict::Regression);
+            let mut labels: InstanceLabels = rule
+                .by
+                .iter()
+                .zip(key)
+                .map(|(i, v)| (label_names[*i].to_string(), v.clone()))
+                .collect();
+            labels.push((version_label.to_string(), (*version).clone()));
+            labels.push((BASELINE_VERSION_LABEL.to_string(), before.clone()));
+            let regressed: Vec<_> = results
+                .iter()
+                .filter(|r| r.verdict == Verdict::Regression)
+                .collect();
+            let worst = results
+                .iter()
+                .filter(|r| r.verdict != Verdict::NotEnoughData)
+                .min_by(|a, b| a.p_value.total_cmp(&b.p_value));
+            let outcome = match worst {
+                None => Outcome::NoData("too few samples on either version"),
+                Some(w) => Outcome::Measured(Measured {
+                    value: regressed.len() as f64,
+                    baseline: f64::NAN,
+                    effect: w.effect,
+                    p_value: w.p_value,
+                    breached: !regressed.is_empty(),
+                    still_breached: still,
+                    significant: true,
+                }),
+            };
+            let mut details = BTreeMap::new();
+            details.insert("mode".into(), mode.to_string());
+            details.insert("since".into(), crate::time::rfc3339(first));
+            let names: Vec<String> = regressed
+                .iter()
+                .map(|r| format!("{} {:+.1} %", r.metric, r.effect * 100.0))
+                .collect();
+            details.insert(
+                "regressed".into(),
+                if names.is_empty() {
+                    "nothing".into()
+                } else {
+                    names.join(", ")
+                },
+            );
+            let lines: Vec<String> = results.iter().map(|r| r.line()).collect();
+            details.insert("comparison".into(), lines.join("\n"));
+            let fires = !regressed.is_empty();
+            out.push(Evaluation {
+                labels,
+                n_current: candidate.requests,
+                n_baseline: baseline.requests,
+                outcome,
+                horizon_ms: (t_ms - first).max(1),
+                onset_ms: fires.then_some(first),
+                details,
+            });
         }
     }
     out
@@ -1847,3 +2001,7 @@ mod registry_signal_tests;
 #[cfg(test)]
 #[path = "new_code_tests.rs"]
 mod new_code_tests;
+
+#[cfg(test)]
+#[path = "prompt_regression_tests.rs"]
+mod prompt_regression_tests;

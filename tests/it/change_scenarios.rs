@@ -245,3 +245,98 @@ fn codes_seen_before_a_restart_are_known_from_the_rolled_up_windows() {
         day3.firing()
     );
 }
+
+/// Every request of `chat` belongs to prompt `answer`, answered by a dated snapshot.
+fn prompt_answer(ev: &mut RequestEvent, _t: i64, _rng: &mut ChaCha8Rng) {
+    ev.prompt_id = Some("answer".into());
+    ev.response_model = Some(format!("{}-dated", ev.request_model));
+}
+
+fn version(v: &'static str, rate: f64) -> Traffic {
+    let mut t = traffic("chat", "gpt-4o", rate);
+    t.prompt_version = v;
+    t
+}
+
+/// Prompt `answer` v12 for 90 minutes (judge 0.80), then v13 replaces it, scoring 10 %
+/// lower: one `prompt_version_regression` alert names v13, v12 ("replacement") and the judge
+/// score, and nothing else regressed.
+#[test]
+fn a_prompt_version_that_replaces_a_better_one_is_named_with_its_regressed_metrics() {
+    let mut sim = PipeSim::new(71, &[]);
+    let switch = T0 + 90 * MIN;
+    let t = move |t: i64| {
+        if t < switch {
+            vec![version("v12", 4.0)]
+        } else {
+            let mut v = version("v13", 4.0);
+            v.judge_mean = 0.72;
+            vec![v]
+        }
+    };
+    sim.run((switch + 20 * MIN - T0) / 1000, &t, &prompt_answer);
+    let fired = sim.fired("prompt_version_regression");
+    assert_eq!(fired.len(), 1, "{:#?}", sim.firing());
+    let a = fired[0];
+    assert_eq!(label(a, "prompt_version"), "v13");
+    assert_eq!(label(a, "baseline_version"), "v12");
+    assert_eq!(label(a, "prompt_id"), "answer");
+    assert_eq!(a.details["mode"], "replacement");
+    assert_eq!(a.onset_ms, Some(switch));
+    let regressed = &a.details["regressed"];
+    assert!(regressed.starts_with("judge:faithfulness -"), "{regressed}");
+    assert!(
+        !regressed.contains(','),
+        "only the judge score: {regressed}"
+    );
+    assert!(
+        a.summary.contains("v13") && a.summary.contains("v12"),
+        "{}",
+        a.summary
+    );
+    let delay = sim.delay_s(a, switch);
+    println!(
+        "prompt regression (replacement): fired {delay} s after v13 took over: {regressed}\n{}",
+        a.details["comparison"]
+    );
+    assert!(delay <= 300.0, "{delay} s");
+}
+
+/// A rollout: from minute 90, v13 takes a quarter of the traffic alongside v12 and answers
+/// 40 % slower. The alert compares both over the same span ("overlap") and names the P99
+/// latency; the judge scores, equal, do not regress. A v2 of another service's prompt,
+/// equal to its v1, raises nothing.
+#[test]
+fn a_rollout_that_is_slower_is_caught_over_the_same_span_and_an_equal_version_is_not() {
+    let mut sim = PipeSim::new(72, &[]);
+    let start = T0 + 90 * MIN;
+    let t = move |t: i64| {
+        let mut out = vec![version("v12", 6.0)];
+        let mut other = traffic("search", "gpt-4o", 3.0);
+        if t >= start {
+            out[0].rate = 4.5;
+            let mut v = version("v13", 1.5);
+            v.latency_median_ms *= 1.4;
+            out.push(v);
+            other.prompt_version = "v2";
+        }
+        out.push(other);
+        out
+    };
+    sim.run((start + 40 * MIN - T0) / 1000, &t, &prompt_answer);
+    let fired = sim.fired("prompt_version_regression");
+    assert_eq!(fired.len(), 1, "{:#?}", sim.firing());
+    let a = fired[0];
+    assert_eq!(label(a, "service"), "chat");
+    assert_eq!(label(a, "prompt_version"), "v13");
+    assert_eq!(a.details["mode"], "overlap");
+    let regressed = &a.details["regressed"];
+    assert!(regressed.contains("latency_p99 +"), "{regressed}");
+    assert!(!regressed.contains("judge"), "{regressed}");
+    let delay = sim.delay_s(a, start);
+    println!(
+        "prompt regression (rollout): fired {delay} s after v13 took 25 %: {regressed}\n{}",
+        a.details["comparison"]
+    );
+    assert!(delay <= 1200.0, "{delay} s");
+}

@@ -499,8 +499,18 @@ fn a_prompt_change_halving_the_cache_read_ratio_alerts_with_the_money_lost() {
         "cache-read ratio halved: cache_read_ratio_drop {delay} s after the prompt change, ${lost:.0}/day lost (by hand ${by_hand:.0})"
     );
     assert!(delay <= 15.0 * 60.0, "{delay} s");
+    // The prompt change also shows as what it is, a prompt version that costs more than the
+    // one it replaced.
+    let regression = sim.fired("prompt_version_regression");
+    assert_eq!(regression.len(), 1, "{:#?}", sim.firing());
+    let r = &regression[0].details["regressed"];
+    assert!(r.starts_with("cost +"), "{r}");
     for f in sim.fired_rules() {
-        assert_eq!(f, "cache_read_ratio_drop", "{:#?}", sim.firing());
+        assert!(
+            ["cache_read_ratio_drop", "prompt_version_regression"].contains(&f.as_str()),
+            "{:#?}",
+            sim.firing()
+        );
     }
 }
 

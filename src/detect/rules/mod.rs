@@ -26,8 +26,8 @@ pub use error::RuleError;
 pub use load::{load_dir, load_texts, parse_file, BUILTIN_RULES};
 pub use spec::{
     Action, Baseline, Category, Condition, Direction, EffectKind, Null, Resolution, Rule,
-    RuleContext, RuleSet, Severity, Signal, Test, TestKind, CODE_FIELD_LABEL, CODE_LABEL,
-    JUDGE_LABEL, NEW_CODE_MIN_BASELINE, NEW_CODE_MIN_EVENTS,
+    RuleContext, RuleSet, Severity, Signal, Test, TestKind, BASELINE_VERSION_LABEL,
+    CODE_FIELD_LABEL, CODE_LABEL, JUDGE_LABEL, NEW_CODE_MIN_BASELINE, NEW_CODE_MIN_EVENTS,
 };
 pub(crate) use template::{template_parts, TemplatePart};
 pub use template::{TEMPLATE_FORMATS, TEMPLATE_VARS};

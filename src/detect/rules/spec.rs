@@ -264,6 +264,8 @@ pub enum TestKind {
     QuantileCi,
     /// "Quantile q above τ": the share of current samples above τ exceeds 1 − q (binomial).
     Exceedance,
+    /// Each metric's test of [`crate::detect::compare`] (`driftwatch gate`'s).
+    Compare,
 }
 
 impl TestKind {
@@ -279,6 +281,7 @@ impl TestKind {
             TestKind::ChiSquare => "chi_square",
             TestKind::QuantileCi => "quantile_ci",
             TestKind::Exceedance => "exceedance",
+            TestKind::Compare => "compare",
         }
     }
 
@@ -376,7 +379,17 @@ pub enum Signal {
     /// occurred at least `min_samples.events` times in the current range; one alert instance
     /// per code (labels [`CODE_FIELD_LABEL`], [`CODE_LABEL`]).
     NewErrorCode,
+    /// A new `prompt_version` of a prompt (first request within `over`) against the version
+    /// it replaced (the one with most requests in the trailing range before it): judge
+    /// scores, feedback, error rate, P99 latency, output tokens and cost, with the tests of
+    /// [`crate::detect::compare`]; over the same span while both take traffic (a rollout),
+    /// else against the replaced version's trailing range. Instance labels add
+    /// `prompt_version` (the new one) and [`BASELINE_VERSION_LABEL`].
+    PromptVersionRegression,
 }
+
+/// Instance label of a `prompt_version_regression` alert: the version compared against.
+pub const BASELINE_VERSION_LABEL: &str = "baseline_version";
 
 /// Instance label of a `new_error_code` alert: the field the code was found in.
 pub const CODE_FIELD_LABEL: &str = "code_field";
@@ -403,6 +416,7 @@ impl Signal {
             Signal::FinishReasonRate(_) | Signal::NearContextRate => Shape::Rate,
             Signal::ResponseModelChange => Shape::Rate,
             Signal::NewErrorCode => Shape::Novelty,
+            Signal::PromptVersionRegression => Shape::Comparison,
             Signal::DaysToDeprecation
             | Signal::UnknownModel
             | Signal::BudgetSpend
@@ -431,6 +445,9 @@ impl Signal {
             Signal::BudgetProjection => "projected share of the day's budget".into(),
             Signal::ResponseModelChange => "share of traffic on a new response model".into(),
             Signal::NewErrorCode => "occurrences of an error code new to the series".into(),
+            Signal::PromptVersionRegression => {
+                "metrics of a new prompt version against the version it replaced".into()
+            }
         }
     }
 
@@ -453,6 +470,7 @@ impl Signal {
                 | Signal::CacheReadRatio
                 | Signal::ResponseModelChange
                 | Signal::NewErrorCode
+                | Signal::PromptVersionRegression
                 | Signal::DaysToDeprecation
                 | Signal::UnknownModel
                 | Signal::BudgetSpend
@@ -485,6 +503,7 @@ impl Signal {
                 "comparison",
             ],
             Signal::NewErrorCode => &["first_seen", "count", "requests", "share", "absent_for"],
+            Signal::PromptVersionRegression => &["mode", "since", "regressed", "comparison"],
             _ => &[],
         }
     }
@@ -512,6 +531,8 @@ pub(super) enum Shape {
     Fact,
     /// Occurrences of something absent from the baseline: no condition, no test.
     Novelty,
+    /// Two populations compared metric by metric (`test: compare`).
+    Comparison,
 }
 
 /// Where the baseline comes from.
@@ -683,6 +704,11 @@ impl RuleSet {
                 Signal::ResponseModelChange => {
                     vec![Metric::LatencyMs as usize, Metric::OutputTokens as usize]
                 }
+                Signal::PromptVersionRegression => vec![
+                    Metric::LatencyMs as usize,
+                    Metric::OutputTokens as usize,
+                    Metric::CostUsd as usize,
+                ],
                 _ => Vec::new(),
             })
             .collect()

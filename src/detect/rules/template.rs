@@ -2,7 +2,7 @@
 //! and formats they may use, and the check that a rule's templates only name what its alerts
 //! carry. The alert stage renders them with [`template_parts`].
 
-use super::spec::{RuleContext, CODE_FIELD_LABEL, CODE_LABEL, JUDGE_LABEL};
+use super::spec::{RuleContext, BASELINE_VERSION_LABEL, CODE_FIELD_LABEL, CODE_LABEL, JUDGE_LABEL};
 
 /// Variables annotation templates may use (`{{ value }}`, `{{ labels.request_model }}`).
 pub const TEMPLATE_VARS: [&str; 12] = [
@@ -79,7 +79,13 @@ pub(super) fn check_template(
             if let Some(l) = var.strip_prefix("labels.") {
                 if !instance.contains(&l)
                     && (ctx.labels.iter().any(|x| x.as_str() == l)
-                        || [JUDGE_LABEL, CODE_FIELD_LABEL, CODE_LABEL].contains(&l))
+                        || [
+                            JUDGE_LABEL,
+                            CODE_FIELD_LABEL,
+                            CODE_LABEL,
+                            BASELINE_VERSION_LABEL,
+                        ]
+                        .contains(&l))
                 {
                     return Err(format!(
                         "{{{{ {var} }}}} would be empty: alerts of this rule carry the labels [{}] (see `by`; `judge` only when signal.judge is not set)",

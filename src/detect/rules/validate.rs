@@ -11,8 +11,8 @@ use super::error::RuleError;
 use super::spec::{
     quantile_name, Action, Baseline, BaselineSpec, Category, Condition, ConditionSpec, Direction,
     EffectKind, Null, OneOrMany, Resolution, Rule, RuleContext, RuleSpec, Shape, Signal,
-    SignalSpec, Test, TestKind, TestSpec, CODE_FIELD_LABEL, CODE_LABEL, JUDGE_LABEL,
-    NEW_CODE_MIN_BASELINE, NEW_CODE_MIN_EVENTS,
+    SignalSpec, Test, TestKind, TestSpec, BASELINE_VERSION_LABEL, CODE_FIELD_LABEL, CODE_LABEL,
+    JUDGE_LABEL, NEW_CODE_MIN_BASELINE, NEW_CODE_MIN_EVENTS,
 };
 use super::template::check_template;
 use crate::window::sketch::Metric;
@@ -226,6 +226,7 @@ impl Validator<'_> {
             | Signal::NearContextRate => 100,
             _ if shape == Shape::Fact => 1,
             _ if novelty => 1,
+            Signal::PromptVersionRegression => 100,
             _ => 30,
         };
         let min_current = r.min_samples.current.unwrap_or(default_min);
@@ -344,6 +345,30 @@ impl Validator<'_> {
         }
         if signal == Signal::NewErrorCode {
             instance_labels.extend([CODE_FIELD_LABEL, CODE_LABEL]);
+        }
+        if signal == Signal::PromptVersionRegression {
+            let pv = crate::event::SeriesLabel::PromptVersion;
+            if !ctx.labels.contains(&pv) {
+                self.err(
+                    "signal.metric",
+                    "prompt_version_regression compares prompt versions; add prompt_version to series.labels",
+                );
+            } else if by.iter().any(|i| ctx.labels[*i] == pv) {
+                self.err(
+                    "by",
+                    "remove prompt_version: the alert compares the versions of each instance (its labels add prompt_version and baseline_version)",
+                );
+            } else {
+                instance_labels.extend([pv.as_str(), BASELINE_VERSION_LABEL]);
+            }
+            if !matches!(baseline, Some(Baseline::Trailing { .. })) {
+                self.err("baseline", "prompt_version_regression reads the replaced version's traffic before the new one started; write baseline: { trailing: 2h }");
+            }
+            if let Some(c) = &r.condition {
+                if c.effect != EffectKind::RelativeChange || c.above.is_none() {
+                    self.err("condition", "prompt_version_regression fires when a metric is worse by more than a relative tolerance; write condition: { effect: relative_change, above: 0.05 }");
+                }
+            }
         }
         if let Some(need) = signal.keyed_by() {
             let has = by.iter().any(|i| ctx.labels[*i] == need);
@@ -558,6 +583,7 @@ impl Validator<'_> {
             "budget_projection" => Some(Signal::BudgetProjection),
             "response_model_change" => Some(Signal::ResponseModelChange),
             "new_error_code" => Some(Signal::NewErrorCode),
+            "prompt_version_regression" => Some(Signal::PromptVersionRegression),
             "judge_score" => {
                 if let Some(st) = s.stat.as_deref() {
                     if st != "mean" {
@@ -581,7 +607,7 @@ impl Validator<'_> {
                 }
             }
             other => {
-                self.err("signal.metric", format!("unknown metric {other:?}; use latency_ms, ttft_ms, input_tokens, output_tokens, cost_usd, error_rate, error_type_rate, negative_feedback_rate, finish_reason_rate, near_context_rate, cache_read_ratio, judge_score, days_to_deprecation, unknown_model, budget_spend, budget_projection, response_model_change, new_error_code or distribution"));
+                self.err("signal.metric", format!("unknown metric {other:?}; use latency_ms, ttft_ms, input_tokens, output_tokens, cost_usd, error_rate, error_type_rate, negative_feedback_rate, finish_reason_rate, near_context_rate, cache_read_ratio, judge_score, days_to_deprecation, unknown_model, budget_spend, budget_projection, response_model_change, new_error_code, prompt_version_regression or distribution"));
                 None
             }
         }
@@ -723,6 +749,7 @@ impl Validator<'_> {
             QuantileCi | Exceedance => shape == Shape::Quantile,
             TwoProportionZ | Binomial | Wilson => shape == Shape::Rate,
             ChiSquare => matches!(shape, Shape::Categorical | Shape::HistDistribution),
+            Compare => shape == Shape::Comparison,
         } && shape != Shape::Fact
             && shape != Shape::Novelty;
         if !fits {
@@ -734,6 +761,7 @@ impl Validator<'_> {
                 Shape::Moments => "welch_t",
                 Shape::Categorical => "chi_square",
                 Shape::Fact | Shape::Novelty => "no test (remove test:)",
+                Shape::Comparison => "compare",
             };
             self.err(
                 "test.kind",
