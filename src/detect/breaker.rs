@@ -24,7 +24,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::detect::alerts::{fingerprint, AlertState, Transition};
 use crate::detect::evaluate::{Evaluation, InstanceLabels, Outcome};
-use crate::detect::rules::{Action, Rule, Severity};
+use crate::detect::rules::{Action, Direction, Rule, Severity, Signal};
+
+/// A breaker rule's number for a transition's reason: `7.12 % of 340 requests` for a rate,
+/// `0.612 over 250 samples` for a judge mean, `2380 over 300 samples` for a latency.
+fn measured_text(rule: &Rule, value: f64, n: u64) -> String {
+    match rule.signal {
+        Signal::ErrorRate
+        | Signal::ErrorTypeRate(_)
+        | Signal::NegativeFeedbackRate
+        | Signal::FinishReasonRate(_)
+        | Signal::NearContextRate => format!("{:.2} % of {n} requests", value * 100.0),
+        _ => {
+            let v = if value.abs() >= 100.0 {
+                format!("{value:.0}")
+            } else {
+                format!("{value:.3}")
+            };
+            format!("{v} over {n} samples")
+        }
+    }
+}
 
 /// The label a model-scoped breaker is keyed by.
 pub const MODEL_LABEL: &str = "request_model";
@@ -158,6 +178,11 @@ pub struct BreakerTransition {
     /// Cooldown of the open period this transition starts (or ended).
     pub cooldown_ms: i64,
     pub opens: u32,
+    /// What the breaker rule watches (`error rate`, `mean judge score faithfulness`, …);
+    /// empty when the rule is gone.
+    #[serde(default)]
+    pub signal: String,
+    /// The rule's number (an error rate, a judge mean, a latency in ms).
     pub value: Option<f64>,
     pub threshold: f64,
     pub requests: u64,
@@ -296,6 +321,7 @@ impl Breakers {
             fallback_model: b.fallback_model.clone(),
             cooldown_ms: b.cooldown_ms,
             opens: b.opens,
+            signal: rule.signal.describe(),
             value: b.value,
             threshold,
             requests: b.requests,
@@ -349,9 +375,14 @@ impl Breakers {
             if measured.is_empty() {
                 continue;
             }
+            // The worst in the rule's bad direction: the highest error rate or latency, the
+            // lowest judge score.
             let worst = measured
                 .iter()
-                .max_by(|a, b| a.0.value.total_cmp(&b.0.value))
+                .max_by(|a, b| match rule.condition.direction {
+                    Direction::Above => a.0.value.total_cmp(&b.0.value),
+                    Direction::Below => b.0.value.total_cmp(&a.0.value),
+                })
                 .expect("not empty");
             b.value = Some(worst.0.value);
             b.requests = worst.1;
@@ -371,9 +402,9 @@ impl Breakers {
                     b,
                     BreakerState::HalfOpen,
                     format!(
-                        "errors recur after the restore ({:.2} % of {}): open again for {}",
-                        worst.0.value * 100.0,
-                        worst.1,
+                        "{} recurs after the restore ({}): open again for {}",
+                        rule.signal.describe(),
+                        measured_text(rule, worst.0.value, worst.1),
                         humantime::format_duration(Duration::from_millis(b.cooldown_ms as u64))
                     ),
                 ));
@@ -452,7 +483,7 @@ impl Breakers {
                     rule.name,
                     tr.numbers
                         .value
-                        .map(|v| format!("{:.2} % of {} requests", v * 100.0, tr.numbers.n_current))
+                        .map(|v| measured_text(rule, v, tr.numbers.n_current))
                         .unwrap_or_default(),
                     b.fallback_model
                         .as_deref()
@@ -491,6 +522,7 @@ impl Breakers {
                     fallback_model: b.fallback_model.clone(),
                     cooldown_ms: b.cooldown_ms,
                     opens: b.opens,
+                    signal: String::new(),
                     value: b.value,
                     threshold: f64::NAN,
                     requests: b.requests,

@@ -13,15 +13,21 @@ use crate::detection::{Sim, Traffic, MIN, T0};
 /// Runs `seconds`; `primary_error(t)` is the primary's error rate at `t`. The gateway
 /// follows the breaker: open → the fallback serves (0.3 % errors).
 fn run_with_gateway(sim: &mut Sim, seconds: i64, primary_error: impl Fn(i64) -> f64) {
+    run_with_gateway_as(sim, seconds, |t, a| a.error_rate = primary_error(t));
+}
+
+/// Runs `seconds` of `chat/model-a` (and a healthy `search/model-b`); `primary(t, traffic)`
+/// makes the primary what it is at `t`. While model-a's breaker is open the gateway sends
+/// its traffic to the fallback, which is healthy (the defaults of [`Traffic::new`]).
+fn run_with_gateway_as(sim: &mut Sim, seconds: i64, primary: impl Fn(i64, &mut Traffic)) {
     let on_fallback = Rc::new(Cell::new(false));
     for _ in 0..seconds {
         let fb = on_fallback.get();
-        let rate = primary_error(sim.now);
-        let traffic = move |_t: i64| {
-            let mut a = Traffic::new("chat", "model-a");
-            a.error_rate = if fb { 0.003 } else { rate };
-            vec![a, Traffic::new("search", "model-b")]
-        };
+        let mut a = Traffic::new("chat", "model-a");
+        if !fb {
+            primary(sim.now, &mut a);
+        }
+        let traffic = move |_t: i64| vec![a.clone(), Traffic::new("search", "model-b")];
         sim.run(1, &traffic);
         let open = sim.detector.breakers().iter().any(|b| {
             b.primary_model.as_deref() == Some("model-a") && b.state == BreakerState::Open
@@ -153,4 +159,85 @@ fn an_error_rate_oscillating_around_five_percent_does_not_flap() {
         assert!(cooldowns.windows(2).all(|w| w[1] > w[0] || w[1] == 600_000));
     }
     eprintln!("trips from closed in 12 simulated hours at 4.9-5.1 %: {trips}");
+}
+
+/// A breaker driven by answer quality, not errors: the judge mean of a model over the last
+/// 2 minutes below 0.7 (≥ 100 scores, for 30 s) moves it to its fallback. The primary
+/// answers at 0.55 for 6 minutes: the breaker opens, the first probe finds the primary
+/// still bad and re-opens, a later probe finds it good again and closes — the gateway was
+/// told `fallback`, `restore`, `fallback`, `restore`. The error rate never moved.
+#[test]
+fn a_judge_score_breaker_falls_back_and_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("quality-breaker.yaml"),
+        r#"rules:
+  - name: judge_breaker
+    signal: { metric: judge_score, judge: faithfulness }
+    by: [service, request_model, deployment]
+    over: 2m
+    every: 10s
+    baseline: { value: 0.7 }
+    condition: { effect: value, below: 0.7, recover: 0.75 }
+    min_samples: { current: 100 }
+    for: 30s
+    severity: page
+    action: circuit_breaker
+    annotations:
+      summary: "{{ labels.request_model }} answers score {{ value }} (< 0.7): falling back"
+      runbook_url: https://example.com/runbooks/quality-breaker
+"#,
+    )
+    .unwrap();
+    let rules =
+        driftwatch::daemon::detection::load_rules(&crate::detection::default_config(), dir.path())
+            .unwrap();
+    let mut sim = Sim::with_rules(13, &rules);
+    let start = T0 + 30 * MIN;
+    let end = start + 6 * MIN;
+    run_with_gateway_as(&mut sim, 50 * 60, |t, a| {
+        if (start..end).contains(&t) {
+            a.judge_mean = 0.55;
+        }
+    });
+    let p = path(&sim);
+    eprintln!("{p:?}");
+    let opened = of(&sim, BreakerState::Open);
+    assert!(!opened.is_empty(), "never opened: {:?}", sim.firing_rules());
+    let first = opened[0];
+    assert_eq!(first.primary_model.as_deref(), Some("model-a"));
+    assert_eq!(first.command(), Some("fallback"));
+    assert!(
+        first.reason.contains("over") && first.reason.contains("samples"),
+        "{}",
+        first.reason
+    );
+    let reaction = first.at_ms + sim.slice_lateness_ms - start;
+    eprintln!("quality fallback {reaction} ms after the answers got worse");
+    assert!(reaction <= 150_000, "fallback after {reaction} ms");
+    assert!(first.value.unwrap() < 0.7, "{:?}", first.value);
+    // Probed while still bad: opened again from half-open, with a doubled cooldown.
+    let reopened: Vec<_> = opened
+        .iter()
+        .filter(|b| b.from == BreakerState::HalfOpen)
+        .collect();
+    assert!(!reopened.is_empty(), "{p:?}");
+    assert!(
+        reopened[0].reason.contains("recurs after the restore"),
+        "{}",
+        reopened[0].reason
+    );
+    assert_eq!(reopened[0].cooldown_ms, 120_000);
+    // Restored for good after the primary recovered.
+    let last = sim.breakers.last().unwrap();
+    assert_eq!(last.to, BreakerState::Closed, "{p:?}");
+    assert!(last.at_ms > end, "{p:?}");
+    let commands: Vec<_> = sim.breakers.iter().filter_map(|b| b.command()).collect();
+    assert_eq!(commands.first(), Some(&"fallback"));
+    assert_eq!(commands.last(), Some(&"restore"));
+    // Quality only: the healthy model and the error-rate rules were never involved.
+    assert!(sim
+        .breakers
+        .iter()
+        .all(|b| b.primary_model.as_deref() == Some("model-a") && b.rule == "judge_breaker"));
 }

@@ -293,6 +293,7 @@ fn breaker(from: BreakerState, to: BreakerState, at_ms: i64) -> BreakerTransitio
         fallback_model: Some("claude-haiku".into()),
         cooldown_ms: 60_000,
         opens: 1,
+        signal: "error rate".into(),
         value: Some(0.12),
         threshold: 0.05,
         requests: 300,

@@ -462,10 +462,13 @@ impl Validator<'_> {
                 "every rule needs a runbook link: what the first responder checks and does",
             );
         }
-        if r.action == Some(Action::CircuitBreaker) && shape != Shape::Rate {
+        let breaker_shapes = [Shape::Rate, Shape::Moments, Shape::Quantile];
+        if r.action == Some(Action::CircuitBreaker)
+            && (!breaker_shapes.contains(&shape) || signal == Signal::ResponseModelChange)
+        {
             self.err(
                 "action",
-                "circuit_breaker rules watch a rate (metric error_rate or error_type_rate)",
+                "circuit_breaker rules watch a rate (error_rate, error_type_rate, …), a judge score or a latency quantile",
             );
         }
         Some(Rule {
