@@ -246,6 +246,7 @@ pub fn to_json_line(ev: &RequestEvent) -> String {
         ("trace_id", &ev.trace_id),
         ("response_id", &ev.response_id),
         ("system_fingerprint", &ev.system_fingerprint),
+        ("query_type", &ev.query_type),
     ] {
         if let Some(v) = opt(v) {
             put(k, v);
@@ -274,6 +275,9 @@ pub fn to_json_line(ev: &RequestEvent) -> String {
     }
     if let Some(t) = ev.output_tokens {
         put("output_tokens", t.into());
+    }
+    if let Some(c) = ev.prompt_chars {
+        put("prompt_chars", c.into());
     }
     if let Some(t) = ev.cached_input_tokens {
         put("cached_input_tokens", t.into());

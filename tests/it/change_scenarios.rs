@@ -340,3 +340,161 @@ fn a_rollout_that_is_slower_is_caught_over_the_same_span_and_an_equal_version_is
     );
     assert!(delay <= 1200.0, "{delay} s");
 }
+
+/// What a request of the drift scenarios looks like: input tokens around `input_median`
+/// (log-normal, σ 0.5; `pasted` of requests carry a pasted document around 6000 tokens),
+/// answers around `output_median`, a query-type mix and the share stopped by the length
+/// limit.
+#[derive(Clone, Copy)]
+struct Mix {
+    input_median: f64,
+    pasted: f64,
+    output_median: f64,
+    /// Shares of billing, how-to, troubleshooting, account.
+    queries: [f64; 4],
+    truncated: f64,
+}
+
+const USUAL: Mix = Mix {
+    input_median: 600.0,
+    pasted: 0.0,
+    output_median: 200.0,
+    queries: [0.4, 0.3, 0.2, 0.1],
+    truncated: 0.01,
+};
+
+fn shaped(mix: Mix, ev: &mut RequestEvent, rng: &mut ChaCha8Rng) {
+    use rand_distr::{Distribution, LogNormal};
+    let draw = |median: f64, rng: &mut ChaCha8Rng| {
+        LogNormal::new(median.ln(), 0.5)
+            .map(|d| d.sample(rng))
+            .unwrap_or(median)
+            .max(1.0) as u64
+    };
+    let median = if rng.random_bool(mix.pasted) {
+        6000.0
+    } else {
+        mix.input_median
+    };
+    ev.input_tokens = Some(draw(median, rng));
+    ev.output_tokens = Some(draw(mix.output_median, rng));
+    ev.prompt_chars = ev.input_tokens.map(|t| t * 4);
+    let u: f64 = rng.random();
+    let names = ["billing", "how-to", "troubleshooting", "account"];
+    let mut acc = 0.0;
+    let q = names
+        .iter()
+        .zip(mix.queries)
+        .find(|(_, p)| {
+            acc += p;
+            u < acc
+        })
+        .map_or("account", |(n, _)| n);
+    ev.query_type = Some(q.to_string());
+    ev.finish_reason = Some(
+        if rng.random_bool(mix.truncated) {
+            "length"
+        } else {
+            "stop"
+        }
+        .into(),
+    );
+    ev.response_model = Some(format!("{}-dated", ev.request_model));
+}
+
+const DRIFT_RULES: [&str; 4] = [
+    "input_tokens_shift",
+    "query_type_mix_shift",
+    "output_tokens_shift",
+    "finish_reason_mix_shift",
+];
+
+/// Six and a half hours of `chat/gpt-4o` at its usual mix, then a prompt-injection wave: a
+/// quarter of the requests paste a document of about 6000 tokens. `input_tokens_shift`
+/// fires (PSI above 0.2); the other drift rules stay quiet.
+#[test]
+fn a_wave_of_pasted_documents_shifts_the_input_distribution() {
+    let mut sim = PipeSim::new(81, &[]);
+    let onset = T0 + 390 * MIN;
+    let t = |_t: i64| vec![traffic("chat", "gpt-4o-mini", 4.0)];
+    let shape = move |ev: &mut RequestEvent, t: i64, rng: &mut ChaCha8Rng| {
+        let mix = if t >= onset {
+            Mix {
+                pasted: 0.25,
+                ..USUAL
+            }
+        } else {
+            USUAL
+        };
+        shaped(mix, ev, rng);
+    };
+    sim.run((onset + 30 * MIN - T0) / 1000, &t, &shape);
+    let fired = sim.fired("input_tokens_shift");
+    assert_eq!(fired.len(), 1, "{:#?}", sim.firing());
+    let a = fired[0];
+    assert_eq!(label(a, "request_model"), "gpt-4o-mini");
+    let psi = a.numbers.value.unwrap();
+    assert!(psi > 0.2, "{:?}", a.numbers);
+    let delay = sim.delay_s(a, onset);
+    println!("input drift: input_tokens_shift {delay} s after the wave began, PSI {psi:.2}");
+    assert!(delay <= 900.0, "{delay} s");
+    for rule in &DRIFT_RULES[1..] {
+        assert!(sim.fired(rule).is_empty(), "{rule}: {:#?}", sim.firing());
+    }
+}
+
+/// A shifted user base: after six and a half hours the queries are mostly troubleshooting,
+/// the answers twice as long and 15 % of them cut by the length limit. The query-type,
+/// output-token and finish-reason drift rules fire; the input distribution, unchanged, does
+/// not.
+#[test]
+fn a_shifted_user_base_moves_the_query_mix_and_the_answers() {
+    let mut sim = PipeSim::new(82, &[]);
+    let onset = T0 + 390 * MIN;
+    let t = |_t: i64| vec![traffic("chat", "gpt-4o-mini", 4.0)];
+    let shape = move |ev: &mut RequestEvent, t: i64, rng: &mut ChaCha8Rng| {
+        let mix = if t >= onset {
+            Mix {
+                queries: [0.15, 0.15, 0.6, 0.1],
+                output_median: 400.0,
+                truncated: 0.15,
+                ..USUAL
+            }
+        } else {
+            USUAL
+        };
+        shaped(mix, ev, rng);
+    };
+    sim.run((onset + 30 * MIN - T0) / 1000, &t, &shape);
+    for rule in &DRIFT_RULES[1..] {
+        let fired = sim.fired(rule);
+        assert_eq!(fired.len(), 1, "{rule}: {:#?}", sim.firing());
+        let delay = sim.delay_s(fired[0], onset);
+        println!(
+            "output drift: {rule} {delay} s after the shift, distance {:.3}",
+            fired[0].numbers.value.unwrap()
+        );
+        assert!(delay <= 1200.0, "{rule}: {delay} s");
+    }
+    assert!(
+        sim.fired("input_tokens_shift").is_empty(),
+        "{:#?}",
+        sim.firing()
+    );
+}
+
+/// Eight hours of the usual mix (noisy, log-normal sizes) on two services raise no drift
+/// alert, nor any other.
+#[test]
+fn the_usual_mix_for_eight_hours_raises_no_drift_alert() {
+    let mut sim = PipeSim::new(83, &[]);
+    let t = |_t: i64| {
+        vec![
+            traffic("chat", "gpt-4o-mini", 4.0),
+            traffic("search", "claude-sonnet-4", 2.0),
+        ]
+    };
+    let shape = |ev: &mut RequestEvent, _t: i64, rng: &mut ChaCha8Rng| shaped(USUAL, ev, rng);
+    sim.run(8 * HOUR / 1000, &t, &shape);
+    assert!(sim.firing().is_empty(), "{:#?}", sim.firing());
+}

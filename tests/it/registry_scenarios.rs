@@ -429,6 +429,7 @@ fn inputs_growing_to_95_percent_of_the_context_window_alert() {
             [
                 "near_context_window",
                 "input_tokens_p99_high",
+                "input_tokens_shift",
                 "cost_per_request_high"
             ]
             .contains(&f.as_str()),

@@ -53,7 +53,7 @@ pub fn load_dir(dir: &Path, ctx: &RuleContext) -> Result<RuleSet, Vec<RuleError>
 /// The rules shipped in `rules/` (at the repository root), compiled in: used when the
 /// configured rules directory is the default `rules` and does not exist (e.g. `driftwatch
 /// demo` run from elsewhere).
-pub const BUILTIN_RULES: [(&str, &str); 6] = [
+pub const BUILTIN_RULES: [(&str, &str); 7] = [
     (
         "rules/errors.yaml",
         include_str!("../../../rules/errors.yaml"),
@@ -74,6 +74,10 @@ pub const BUILTIN_RULES: [(&str, &str); 6] = [
     (
         "rules/changes.yaml",
         include_str!("../../../rules/changes.yaml"),
+    ),
+    (
+        "rules/drift.yaml",
+        include_str!("../../../rules/drift.yaml"),
     ),
 ];
 
