@@ -12,6 +12,7 @@ pub mod compact;
 pub mod demo;
 pub mod gate;
 pub mod generate;
+pub mod incident;
 pub mod produce;
 pub mod query;
 pub mod registry;
@@ -71,6 +72,10 @@ pub enum Command {
     /// history (or an eval suite's results file) metric by metric; exit 0 pass, 1 regression,
     /// 2 usage, 3 not enough data, 4 run-time error.
     Gate(gate::Args),
+    /// Incident report of one alert firing, for the post-mortem: its timeline, the
+    /// estimated onset and detection delay, what changed around it, the runbook (Markdown,
+    /// or JSON with --json).
+    Incident(incident::Args),
 }
 
 /// Why a command failed: bad config or usage (exit code 2), at run time (exit code 1), or
@@ -162,5 +167,6 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Demo(args) => demo::run(args).await,
         Command::Registry(args) => registry::run(args).await,
         Command::Gate(args) => gate::run(args).await,
+        Command::Incident(args) => incident::run(args).await,
     }
 }

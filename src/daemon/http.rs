@@ -1,6 +1,6 @@
 //! `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /api/v1/alerts`,
 //! `GET /api/v1/breakers`, `GET|POST /api/v1/silences`, `DELETE /api/v1/silences/{id}`,
-//! `GET /api/v1/outbox`, `POST /api/v1/query`.
+//! `GET /api/v1/outbox`, `POST /api/v1/query`, `GET /api/v1/incidents/{fingerprint}`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -50,6 +50,7 @@ pub fn router(
         .route("/api/v1/silences/{id}", delete(expire_silence))
         .route("/api/v1/outbox", get(outbox))
         .route("/api/v1/query", axum::routing::post(run_query))
+        .route("/api/v1/incidents/{fingerprint}", get(incident))
         .with_state(Arc::new(AppState {
             registry,
             health,
@@ -247,6 +248,68 @@ fn query_runtime() -> &'static tokio::runtime::Runtime {
             .build()
             .expect("a tokio runtime for queries")
     })
+}
+
+/// `GET /api/v1/incidents/{fingerprint}[?fired_at=MS]`: the incident report of the alert's
+/// latest firing (or the one that fired at `fired_at`, epoch ms) as JSON — what
+/// `driftwatch incident --json` prints. 404 for a fingerprint that never fired, 400 for one
+/// that is not 16 hex digits; needs the query API (`query.enabled`).
+async fn incident(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Path(fingerprint): axum::extract::Path<String>,
+    uri: axum::http::Uri,
+) -> Response {
+    use crate::daemon::incident::{build, IncidentError, IncidentQuery};
+    if let Some(r) = unauthorized(&s, &headers) {
+        return r;
+    }
+    let Some(api) = &s.query else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "incident reports read the data directory through the query API (query.enabled = false)",
+        );
+    };
+    let fired_at = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("fired_at="));
+    let fired_at_ms = match fired_at.map(|v| v.parse::<i64>()) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "fired_at is the firing's time in epoch milliseconds",
+            )
+        }
+    };
+    let engine = match crate::query::QueryEngine::open(&api.data_dir, &api.labels) {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let (dir, labels) = (api.data_dir.clone(), api.labels.clone());
+    let q = IncidentQuery {
+        fingerprint,
+        fired_at_ms,
+        ..IncidentQuery::default()
+    };
+    let ran = query_runtime()
+        .spawn(async move { build(&engine, &labels, &dir, &q).await })
+        .await;
+    match ran {
+        Ok(Ok(report)) => axum::Json(report).into_response(),
+        Ok(Err(e @ IncidentError::BadFingerprint(_))) => {
+            error(StatusCode::BAD_REQUEST, e.to_string())
+        }
+        Ok(Err(e)) if e.is_not_found() => error(StatusCode::NOT_FOUND, e.to_string()),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("incident task: {e}"),
+        ),
+    }
 }
 
 /// `POST /api/v1/query`: the body is the SQL (or `{"sql": "..."}` with a JSON content

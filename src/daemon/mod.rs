@@ -19,6 +19,7 @@ pub mod gate;
 pub mod generate;
 pub mod health;
 pub mod http;
+pub mod incident;
 pub mod ingest;
 pub mod pipeline;
 pub mod registry;

@@ -179,4 +179,128 @@ fn demo_incidents_raise_their_alerts() {
         "{fired:?}"
     );
     drop(cluster);
+    incident_report_of_the_latency_spike(dir.path());
+}
+
+/// `driftwatch incident` on the demo's latency spike: the estimated onset recorded with
+/// the alert is within two windows of the injected one (30 % into the demo's hour, counted
+/// from its first request), the report has the literal onset and delay lines, the runbook
+/// and the timeline; `--json` and `GET /api/v1/incidents/{fp}` return the same report; an
+/// unknown fingerprint exits 2 (404 over HTTP).
+fn incident_report_of_the_latency_spike(data: &std::path::Path) {
+    use driftwatch::query::{Limits, QueryEngine};
+    let labels = [
+        "service",
+        "request_model",
+        "prompt_id",
+        "prompt_version",
+        "deployment",
+        "variant",
+    ];
+    let engine = QueryEngine::open(data, &labels).unwrap();
+    let one = |sql: &str| -> serde_json::Value {
+        let out = runtime()
+            .block_on(engine.run(sql, &Limits::default()))
+            .unwrap();
+        let bytes =
+            driftwatch::query::encode_output(&out, driftwatch::query::Format::JsonArray).unwrap();
+        serde_json::from_slice::<Vec<serde_json::Value>>(&bytes).unwrap()[0].clone()
+    };
+    let first_request = one("SELECT CAST(MIN(timestamp) AS BIGINT) AS t FROM events")["t"]
+        .as_i64()
+        .unwrap();
+    let injected = first_request + 3_600_000 * 3 / 10;
+    let fp = one(
+        "SELECT fingerprint FROM alerts WHERE rule = 'p99_latency_regression' AND to_state = 'firing'",
+    )["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = std::process::Command::new(bin())
+        .args(["incident", &fp, "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    let md = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{md}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{md}");
+    let line = |prefix: &str| -> String {
+        md.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in\n{md}"))
+            .trim()
+            .to_string()
+    };
+    let onset = chrono::DateTime::parse_from_rfc3339(&line("Estimated onset:"))
+        .unwrap()
+        .timestamp_millis();
+    assert!(
+        (onset - injected).abs() <= 2 * 60_000,
+        "estimated onset {} vs injected {}",
+        driftwatch::time::rfc3339(onset),
+        driftwatch::time::rfc3339(injected)
+    );
+    let delay = line("Detection delay:");
+    assert!(humantime::parse_duration(&delay).is_ok(), "{delay}");
+    assert!(
+        md.starts_with("# Incident: p99_latency_regression (alert)"),
+        "{md}"
+    );
+    assert!(md.contains("docs/runbooks/p99-latency.md"), "{md}");
+    assert!(md.contains("| alert inactive → firing |"), "{md}");
+    assert!(md.contains("| alert firing → resolved |"), "{md}");
+    // JSON, from the command and from the API.
+    let out = std::process::Command::new(bin())
+        .args(["incident", &fp, "--json", "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["rule"], "p99_latency_regression");
+    assert_eq!(json["estimated_onset"], driftwatch::time::rfc3339(onset));
+    assert_eq!(json["labels"]["request_model"], "claude-sonnet-4");
+    let rt = runtime();
+    let (_, registry) = driftwatch::metrics::Metrics::new();
+    let app = driftwatch::daemon::http::router(
+        registry,
+        std::sync::Arc::new(driftwatch::daemon::health::Health::default()),
+        None,
+        Some(driftwatch::daemon::http::QueryApi {
+            data_dir: data.to_path_buf(),
+            labels: labels.to_vec(),
+            limits: Limits::default(),
+        }),
+    );
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (code, body) =
+        http_send(&addr, "GET", &format!("/api/v1/incidents/{fp}"), &[], "").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let api: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(api, json);
+    let (code, _) = http_send(&addr, "GET", "/api/v1/incidents/0000000000000000", &[], "").unwrap();
+    assert_eq!(code, 404);
+    let (code, _) = http_send(&addr, "GET", "/api/v1/incidents/nope", &[], "").unwrap();
+    assert_eq!(code, 400);
+    // Unknown and malformed fingerprints are usage errors.
+    for bad in ["0000000000000000", "not-a-fingerprint"] {
+        let out = std::process::Command::new(bin())
+            .args(["incident", bad, "--data-dir"])
+            .arg(data)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{bad}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
