@@ -93,6 +93,8 @@ pub struct Incident {
     pub summary: String,
     pub description: String,
     pub runbook_url: String,
+    /// The firing's details (`what_changed`: the changes the detector saw when it fired).
+    pub details: BTreeMap<String, String>,
     pub fired_at: String,
     pub resolved_at: Option<String>,
     pub estimated_onset: Option<String>,
@@ -153,7 +155,7 @@ pub async fn build(
             "SELECT CAST(evaluated_at AS BIGINT) AS t, rule, from_state, to_state, severity, signal, \
              value, n_current, reason, summary, description, runbook_url, \
              CAST(fired_at AS BIGINT) AS fired, CAST(onset AS BIGINT) AS onset, detection_delay_ms, \
-             channels{label_cols} FROM alerts WHERE fingerprint = {} ORDER BY evaluated_at",
+             channels, details{label_cols} FROM alerts WHERE fingerprint = {} ORDER BY evaluated_at",
             lit(&fp)
         ),
     )
@@ -319,6 +321,18 @@ pub async fn build(
         summary: text(f, "summary"),
         description: text(f, "description"),
         runbook_url: text(f, "runbook_url"),
+        details: match f.get("details") {
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                    )
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        },
         fired_at: rfc3339(fired),
         resolved_at: resolved.map(rfc3339),
         estimated_onset: onset.map(rfc3339),

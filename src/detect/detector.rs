@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::alerts::{Alert, AlertBook, Lifecycle, Transition};
+use crate::detect::alerts::{Alert, AlertBook, AlertState, Lifecycle, Transition};
 use crate::detect::breaker::{BreakerSettings, BreakerTransition, Breakers};
+use crate::detect::changes::what_changed;
 use crate::detect::evaluate::{evaluate_cached, BaselineCache, EvalContext};
 use crate::detect::history::{History, Summary};
 use crate::detect::rules::{Resolution, RuleSet};
@@ -313,6 +314,7 @@ impl Detector {
                     budgets: Some(&self.budgets),
                 };
                 let evals = evaluate_cached(rule, &self.label_names, &self.history, t, cache, ctx);
+                let before = out.len();
                 self.evaluations += evals.len() as u64;
                 match (&rule.action, &self.breaker_settings) {
                     (Some(crate::detect::rules::Action::CircuitBreaker), Some(bs)) => {
@@ -324,6 +326,16 @@ impl Detector {
                         out.extend(trs);
                     }
                     _ => out.extend(self.book.apply(rule, t, evals, self.settings.lifecycle)),
+                }
+                // What changed around every new firing, for its notifications.
+                for tr in out[before..]
+                    .iter_mut()
+                    .filter(|tr| tr.to == AlertState::Firing)
+                {
+                    let lines = what_changed(&self.history, &self.label_names, &tr.labels, t);
+                    if !lines.is_empty() {
+                        tr.details.insert("what_changed".into(), lines.join("\n"));
+                    }
                 }
             }
             t += step;

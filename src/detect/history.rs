@@ -420,6 +420,17 @@ impl History {
         self.windows_version
     }
 
+    /// The start of the oldest window (or hour) kept of `labels`.
+    pub fn first_window(&self, labels: &[String]) -> Option<i64> {
+        let h = self.series.get(labels)?;
+        let fine = h.fine.keys().next().copied();
+        let coarse = h.coarse.keys().next().copied();
+        match (fine, coarse) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Every series with history.
     pub fn series(&self) -> impl Iterator<Item = &Vec<String>> {
         self.series.keys()

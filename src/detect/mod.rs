@@ -10,6 +10,7 @@
 
 pub mod alerts;
 pub mod breaker;
+pub mod changes;
 pub mod codes;
 pub mod compare;
 pub mod detector;

@@ -174,6 +174,10 @@ pub fn mail(d: &Dispatch, ctx: &Context) -> Mail {
                     _ => String::new(),
                 },
             ),
+            (
+                "What changed",
+                t.details.get("what_changed").cloned().unwrap_or_default(),
+            ),
             ("Runbook", t.runbook_url.clone()),
         ]
     };
@@ -201,11 +205,11 @@ pub fn mail(d: &Dispatch, ctx: &Context) -> Mail {
                 if v.is_empty() {
                     continue;
                 }
-                text.push_str(&format!("    {k}: {v}\n"));
+                text.push_str(&format!("    {k}: {}\n", v.replace('\n', "\n      ")));
                 let cell = if k == "Runbook" {
                     format!("<a href=\"{0}\">{0}</a>", html_escape(&v))
                 } else {
-                    html_escape(&v)
+                    html_escape(&v).replace('\n', "<br>")
                 };
                 html.push_str(&format!(
                     "<tr><th align=\"left\">{k}</th><td>{cell}</td></tr>"

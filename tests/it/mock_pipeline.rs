@@ -289,6 +289,38 @@ fn incident_report_of_the_latency_spike(data: &std::path::Path) {
     assert_eq!(code, 404);
     let (code, _) = http_send(&addr, "GET", "/api/v1/incidents/nope", &[], "").unwrap();
     assert_eq!(code, 400);
+    // The judge-score drop on gpt-4o fired with what changed before it: the silent model
+    // update and prompt v13 (details.what_changed, in every channel's notification).
+    let judge = one(
+        "SELECT fingerprint FROM alerts WHERE rule = 'judge_score_drop' AND request_model = 'gpt-4o' AND to_state = 'firing'",
+    )["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = std::process::Command::new(bin())
+        .args(["incident", &judge, "--json", "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let changed = report["details"]["what_changed"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        changed.contains("response_model gpt-4o-2024-11-20 first seen")
+            && changed.contains("prompt_version v13 first seen"),
+        "{report:#}"
+    );
+    let fields: Vec<&str> = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"response_model") && fields.contains(&"prompt_version"),
+        "{report:#}"
+    );
     // Unknown and malformed fingerprints are usage errors.
     for bad in ["0000000000000000", "not-a-fingerprint"] {
         let out = std::process::Command::new(bin())
