@@ -155,7 +155,8 @@ pub async fn build(
             "SELECT CAST(evaluated_at AS BIGINT) AS t, rule, from_state, to_state, severity, signal, \
              value, n_current, reason, summary, description, runbook_url, \
              CAST(fired_at AS BIGINT) AS fired, CAST(onset AS BIGINT) AS onset, detection_delay_ms, \
-             channels, details{label_cols} FROM alerts WHERE fingerprint = {} ORDER BY evaluated_at",
+             channels, details, labels AS instance_labels{label_cols} FROM alerts \
+             WHERE fingerprint = {} AND signal <> 'circuit_breaker' ORDER BY evaluated_at",
             lit(&fp)
         ),
     )
@@ -215,6 +216,14 @@ pub async fn build(
         let v = text(f, l);
         if !v.is_empty() {
             series.insert(l.to_string(), v);
+        }
+    }
+    // The instance labels beyond the series' (`code`, `baseline_version`, `judge`, …).
+    if let Some(Value::Object(m)) = f.get("instance_labels") {
+        for (k, v) in m {
+            if let Some(v) = v.as_str().filter(|v| !v.is_empty()) {
+                series.entry(k.clone()).or_insert_with(|| v.to_string());
+            }
         }
     }
     let mut timeline: Vec<(i64, TimelineEntry)> = Vec::new();

@@ -34,7 +34,7 @@ impl CodeField {
     /// Is `value` of this field an error code?
     pub fn is_code(self, value: &str) -> bool {
         match self {
-            CodeField::ErrorType => !value.is_empty(),
+            CodeField::ErrorType => !value.is_empty() && value != crate::window::sketch::OTHER_KEY,
             CodeField::HttpStatus => value.parse::<u16>().is_ok_and(|s| s >= 400),
         }
     }
@@ -166,6 +166,11 @@ impl CodeMemory {
             .range((from - HOUR_MS + 1)..=(to - HOUR_MS))
             .map(|(_, n)| *n)
             .sum()
+    }
+
+    /// Every series remembered (also those no longer in the window history).
+    pub fn series(&self) -> impl Iterator<Item = &Vec<String>> {
+        self.series.keys()
     }
 
     pub fn series_count(&self) -> usize {

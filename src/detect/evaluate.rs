@@ -1477,6 +1477,22 @@ fn new_error_codes(
         let key = rule.by.iter().map(|i| labels[*i].clone()).collect();
         instances.entry(key).or_default().push(labels);
     }
+    // The baseline span is read from every series the code memory holds — also those gone
+    // quiet since (a retired prompt version), which the window history no longer has.
+    let mut remembered: BTreeMap<Vec<String>, Vec<&Vec<String>>> = BTreeMap::new();
+    for labels in history.codes().series() {
+        let overflow = labels
+            .first()
+            .is_some_and(|v| v == crate::window::series::OVERFLOW_LABEL);
+        let matched = rule
+            .matchers
+            .iter()
+            .all(|(i, vals)| vals.iter().any(|v| labels.get(*i) == Some(v)));
+        if !overflow && matched && rule.by.iter().all(|i| *i < labels.len()) {
+            let key: Vec<String> = rule.by.iter().map(|i| labels[*i].clone()).collect();
+            remembered.entry(key).or_default().push(labels);
+        }
+    }
     fn field_counts(s: &Summary, f: CodeField) -> &crate::window::sketch::Counts {
         match f {
             CodeField::ErrorType => &s.error_types,
@@ -1495,7 +1511,8 @@ fn new_error_codes(
                 prev.merge_parts(&s, parts);
             }
         }
-        let base_requests: u64 = members
+        let in_memory = remembered.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+        let base_requests: u64 = in_memory
             .iter()
             .map(|l| history.codes().requests(l, base_from, base_to))
             .sum();
@@ -1524,7 +1541,7 @@ fn new_error_codes(
                     details: BTreeMap::new(),
                 };
                 if base_requests >= rule.min_baseline && cur.requests >= rule.min_current {
-                    let seen = members
+                    let seen = in_memory
                         .iter()
                         .any(|l| history.codes().seen(l, field, code, base_from, base_to));
                     let new = !seen;
@@ -1633,7 +1650,10 @@ fn prompt_regressions(
             let Some(first) = merged(series, watch_from - range_ms, t_ms).since_ms else {
                 continue;
             };
-            if first < watch_from {
+            // Just past the watch period: one more evaluation, not breached, so a firing alert
+            // resolves when the watch ends instead of going stale.
+            let expired = first < watch_from;
+            if expired && first < watch_from - 5 * rule.every_ms {
                 continue;
             }
             let predecessor = versions
@@ -1645,6 +1665,37 @@ fn prompt_regressions(
             let Some((_, before, before_series)) = predecessor else {
                 continue;
             };
+            if expired {
+                let mut labels: InstanceLabels = rule
+                    .by
+                    .iter()
+                    .zip(key)
+                    .map(|(i, v)| (label_names[*i].to_string(), v.clone()))
+                    .collect();
+                labels.push((version_label.to_string(), (*version).clone()));
+                labels.push((BASELINE_VERSION_LABEL.to_string(), before.clone()));
+                let mut details = BTreeMap::new();
+                details.insert("mode".into(), "watch period over".to_string());
+                details.insert("since".into(), crate::time::rfc3339(first));
+                out.push(Evaluation {
+                    labels,
+                    n_current: 0,
+                    n_baseline: 0,
+                    outcome: Outcome::Measured(Measured {
+                        value: 0.0,
+                        baseline: f64::NAN,
+                        effect: 0.0,
+                        p_value: f64::NAN,
+                        breached: false,
+                        still_breached: false,
+                        significant: true,
+                    }),
+                    horizon_ms: rule.over_ms,
+                    onset_ms: None,
+                    details,
+                });
+                continue;
+            }
             let candidate = merged(series, first, t_ms);
             let alongside = merged(before_series, first, t_ms);
             let (baseline, mode) = if alongside.requests >= rule.min_baseline {

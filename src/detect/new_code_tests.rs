@@ -59,7 +59,10 @@ fn firing(evals: &[Evaluation]) -> Vec<(String, String)> {
     evals
         .iter()
         .filter(|e| e.fires())
-        .map(|e| (e.labels[2].1.clone(), e.labels[3].1.clone()))
+        .map(|e| {
+            let n = e.labels.len();
+            (e.labels[n - 2].1.clone(), e.labels[n - 1].1.clone())
+        })
         .collect()
 }
 
@@ -228,4 +231,46 @@ fn rules_for_new_codes_are_validated() {
     let e =
         crate::detect::rules::parse_file(std::path::Path::new("r.yaml"), text, &ctx).unwrap_err();
     assert!(e[0].to_string().contains("condition"), "{}", e[0]);
+}
+
+/// A code returned by a series that has gone quiet since (a retired prompt version) is
+/// still in the baseline: the code memory outlives the window history.
+#[test]
+fn a_code_of_a_series_gone_quiet_is_still_known() {
+    let r = rule("    by: [service]\n    baseline: { trailing: 2h }\n    min_samples: { events: 5, baseline: 100 }\n");
+    let set = RuleSet {
+        rules: vec![r.clone()],
+        files: Vec::new(),
+    };
+    // Windows kept 10 minutes at full resolution and 21 minutes in all; codes 2 h 10 min.
+    let mut h = History::new(MIN, 10 * MIN, set.lookback_ms() + MIN, MIN)
+        .with_codes(set.code_gap_ms(), set.code_lookback_ms() + MIN);
+    let old = vec!["chat".to_string(), "gpt-4o-old".to_string()];
+    for m in 0..40 {
+        minute(&mut h, &old, T + m * MIN, &[("tool_error", "502", 1)]);
+    }
+    // The old series stops at minute 40; at minute 104 another model of the service (with
+    // traffic all along) returns the code.
+    let steps = fill(&mut h, &r, 0, 110, |m| {
+        if m >= 104 {
+            vec![("tool_error", "502", 3)]
+        } else {
+            vec![]
+        }
+    });
+    assert!(
+        h.series().all(|l| *l != old),
+        "the old series' windows are gone"
+    );
+    assert!(
+        steps.iter().all(|(_, e)| firing(e).is_empty()),
+        "{steps:#?}"
+    );
+    // The labels of the old model's days do not leak into the instance: `by` is service.
+    assert!(steps
+        .last()
+        .unwrap()
+        .1
+        .iter()
+        .all(|e| e.labels[0].1 == "chat"));
 }

@@ -102,7 +102,14 @@ fn a_replacement_that_scores_worse_fires_naming_both_versions_and_the_metric() {
     for m in 70..181 {
         minute(&mut h, "v13", T + m * MIN, 20, 800.0, 0.72);
     }
-    assert!(at(&h, &r, 181).is_empty());
+    // Just past it: one evaluation that is not breached (a firing alert resolves), then none.
+    let e = &at(&h, &r, 181)[0];
+    assert!(matches!(e.outcome, Outcome::Measured(m) if !m.breached && !m.still_breached));
+    assert_eq!(e.details["mode"], "watch period over");
+    for m in 181..200 {
+        minute(&mut h, "v13", T + m * MIN, 20, 800.0, 0.72);
+    }
+    assert!(at(&h, &r, 200).is_empty());
 }
 
 #[test]

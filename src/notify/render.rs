@@ -379,7 +379,7 @@ pub fn breaker_json(t: &BreakerTransition) -> Value {
         "signal": t.signal,
         "value": t.value,
         // Kept for gateways written against error-rate breakers.
-        "error_rate": if t.signal == "error rate" { t.value } else { None },
+        "error_rate": if t.signal.is_empty() || t.signal.contains("rate") { t.value } else { None },
         "requests": t.requests,
         "threshold": t.threshold.is_finite().then_some(t.threshold),
         "reason": t.reason,
