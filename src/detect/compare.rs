@@ -215,6 +215,17 @@ pub struct MetricResult {
 }
 
 impl MetricResult {
+    /// Worse than the baseline by more than `tolerance` in the metric's bad direction, at
+    /// the level it was tested at: a regression had the comparison used that tolerance.
+    pub fn worse_beyond(&self, tolerance: f64) -> bool {
+        let worse = if self.higher_is_better {
+            -self.effect
+        } else {
+            self.effect
+        };
+        self.verdict != Verdict::NotEnoughData && worse > tolerance && self.p_value < self.alpha
+    }
+
     /// One line for a notification: `judge:faithfulness: 0.8 → 0.72 (-10.0 %, p=1.2e-9,
     /// regression)` — baseline → candidate.
     pub fn line(&self) -> String {
@@ -645,6 +656,35 @@ mod tests {
         let (lo, hi) = r.ci.unwrap();
         assert!(lo < r.effect && r.effect < hi && hi < 0.0, "{lo} {hi}");
         assert!(r.p_value < 1e-10);
+    }
+
+    #[test]
+    fn worse_beyond_a_tolerance_is_the_verdict_at_that_tolerance() {
+        let base = judge(uniform(1, 5000).into_iter().map(|u| 0.7 + 0.2 * u));
+        let m = CompareMetric::Judge("faithfulness".into());
+        for (seed, shift) in [(2, -0.016), (3, -0.04), (4, -0.06), (5, 0.05), (6, 0.0)] {
+            let cand = judge(
+                uniform(seed, 5000)
+                    .into_iter()
+                    .map(|u| 0.7 + shift + 0.2 * u),
+            );
+            let at_five = compare(&m, &cand, &base, &opts());
+            for tolerance in [0.0, 0.01, 0.03, 0.05, 0.08] {
+                let o = CompareOptions {
+                    tolerance,
+                    ..opts()
+                };
+                let direct = compare(&m, &cand, &base, &o).verdict == Verdict::Regression;
+                assert_eq!(
+                    at_five.worse_beyond(tolerance),
+                    direct,
+                    "shift {shift}, tolerance {tolerance}"
+                );
+            }
+        }
+        // Not enough data is never worse.
+        let few = compare(&m, &judge([0.1; 5]), &base, &opts());
+        assert!(!few.worse_beyond(0.0));
     }
 
     #[test]

@@ -181,14 +181,6 @@ pub fn evaluate_cached(
         Resolution::Window => history.range_of(labels, from, to, parts),
         Resolution::Slice => history.slice_range(labels, from, to, parts),
     };
-    // The overflow series mixes whatever did not fit under series.max_active: no alert (nor
-    // circuit breaker) can be about it.
-    let eligible = |labels: &[String]| {
-        let overflow = labels
-            .first()
-            .is_some_and(|v| v == crate::window::series::OVERFLOW_LABEL);
-        !overflow && matches(labels, &[])
-    };
     fn add<'h>(by: &[usize], current: &mut Current<'h>, labels: &'h Vec<String>, s: &Summary) {
         if s.requests == 0 && s.judge.is_empty() {
             return;
@@ -201,7 +193,7 @@ pub fn evaluate_cached(
     // Current aggregates per horizon (ascending, as `horizons_ms`). Slices are merged once,
     // newest first, for all horizons at the same time.
     let mut currents: Vec<Current<'_>> = vec![BTreeMap::new(); rule.horizons_ms.len()];
-    for labels in history.series().filter(|l| eligible(l)) {
+    for labels in history.series().filter(|l| alertable(rule, l)) {
         match rule.resolution {
             Resolution::Slice => {
                 let nested = history.nested_slice_ranges(labels, t_ms, &rule.horizons_ms, parts);
@@ -348,12 +340,7 @@ pub fn evaluate_cached(
                 (_, Some(Some(b))) => Some(b),
                 _ => Some(&EMPTY_SUMMARY),
             };
-            let labels: InstanceLabels = rule
-                .by
-                .iter()
-                .zip(key)
-                .map(|(i, v)| (label_names[*i].to_string(), v.clone()))
-                .collect();
+            let labels = instance_labels(rule, label_names, key);
             if is_longest {
                 members.insert(key.clone(), series.clone());
             }
@@ -1431,19 +1418,41 @@ fn hist_test(
     }
 }
 
-/// The series `rule` may alert on: its matchers hold, and not the overflow series (it mixes
-/// whatever did not fit under `series.max_active`).
-fn alertable<'h>(rule: &'h Rule, history: &'h History) -> impl Iterator<Item = &'h Vec<String>> {
-    history.series().filter(|labels| {
-        let overflow = labels
-            .first()
-            .is_some_and(|v| v == crate::window::series::OVERFLOW_LABEL);
-        !overflow
-            && rule
-                .matchers
-                .iter()
-                .all(|(i, vals)| vals.iter().any(|v| labels.get(*i) == Some(v)))
-    })
+/// May `rule` alert on the series `labels`? Its matchers hold, and it is not the overflow
+/// series (that mixes whatever did not fit under `series.max_active`: no alert, nor circuit
+/// breaker, can be about it).
+fn alertable(rule: &Rule, labels: &[String]) -> bool {
+    let overflow = labels
+        .first()
+        .is_some_and(|v| v == crate::window::series::OVERFLOW_LABEL);
+    !overflow
+        && rule.by.iter().all(|i| *i < labels.len())
+        && rule
+            .matchers
+            .iter()
+            .all(|(i, vals)| vals.iter().any(|v| labels.get(*i) == Some(v)))
+}
+
+/// The series of `series` that `rule` may alert on, per alert instance (`by` key).
+fn instances<'h>(
+    rule: &Rule,
+    series: impl Iterator<Item = &'h Vec<String>>,
+) -> BTreeMap<Vec<String>, Vec<&'h Vec<String>>> {
+    let mut out: BTreeMap<Vec<String>, Vec<&Vec<String>>> = BTreeMap::new();
+    for labels in series.filter(|l| alertable(rule, l)) {
+        let key = rule.by.iter().map(|i| labels[*i].clone()).collect();
+        out.entry(key).or_default().push(labels);
+    }
+    out
+}
+
+/// An instance's labels: the rule's `by` labels with the values of `key`.
+fn instance_labels(rule: &Rule, label_names: &[&str], key: &[String]) -> InstanceLabels {
+    rule.by
+        .iter()
+        .zip(key)
+        .map(|(i, v)| (label_names[*i].to_string(), v.clone()))
+        .collect()
 }
 
 /// `new_error_code`: per instance and code (`error_type`, `http_status` ≥ 400) in the
@@ -1472,27 +1481,10 @@ fn new_error_codes(
     let parts = parts_for(&rule.signal);
     let cur_from = t_ms - rule.over_ms;
     let (base_from, base_to) = (cur_from - offset_ms - range_ms, cur_from - offset_ms);
-    let mut instances: BTreeMap<Vec<String>, Vec<&Vec<String>>> = BTreeMap::new();
-    for labels in alertable(rule, history) {
-        let key = rule.by.iter().map(|i| labels[*i].clone()).collect();
-        instances.entry(key).or_default().push(labels);
-    }
+    let current = instances(rule, history.series());
     // The baseline span is read from every series the code memory holds — also those gone
     // quiet since (a retired prompt version), which the window history no longer has.
-    let mut remembered: BTreeMap<Vec<String>, Vec<&Vec<String>>> = BTreeMap::new();
-    for labels in history.codes().series() {
-        let overflow = labels
-            .first()
-            .is_some_and(|v| v == crate::window::series::OVERFLOW_LABEL);
-        let matched = rule
-            .matchers
-            .iter()
-            .all(|(i, vals)| vals.iter().any(|v| labels.get(*i) == Some(v)));
-        if !overflow && matched && rule.by.iter().all(|i| *i < labels.len()) {
-            let key: Vec<String> = rule.by.iter().map(|i| labels[*i].clone()).collect();
-            remembered.entry(key).or_default().push(labels);
-        }
-    }
+    let remembered = instances(rule, history.codes().series());
     fn field_counts(s: &Summary, f: CodeField) -> &crate::window::sketch::Counts {
         match f {
             CodeField::ErrorType => &s.error_types,
@@ -1500,7 +1492,7 @@ fn new_error_codes(
         }
     }
     let mut out = Vec::new();
-    for (key, members) in instances {
+    for (key, members) in current {
         let mut cur = Summary::default();
         let mut prev = Summary::default();
         for l in &members {
@@ -1516,12 +1508,7 @@ fn new_error_codes(
             .iter()
             .map(|l| history.codes().requests(l, base_from, base_to))
             .sum();
-        let base_labels: InstanceLabels = rule
-            .by
-            .iter()
-            .zip(&key)
-            .map(|(i, v)| (label_names[*i].to_string(), v.clone()))
-            .collect();
+        let base_labels = instance_labels(rule, label_names, &key);
         for field in CodeField::ALL {
             let now = field_counts(&cur, field);
             let before = field_counts(&prev, field);
@@ -1617,14 +1604,11 @@ fn prompt_regressions(
     // Instance → version → its series.
     type Versions<'h> = BTreeMap<&'h String, Vec<&'h Vec<String>>>;
     let mut groups: BTreeMap<Vec<String>, Versions<'_>> = BTreeMap::new();
-    for labels in alertable(rule, history) {
-        let key = rule.by.iter().map(|i| labels[*i].clone()).collect();
-        groups
-            .entry(key)
-            .or_default()
-            .entry(&labels[pv])
-            .or_default()
-            .push(labels);
+    for (key, series) in instances(rule, history.series()) {
+        let versions = groups.entry(key).or_default();
+        for labels in series.into_iter().filter(|l| pv < l.len()) {
+            versions.entry(&labels[pv]).or_default().push(labels);
+        }
     }
     let merged = |series: &[&Vec<String>], from: i64, to: i64| {
         let mut m = Summary::default();
@@ -1635,10 +1619,9 @@ fn prompt_regressions(
         }
         m
     };
-    let test_alpha = rule.test.map_or(0.001, |t| t.alpha);
-    let opts = |tolerance: f64| CompareOptions {
-        tolerance,
-        alpha: test_alpha,
+    let opts = CompareOptions {
+        tolerance: rule.condition.threshold,
+        alpha: rule.test.map_or(0.001, |t| t.alpha),
         min_samples: rule.min_current,
         ..CompareOptions::default()
     };
@@ -1665,15 +1648,10 @@ fn prompt_regressions(
             let Some((_, before, before_series)) = predecessor else {
                 continue;
             };
+            let mut labels = instance_labels(rule, label_names, key);
+            labels.push((version_label.to_string(), (*version).clone()));
+            labels.push((BASELINE_VERSION_LABEL.to_string(), before.clone()));
             if expired {
-                let mut labels: InstanceLabels = rule
-                    .by
-                    .iter()
-                    .zip(key)
-                    .map(|(i, v)| (label_names[*i].to_string(), v.clone()))
-                    .collect();
-                labels.push((version_label.to_string(), (*version).clone()));
-                labels.push((BASELINE_VERSION_LABEL.to_string(), before.clone()));
                 let mut details = BTreeMap::new();
                 details.insert("mode".into(), "watch period over".to_string());
                 details.insert("since".into(), crate::time::rfc3339(first));
@@ -1707,28 +1685,10 @@ fn prompt_regressions(
                 )
             };
             let metrics = CompareMetric::defaults(&candidate, &baseline);
-            let results = compare_all(
-                &metrics,
-                &candidate,
-                &baseline,
-                &opts(rule.condition.threshold),
-            );
-            let still = compare_all(
-                &metrics,
-                &candidate,
-                &baseline,
-                &opts(rule.condition.recover),
-            )
-            .iter()
-            .any(|r| r.verdict == Verdict::Regression);
-            let mut labels: InstanceLabels = rule
-                .by
+            let results = compare_all(&metrics, &candidate, &baseline, &opts);
+            let still = results
                 .iter()
-                .zip(key)
-                .map(|(i, v)| (label_names[*i].to_string(), v.clone()))
-                .collect();
-            labels.push((version_label.to_string(), (*version).clone()));
-            labels.push((BASELINE_VERSION_LABEL.to_string(), before.clone()));
+                .any(|r| r.worse_beyond(rule.condition.recover));
             let regressed: Vec<_> = results
                 .iter()
                 .filter(|r| r.verdict == Verdict::Regression)

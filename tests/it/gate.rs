@@ -16,8 +16,6 @@ use driftwatch::config::Config;
 use driftwatch::daemon::pipeline::Pipeline;
 use driftwatch::event::{Feedback, RequestEvent};
 use driftwatch::source::RawMessage;
-use driftwatch::storage::commit::Committer;
-use driftwatch::storage::sink::ParquetSink;
 use driftwatch::traffic::scenario::{to_json_line, Generator, Traffic, T0};
 
 use crate::support::*;
@@ -55,14 +53,7 @@ fn shape(ev: &mut RequestEvent, rng: &mut ChaCha8Rng) {
 fn write_history(dir: &Path, seed: u64, stretches: &[Stretch]) {
     let mut config = Config::default();
     config.storage.data_dir = dir.to_path_buf();
-    let labels = config
-        .series
-        .parsed_labels()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_str())
-        .collect();
-    let committer = Committer::new(ParquetSink::new(dir, 1, labels).unwrap()).unwrap();
+    let committer = parquet_committer(dir);
     let (metrics, _) = driftwatch::metrics::Metrics::new();
     let mut pipeline = Pipeline::new(&config, metrics).unwrap();
     let topic: Arc<str> = Arc::from("llm-logs");

@@ -189,14 +189,7 @@ fn demo_incidents_raise_their_alerts() {
 /// unknown fingerprint exits 2 (404 over HTTP).
 fn incident_report_of_the_latency_spike(data: &std::path::Path) {
     use driftwatch::query::{Limits, QueryEngine};
-    let labels = [
-        "service",
-        "request_model",
-        "prompt_id",
-        "prompt_version",
-        "deployment",
-        "variant",
-    ];
+    let labels = default_labels();
     let engine = QueryEngine::open(data, &labels).unwrap();
     let one = |sql: &str| -> serde_json::Value {
         let out = runtime()

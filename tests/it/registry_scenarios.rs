@@ -114,17 +114,7 @@ impl PipeSim {
         config.registry.file = Some(models);
         config.storage.data_dir = data.map_or_else(|| dir.path().join("data"), Path::to_path_buf);
         std::fs::create_dir_all(&config.storage.data_dir).unwrap();
-        let committer = data.map(|d| {
-            let labels = config
-                .series
-                .parsed_labels()
-                .unwrap()
-                .iter()
-                .map(|l| l.as_str())
-                .collect();
-            let sink = driftwatch::storage::sink::ParquetSink::new(d, 1, labels).unwrap();
-            driftwatch::storage::commit::Committer::new(sink).unwrap()
-        });
+        let committer = data.map(crate::support::parquet_committer);
         config.budgets = budgets.iter().map(|(s, u)| (s.to_string(), *u)).collect();
         let (metrics, _) = driftwatch::metrics::Metrics::new();
         let mut pipeline = Pipeline::new(&config, metrics).unwrap();

@@ -34,6 +34,24 @@ pub fn compact_now(data: &Path) -> String {
     stdout
 }
 
+/// The default series labels (`series.labels`), in key order.
+pub fn default_labels() -> Vec<&'static str> {
+    driftwatch::config::Config::default()
+        .series
+        .parsed_labels()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str())
+        .collect()
+}
+
+/// A committer writing Parquet into `data` as `driftwatch run` does (one partition, the
+/// default series labels).
+pub fn parquet_committer(data: &Path) -> driftwatch::storage::commit::Committer {
+    let sink = driftwatch::storage::sink::ParquetSink::new(data, 1, default_labels()).unwrap();
+    driftwatch::storage::commit::Committer::new(sink).unwrap()
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
