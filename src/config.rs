@@ -55,6 +55,9 @@ pub struct Config {
     pub breaker: crate::detect::breaker::BreakerConfig,
     /// SQL over the history (`driftwatch query`, `POST /api/v1/query`).
     pub query: QueryConfig,
+    /// Rollout analyses: canary vs stable, A/B variants vs control, shadow vs primary.
+    /// Default none.
+    pub analyses: Vec<crate::detect::analysis::AnalysisConfig>,
 }
 
 impl Config {
@@ -160,6 +163,38 @@ impl Config {
             ));
         }
         self.produce.validate()?;
+        self.validate_analyses()?;
+        Ok(())
+    }
+
+    fn validate_analyses(&self) -> Result<(), ConfigError> {
+        let labels: Vec<&str> = self
+            .series
+            .parsed_labels()?
+            .iter()
+            .map(|l| l.as_str())
+            .collect();
+        let mut names = std::collections::BTreeSet::new();
+        for (i, a) in self.analyses.iter().enumerate() {
+            a.validate(i, &labels)
+                .map_err(|e| invalid(&format!("analyses[{i}].{}", e.field), e.message))?;
+            if !names.insert(a.name.as_str()) {
+                return Err(invalid(
+                    &format!("analyses[{i}].name"),
+                    format!("{:?} names another analysis too; names are the API ids", a.name),
+                ));
+            }
+            for c in &a.rollback_channels {
+                if let Some(ch) = self.notify.channels.get(c) {
+                    if ch.kind() != "webhook" {
+                        return Err(invalid(
+                            &format!("analyses[{i}].rollback_channels"),
+                            format!("{c:?} is a {} channel; rollbacks call webhooks", ch.kind()),
+                        ));
+                    }
+                }
+            }
+        }
         Ok(())
     }
 

@@ -780,6 +780,38 @@ def distribution_cases():
     return d
 
 
+def paired_cases():
+    """Paired t and Wilcoxon signed-rank on integer differences (shadow - primary)."""
+    rng = np.random.default_rng(20261204)
+    samples = [
+        ("shift_up", rng.integers(-20, 40, 60)),
+        ("no_shift", rng.integers(-30, 31, 200)),
+        ("small_down", rng.integers(-9, 5, 25)),
+        ("many_ties", rng.integers(-3, 4, 500)),
+        ("big", rng.integers(-400, 450, 3000)),
+        ("with_zeros", np.array([0, 0, 1, -2, 3, 3, -1, 4, 0, 5, 2, -3, 6, 1])),
+    ]
+    t_out, w_out = [], []
+    for name, d in samples:
+        d = [int(v) for v in d]
+        for alt in ALTS:
+            r = stats.ttest_1samp(d, 0.0, alternative=alt)
+            t_out.append(dict(name=name, d=moments(d), alternative=alt,
+                              expected=dict(statistic=f(r.statistic), p_value=f(r.pvalue))))
+            r = stats.wilcoxon(d, zero_method="wilcox", correction=False, method="approx",
+                               alternative=alt)
+            # scipy's statistic is min(W+, W-) two-sided; W+ one-sided. Report W+.
+            nz = np.array([v for v in d if v != 0], dtype=float)
+            ranks = stats.rankdata(np.abs(nz))
+            w_plus = float(np.sum(ranks[nz > 0]))
+            w_out.append(dict(name=name, d=d, alternative=alt,
+                              expected=dict(statistic=f(w_plus), p_value=f(r.pvalue))))
+    for name, d in [("empty", []), ("all_zero", [0, 0, 0])]:
+        w_out.append(dict(name=name, d=d, alternative="two-sided", expected=None))
+    t_out.append(dict(name="constant", d=moments([2, 2, 2]), alternative="two-sided", expected=None))
+    return t_out, w_out
+
+
 def differences(want, got, path="$"):
     """Where `got` differs from `want`: floats to 1e-10 relative, everything else exactly."""
     if isinstance(want, dict) and isinstance(got, dict):
@@ -844,6 +876,8 @@ def reference():
         binned_quantile_rank=binned_rank_cases(),
         min_samples_for_quantile=min_samples_cases(),
         distributions=distribution_cases(),
+        paired_t=paired_cases()[0],
+        wilcoxon_signed_rank=paired_cases()[1],
     )
 
 

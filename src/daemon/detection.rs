@@ -132,6 +132,7 @@ pub fn resume(
     let mut d = Detector::new(rules, label_names(config)?, settings);
     d.set_breaker_settings(breaker_settings(config));
     d.set_budgets(config.budgets.clone());
+    d.set_analyses(config.analyses.clone());
     // The lookback before the last evaluated tick (or, on a first start, before the newest
     // stored hour), from an hour boundary so hourly roll-ups are whole.
     let reference = match snapshot.as_ref().and_then(|s| s.evaluated_window_ms) {
@@ -238,6 +239,7 @@ pub fn backtest(
     let mut d = Detector::new(rules, labels.clone(), settings);
     d.set_breaker_settings(breaker_settings(config));
     d.set_budgets(config.budgets.clone());
+    d.set_analyses(config.analyses.clone());
     // The registry as it is now (deprecations, unknown models, fallbacks).
     d.set_registry(crate::daemon::registry::read(config)?.map(|(r, _)| std::sync::Arc::new(r)));
     // Read the lookback before `from` too, so the first ticks have their baselines; ticks

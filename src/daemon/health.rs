@@ -14,6 +14,8 @@ pub struct Health {
     pub draining: AtomicBool,
     /// Alert instances as of the last evaluation, for `GET /api/v1/alerts`.
     pub alerts: std::sync::RwLock<AlertsView>,
+    /// Rollout analyses as of the last window tick, for `GET /api/v1/analyses`.
+    pub analyses: std::sync::RwLock<Vec<crate::detect::analysis::AnalysisReport>>,
     /// The delivery stage, when channels are configured (silences and outbox API).
     pub notify: std::sync::OnceLock<Arc<crate::notify::service::Shared>>,
 }
@@ -49,5 +51,6 @@ impl Health {
             breakers: d.breakers().iter().cloned().collect(),
         };
         *self.alerts.write().unwrap_or_else(|e| e.into_inner()) = view;
+        *self.analyses.write().unwrap_or_else(|e| e.into_inner()) = d.analyses().reports();
     }
 }

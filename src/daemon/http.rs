@@ -1,6 +1,7 @@
 //! `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /api/v1/alerts`,
 //! `GET /api/v1/breakers`, `GET|POST /api/v1/silences`, `DELETE /api/v1/silences/{id}`,
-//! `GET /api/v1/outbox`, `POST /api/v1/query`, `GET /api/v1/incidents/{fingerprint}`.
+//! `GET /api/v1/outbox`, `POST /api/v1/query`, `GET /api/v1/incidents/{fingerprint}`,
+//! `GET /api/v1/analyses`, `GET /api/v1/analyses/{id}`, `POST /api/v1/analyses/{id}/flagger`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -51,6 +52,12 @@ pub fn router(
         .route("/api/v1/outbox", get(outbox))
         .route("/api/v1/query", axum::routing::post(run_query))
         .route("/api/v1/incidents/{fingerprint}", get(incident))
+        .route("/api/v1/analyses", get(analyses))
+        .route("/api/v1/analyses/{id}", get(analysis))
+        .route(
+            "/api/v1/analyses/{id}/flagger",
+            axum::routing::post(flagger).get(flagger),
+        )
         .with_state(Arc::new(AppState {
             registry,
             health,
@@ -125,6 +132,61 @@ async fn alerts(State(s): State<Arc<AppState>>) -> impl IntoResponse {
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     axum::Json(view)
+}
+
+/// Every configured rollout analysis with its runs.
+async fn analyses(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let list = s
+        .health
+        .analyses
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    axum::Json(serde_json::json!({ "analyses": list }))
+}
+
+fn find_analysis(s: &AppState, id: &str) -> Result<crate::detect::analysis::AnalysisReport, Response> {
+    let list = s.health.analyses.read().unwrap_or_else(|e| e.into_inner());
+    list.iter().find(|a| a.name == id).cloned().ok_or_else(|| {
+        let names: Vec<&str> = list.iter().map(|a| a.name.as_str()).collect();
+        error(
+            StatusCode::NOT_FOUND,
+            format!("no analysis {id:?}; configured: {names:?} ([[analyses]] in the config)"),
+        )
+    })
+}
+
+/// One analysis: its classification and score (of the worst current run) and its runs,
+/// for Argo Rollouts' `web` metric provider (`jsonPath: "{$.classification}"`).
+async fn analysis(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match find_analysis(&s, &id) {
+        Ok(a) => axum::Json(a).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Flagger's webhook gate: 200 while the analysis passes, is marginal or lacks data, 409
+/// once it fails. The body says why either way.
+async fn flagger(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    use crate::detect::analysis::RunClass;
+    let a = match find_analysis(&s, &id) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let reason = a.runs.first().map(|r| r.reason.clone()).unwrap_or_else(|| "no run yet".into());
+    let body = serde_json::json!({
+        "analysis": a.name,
+        "classification": a.classification,
+        "score": a.score,
+        "status": a.status,
+        "reason": reason,
+    });
+    let code = if a.classification == RunClass::Fail {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    (code, axum::Json(body)).into_response()
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -256,8 +256,9 @@ impl AlertsHook for DeliveryInbox {
         &self,
         transitions: &[crate::detect::alerts::Transition],
         breakers: &[crate::detect::breaker::BreakerTransition],
+        rollbacks: &[crate::detect::analysis::RollbackEvent],
     ) -> Result<(), crate::durable::IoError> {
-        crate::notify::inbox::write_inbox(&self.0, transitions, breakers)
+        crate::notify::inbox::write_inbox(&self.0, transitions, breakers, rollbacks)
     }
 }
 

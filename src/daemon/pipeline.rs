@@ -70,6 +70,10 @@ pub struct Pipeline {
     alerts_changed: bool,
     /// The model registry in use (decoder prices, detector fallbacks).
     registry: Option<std::sync::Arc<crate::registry::Registry>>,
+    /// Shadow pairs, when a shadow analysis is configured.
+    pairs: Option<crate::window::pairs::PairIndex>,
+    /// Rollback commands of failed analysis runs not yet written.
+    rollbacks: Vec<crate::detect::analysis::RollbackEvent>,
 }
 
 impl Pipeline {
@@ -78,7 +82,23 @@ impl Pipeline {
         for r in RejectReason::ALL {
             metrics.quarantined(r.as_str());
         }
+        let shadow_services: Vec<String> = config
+            .analyses
+            .iter()
+            .filter(|a| a.kind == crate::detect::analysis::AnalysisKind::Shadow)
+            .map(|a| a.service.clone())
+            .collect();
+        let pairs = (!shadow_services.is_empty()).then(|| {
+            crate::window::pairs::PairIndex::new(
+                shadow_services,
+                config.series.parsed_labels().unwrap_or_default(),
+                config.windows.width.as_millis() as i64,
+                config.scores.join_capacity,
+            )
+        });
         Ok(Self {
+            pairs,
+            rollbacks: Vec::new(),
             decoder: Decoder::new(config.limits.clone(), config.prices.clone())
                 .with_near_context(config.registry.near_context),
             windows_config: config.windows.clone(),
@@ -149,7 +169,9 @@ impl Pipeline {
     /// Transitions are waiting to be written (they go out with the next commit cycle, at
     /// once, so an alert is in the table within one tick).
     pub fn alerts_pending(&self) -> bool {
-        !self.transitions.is_empty() || !self.breaker_transitions.is_empty()
+        !self.transitions.is_empty()
+            || !self.breaker_transitions.is_empty()
+            || !self.rollbacks.is_empty()
     }
 
     fn record_breakers(&mut self, bt: Vec<crate::detect::breaker::BreakerTransition>) {
@@ -181,6 +203,7 @@ impl Pipeline {
         let ticks = d.evaluated_through();
         if self.transitions.is_empty()
             && self.breaker_transitions.is_empty()
+            && self.rollbacks.is_empty()
             && ticks == self.saved_ticks
         {
             return None;
@@ -189,6 +212,7 @@ impl Pipeline {
         Some(crate::storage::commit::AlertsJob {
             transitions: std::mem::take(&mut self.transitions),
             breakers: std::mem::take(&mut self.breaker_transitions),
+            rollbacks: std::mem::take(&mut self.rollbacks),
             snapshot: d.snapshot(),
         })
     }
@@ -223,14 +247,26 @@ impl Pipeline {
                 slice_clock = Some(slice_clock.map_or(f, |c| c.min(f)));
             }
         }
+        if let Some(pairs) = self.pairs.as_mut() {
+            let done = if now_ms == i64::MAX {
+                pairs.take_all()
+            } else {
+                window_clock.map(|c| pairs.take_closed(c)).unwrap_or_default()
+            };
+            for (labels, start, stats) in done {
+                d.observe_pairs(&labels, start, stats);
+            }
+        }
         if held {
             // A partition that has not delivered yet may still close windows of these ticks.
             return;
         }
         let before = d.evaluations();
+        let ticked_before = d.evaluated_through().0;
         let started = std::time::Instant::now();
         let transitions = d.evaluate(window_clock, slice_clock);
         let breakers = d.take_breaker_transitions();
+        let rollbacks = d.take_rollbacks();
         self.metrics
             .detector_seconds
             .inc_by(started.elapsed().as_secs_f64());
@@ -262,6 +298,21 @@ impl Pipeline {
             }
         }
         self.transitions.extend(transitions);
+        if !rollbacks.is_empty() {
+            self.alerts_changed = true;
+            for r in &rollbacks {
+                tracing::warn!(
+                    analysis = %r.analysis, run = %r.run_id, candidate = %r.candidate,
+                    score = ?r.score, at_ms = r.at_ms, failed = ?r.failed,
+                    "analysis failed, rollback: {}", r.reason
+                );
+            }
+            self.rollbacks.extend(rollbacks);
+        }
+        if !d.analyses().is_empty() && d.evaluated_through().0 != ticked_before {
+            // Analyses are judged at every window tick: their view changes with it.
+            self.alerts_changed = true;
+        }
         if !breakers.is_empty() {
             self.alerts_changed = true;
             self.record_breakers(breakers);
@@ -350,6 +401,9 @@ impl Pipeline {
         match self.decoder.decode(msg.payload, now_ms) {
             Ok(Decoded::Request(ev)) => {
                 self.stats.requests += 1;
+                if let Some(p) = self.pairs.as_mut() {
+                    p.observe(&ev);
+                }
                 self.metrics.events_decoded_request.inc();
                 let late =
                     part.windows.observe(&ev, msg.partition, msg.offset, now_ms) == Observed::Late;

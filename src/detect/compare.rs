@@ -283,17 +283,17 @@ pub fn compare_all(
 }
 
 /// The numbers of one side-by-side before classification.
-struct Raw {
-    n: (u64, u64),
-    values: (f64, f64),
+pub(crate) struct Raw {
+    pub n: (u64, u64),
+    pub values: (f64, f64),
     /// Interval of candidate − baseline in the metric's unit (`relative: false`) or of the
     /// effect directly (`relative: true`).
-    ci: Option<(f64, f64)>,
-    relative_ci: bool,
-    p_higher: f64,
-    p_lower: f64,
+    pub ci: Option<(f64, f64)>,
+    pub relative_ci: bool,
+    pub p_higher: f64,
+    pub p_lower: f64,
     /// Why the minimums are not met.
-    short: Option<String>,
+    pub short: Option<String>,
 }
 
 /// Compares one metric at `opts.alpha` (no further split).
@@ -362,7 +362,7 @@ fn relative(c: f64, b: f64) -> f64 {
     }
 }
 
-fn classify(metric: &CompareMetric, raw: Raw, opts: &CompareOptions) -> MetricResult {
+pub(crate) fn classify(metric: &CompareMetric, raw: Raw, opts: &CompareOptions) -> MetricResult {
     let (c, b) = raw.values;
     let effect = relative(c, b);
     let ci = match (raw.ci, raw.relative_ci) {
@@ -409,7 +409,7 @@ fn classify(metric: &CompareMetric, raw: Raw, opts: &CompareOptions) -> MetricRe
     }
 }
 
-fn short_of(n: (u64, u64), min: u64, what: &str) -> Option<String> {
+pub(crate) fn short_of(n: (u64, u64), min: u64, what: &str) -> Option<String> {
     (n.0 < min || n.1 < min).then(|| {
         format!(
             "{what}: {} candidate and {} baseline samples, at least {min} each needed",

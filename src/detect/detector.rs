@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::alerts::{Alert, AlertBook, AlertState, Lifecycle, Transition};
+use crate::detect::analysis::{AnalysesSnapshot, Analyses, AnalysisConfig, RollbackEvent};
 use crate::detect::breaker::{BreakerSettings, BreakerTransition, Breakers};
 use crate::detect::changes::what_changed;
 use crate::detect::evaluate::{evaluate_cached, BaselineCache, EvalContext};
@@ -40,6 +41,9 @@ pub struct DetectorSnapshot {
     /// Circuit breakers (absent in snapshots written before breakers existed).
     #[serde(default)]
     pub breakers: Breakers,
+    /// Rollout analysis runs (absent before analyses existed).
+    #[serde(default, skip_serializing_if = "AnalysesSnapshot::is_empty")]
+    pub analyses: AnalysesSnapshot,
 }
 
 #[derive(Debug)]
@@ -69,11 +73,14 @@ pub struct Detector {
     registry: Option<std::sync::Arc<crate::registry::Registry>>,
     /// `[budgets]`: USD per service and UTC day.
     budgets: std::collections::BTreeMap<String, f64>,
+    /// `[[analyses]]`: canary, A/B and shadow runs.
+    analyses: Analyses,
 }
 
 impl Detector {
     pub fn new(rules: RuleSet, label_names: Vec<&'static str>, settings: DetectorSettings) -> Self {
         let history = Self::history_for(&rules, &settings);
+        let analyses = Analyses::new(Vec::new(), label_names.clone(), settings.window_ms);
         Self {
             metrics: rules.metrics(),
             rules,
@@ -92,7 +99,33 @@ impl Detector {
             baseline_caches: std::collections::HashMap::new(),
             registry: None,
             budgets: Default::default(),
+            analyses,
         }
+    }
+
+    /// The rollout analyses (`[[analyses]]`); runs of analyses still configured stay.
+    pub fn set_analyses(&mut self, configs: Vec<AnalysisConfig>) {
+        self.analyses.reconfigure(configs, self.label_names.clone());
+        self.metrics = self.metrics.union(&self.analyses.metrics()).copied().collect();
+    }
+
+    pub fn analyses(&self) -> &Analyses {
+        &self.analyses
+    }
+
+    /// Shadow pairs completed in the window starting at `start_ms` (shadow series labels).
+    pub fn observe_pairs(
+        &mut self,
+        labels: &[String],
+        start_ms: i64,
+        pairs: crate::window::pairs::PairedStats,
+    ) {
+        self.analyses.observe_pairs(labels, start_ms, pairs);
+    }
+
+    /// Rollback commands of runs that failed since the last call.
+    pub fn take_rollbacks(&mut self) -> Vec<RollbackEvent> {
+        self.analyses.take_rollbacks()
     }
 
     /// The model registry (fallbacks, deprecations, unknown models; a reload swaps it).
@@ -187,16 +220,15 @@ impl Detector {
     /// Adds one closed window row (several rows of one series and window merge).
     pub fn observe_window(&mut self, labels: &[String], start_ms: i64, sketch: &WindowSketch) {
         self.note_start(start_ms);
-        self.history.add_window(
-            labels,
-            start_ms,
-            Summary::from_sketch(sketch, &self.metrics),
-        );
+        let s = Summary::from_sketch(sketch, &self.metrics);
+        self.analyses.observe(labels, start_ms, &s);
+        self.history.add_window(labels, start_ms, s);
     }
 
     /// Adds a summary directly (history rebuilt from Parquet).
     pub fn observe_summary(&mut self, labels: &[String], start_ms: i64, s: Summary) {
         self.note_start(start_ms);
+        self.analyses.observe(labels, start_ms, &s);
         self.history.add_window(labels, start_ms, s);
     }
 
@@ -217,6 +249,7 @@ impl Detector {
         let w = t_ms.div_euclid(self.settings.window_ms) * self.settings.window_ms;
         let s = t_ms.div_euclid(self.settings.slice_ms) * self.settings.slice_ms;
         self.evaluated_window_ms = Some(self.evaluated_window_ms.map_or(w, |e| e.max(w)));
+        self.analyses.skip_until(w);
         self.evaluated_slice_ms = Some(self.evaluated_slice_ms.map_or(s, |e| e.max(s)));
     }
 
@@ -268,6 +301,9 @@ impl Detector {
                 self.evaluated_slice_ms,
                 &mut out,
             );
+        }
+        if let Some(c) = window_clock {
+            self.analyses.advance(c);
         }
         // Forget only after both resolutions evaluated everything due: a clock that jumps
         // (a backlog, a backtest) must not drop slices its own ticks still read.
@@ -349,6 +385,7 @@ impl Detector {
             evaluated_window_ms: self.evaluated_window_ms,
             evaluated_slice_ms: self.evaluated_slice_ms,
             breakers: self.breakers.clone(),
+            analyses: self.analyses.snapshot(),
         }
     }
 
@@ -360,6 +397,7 @@ impl Detector {
         self.evaluated_window_ms = snap.evaluated_window_ms;
         self.evaluated_slice_ms = snap.evaluated_slice_ms;
         self.breakers = snap.breakers;
+        self.analyses.restore(snap.analyses);
         let breaker_names: Vec<String> = self
             .rules
             .rules

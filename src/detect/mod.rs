@@ -9,6 +9,7 @@
 //! [`detector::DetectorSnapshot`] to storage, which persists them before delivery sees them.
 
 pub mod alerts;
+pub mod analysis;
 pub mod breaker;
 pub mod changes;
 pub mod codes;

@@ -175,9 +175,11 @@ pub enum ChannelConfig {
         /// Send resolved alerts too. Default `true`.
         #[serde(default = "yes")]
         send_resolved: bool,
-        /// Breaker channels: body templates for `fallback` and `restore` (replacing the
-        /// driftwatch JSON; `{{primary_model}}`, `{{fallback_model}}`, `{{breaker}}`,
-        /// `{{state}}`, `{{at}}` are filled in, JSON-escaped).
+        /// Breaker and analysis channels: body templates for `fallback`, `restore` and
+        /// `rollback` (replacing the driftwatch JSON; `{{primary_model}}`,
+        /// `{{fallback_model}}`, `{{breaker}}`, `{{state}}`, `{{at}}` — for `rollback`
+        /// `{{analysis}}`, `{{service}}`, `{{candidate}}`, `{{baseline}}`, `{{run_id}}`,
+        /// `{{at}}` — are filled in, JSON-escaped).
         #[serde(default)]
         templates: BTreeMap<String, String>,
         #[serde(default)]
@@ -364,10 +366,10 @@ impl NotifyConfig {
                 ChannelConfig::Webhook { url, templates, .. } => {
                     check_url("url", url)?;
                     for k in templates.keys() {
-                        if !matches!(k.as_str(), "fallback" | "restore") {
+                        if !matches!(k.as_str(), "fallback" | "restore" | "rollback") {
                             return Err(invalid(
                                 &field("templates"),
-                                format!("{k:?}: templates exist for `fallback` and `restore`"),
+                                format!("{k:?}: templates exist for `fallback`, `restore` and `rollback`"),
                             ));
                         }
                     }

@@ -23,6 +23,9 @@ pub const INBOX_DIR: &str = "notify-inbox";
 pub struct InboxBatch {
     pub transitions: Vec<Transition>,
     pub breakers: Vec<BreakerTransition>,
+    /// Rollback commands of failed analysis runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollbacks: Vec<crate::detect::analysis::RollbackEvent>,
 }
 
 /// Orders inbox files written within one millisecond.
@@ -36,6 +39,7 @@ pub fn write_inbox(
     state_dir: &Path,
     transitions: &[Transition],
     breakers: &[BreakerTransition],
+    rollbacks: &[crate::detect::analysis::RollbackEvent],
 ) -> Result<(), crate::durable::IoError> {
     let batch = InboxBatch {
         transitions: transitions
@@ -44,8 +48,9 @@ pub fn write_inbox(
             .cloned()
             .collect(),
         breakers: breakers.to_vec(),
+        rollbacks: rollbacks.to_vec(),
     };
-    if batch.transitions.is_empty() && batch.breakers.is_empty() {
+    if batch.transitions.is_empty() && batch.breakers.is_empty() && batch.rollbacks.is_empty() {
         return Ok(());
     }
     let dir = state_dir.join(INBOX_DIR);

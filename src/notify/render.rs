@@ -430,6 +430,70 @@ pub fn breaker(
     out
 }
 
+/// A failed analysis run's `rollback` command in driftwatch's webhook JSON.
+pub fn rollback_json(r: &crate::detect::analysis::RollbackEvent, ctx: &Context) -> Value {
+    json!({
+        "version": "1",
+        "type": "rollback",
+        "command": "rollback",
+        "analysis": r.analysis,
+        "kind": r.kind.as_str(),
+        "service": r.service,
+        "run_id": r.run_id,
+        "group": r.group,
+        "candidate": r.candidate,
+        "baseline": r.baseline,
+        "classification": "Fail",
+        "score": r.score,
+        "failed_metrics": r.failed,
+        "reason": r.reason,
+        "run_started_at": rfc3339(r.started_ms),
+        "at": rfc3339(r.at_ms),
+        "report_url": format!("{}/api/v1/analyses/{}", ctx.external_url.trim_end_matches('/'), r.analysis),
+    })
+}
+
+/// The outbox entries of a rollback: one per configured webhook channel the analysis names
+/// (a channel template keyed `rollback` replaces the JSON body).
+pub fn rollback(
+    r: &crate::detect::analysis::RollbackEvent,
+    channels: &BTreeMap<String, ChannelConfig>,
+    ctx: &Context,
+    now_ms: i64,
+) -> Vec<Notification> {
+    let mut out = Vec::new();
+    for name in &r.channels {
+        let Some(ChannelConfig::Webhook { templates, .. }) = channels.get(name) else {
+            continue;
+        };
+        let body = match templates.get("rollback") {
+            Some(tpl) => {
+                let vars: BTreeMap<&str, String> = [
+                    ("analysis", r.analysis.clone()),
+                    ("service", r.service.clone()),
+                    ("candidate", r.candidate.clone()),
+                    ("baseline", r.baseline.clone()),
+                    ("run_id", r.run_id.clone()),
+                    ("command", "rollback".to_string()),
+                    ("at", rfc3339(r.at_ms)),
+                ]
+                .into_iter()
+                .collect();
+                fill(tpl, &vars)
+            }
+            None => rollback_json(r, ctx).to_string(),
+        };
+        out.push(entry(
+            format!("{name}-rollback-{}", r.run_id),
+            name,
+            format!("{name}/rollback-{}", r.analysis),
+            body,
+            now_ms,
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

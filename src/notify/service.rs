@@ -650,6 +650,10 @@ fn router_round(
         for b in &batch.breakers {
             next.to_enqueue.extend(render::breaker(b, &c.channels, now));
         }
+        for r in &batch.rollbacks {
+            next.to_enqueue
+                .extend(render::rollback(r, &c.channels, ctx, now));
+        }
         next.consumed.push(name.clone());
     }
     let (dispatches, stats) = {

@@ -304,6 +304,7 @@ pub trait AlertsHook: Send + Sync + std::fmt::Debug {
         &self,
         transitions: &[crate::detect::alerts::Transition],
         breakers: &[crate::detect::breaker::BreakerTransition],
+        rollbacks: &[crate::detect::analysis::RollbackEvent],
     ) -> Result<(), crate::durable::IoError>;
 }
 
@@ -312,6 +313,8 @@ pub trait AlertsHook: Send + Sync + std::fmt::Debug {
 pub struct AlertsJob {
     pub transitions: Vec<crate::detect::alerts::Transition>,
     pub breakers: Vec<crate::detect::breaker::BreakerTransition>,
+    /// Rollback commands of failed analysis runs (delivered, not written to a table).
+    pub rollbacks: Vec<crate::detect::analysis::RollbackEvent>,
     pub snapshot: crate::detect::detector::DetectorSnapshot,
 }
 
@@ -328,7 +331,7 @@ impl Committer {
         let planned = self.sink.plan_alerts(&job.transitions, &job.breakers)?;
         let written = self.sink.write(&planned)?;
         if let Some(hook) = &self.alerts_hook {
-            hook.committed(&job.transitions, &job.breakers)?;
+            hook.committed(&job.transitions, &job.breakers, &job.rollbacks)?;
         }
         let path = self.state_dir.join(DETECTOR_STATE);
         let bytes = serde_json::to_vec(&job.snapshot)

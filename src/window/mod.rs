@@ -6,6 +6,7 @@
 //! registry that bounds how many series exist. Hands on [`state::ClosedWindow`]s and
 //! [`state::ClosedSlice`]s, owned values, to detection and storage. No I/O.
 
+pub mod pairs;
 pub mod series;
 pub mod sketch;
 pub mod state;

@@ -101,6 +101,15 @@ impl Default for MetricSketch {
     }
 }
 
+/// The bucket value (as in [`SparseHist::buckets`]) holding `units` in every metric's
+/// histogram.
+pub fn bucket_of(units: u64) -> u64 {
+    thread_local! {
+        static TEMPLATE: Histogram<u64> = new_hist();
+    }
+    TEMPLATE.with(|h| h.highest_equivalent(units))
+}
+
 fn new_hist() -> Histogram<u64> {
     // new() only fails for sigfig > 5.
     Histogram::new(HIST_SIGFIG).expect("HIST_SIGFIG is a valid significant-figure count")

@@ -501,6 +501,7 @@ channels = ["gateway"]
         &state,
         &firing,
         &[breaker(BreakerState::Closed, BreakerState::Open, t1)],
+        &[],
     )
     .unwrap();
 
@@ -541,6 +542,7 @@ channels = ["gateway"]
         &state,
         &resolved,
         &[breaker(BreakerState::Open, BreakerState::HalfOpen, t2)],
+        &[],
     )
     .unwrap();
     wait_until(

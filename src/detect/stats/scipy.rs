@@ -371,3 +371,32 @@ fn distribution_functions_match_scipy() {
         Some(vec![kolmogn_sf(int(&c["n"]), num(&c["x"]))])
     });
 }
+
+#[test]
+fn paired_t_matches_scipy() {
+    check_cases("paired_t", RESULT, |c| result(paired_t(&moments(&c["d"]), alt(c))));
+}
+
+#[test]
+fn wilcoxon_signed_rank_matches_scipy() {
+    check_cases("wilcoxon_signed_rank", RESULT, |c| {
+        let d: Vec<i64> = c["d"]
+            .as_array()
+            .expect("d is a list")
+            .iter()
+            .map(|v| v.as_i64().expect("integer difference"))
+            .collect();
+        // Exact classes: one per distinct |d|, zeros left out.
+        let mut classes = std::collections::BTreeMap::<u64, (u64, u64)>::new();
+        for x in d.into_iter().filter(|x| *x != 0) {
+            let e = classes.entry(x.unsigned_abs()).or_default();
+            if x > 0 {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+        }
+        let classes: Vec<(u64, u64)> = classes.into_values().collect();
+        result(wilcoxon_signed_rank(&classes, alt(c)))
+    });
+}

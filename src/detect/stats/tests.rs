@@ -757,3 +757,90 @@ pub fn min_samples_for_quantile(q: f64, tail: u64) -> u64 {
     // Saturating float-to-int conversion.
     n as u64
 }
+
+/// One-sample (paired) t-test of the differences `d` (shadow − primary): is their mean
+/// above / below zero. Matches `scipy.stats.ttest_rel(x, y, alternative=…)` with
+/// `d = x − y` (equivalently `ttest_1samp(d, 0)`). `statistic` is t = mean / (sd / √n).
+///
+/// `None` with fewer than 2 differences or zero variance (scipy returns nan there).
+pub fn paired_t(d: &Moments, alt: Alternative) -> Option<TestResult> {
+    if d.n < 2 || !(d.mean.is_finite() && d.m2.is_finite() && d.m2 >= 0.0) {
+        return None;
+    }
+    let n = d.n as f64;
+    let se = (d.m2 / (n - 1.0) / n).sqrt();
+    if !positive(se) {
+        return None;
+    }
+    let t = d.mean / se;
+    let df = n - 1.0;
+    let p = match alt {
+        Alternative::Less => t_sf(-t, df),
+        Alternative::Greater => t_sf(t, df),
+        Alternative::TwoSided => (2.0 * t_sf(t.abs(), df)).min(1.0),
+    };
+    Some(TestResult {
+        statistic: t,
+        p_value: p,
+    })
+}
+
+/// Wilcoxon's signed-rank test of paired differences, from their absolute values grouped
+/// into ascending classes: `classes[k] = (positive, negative)` counts of the differences
+/// whose |d| falls in class k (equal |d| share a class; zero differences are left out).
+/// Tied classes get their mid-rank; the normal approximation uses the tie-corrected
+/// variance without continuity correction. Matches `scipy.stats.wilcoxon(d,
+/// zero_method='wilcox', correction=False, method='approx', alternative=…)` when the
+/// classes are exact values. `statistic` is W⁺, the rank sum of the positive differences.
+///
+/// `None` without differences or when every difference is tied (zero variance).
+pub fn wilcoxon_signed_rank(classes: &[(u64, u64)], alt: Alternative) -> Option<TestResult> {
+    let n: u64 = classes.iter().map(|(p, q)| p + q).sum();
+    if n == 0 {
+        return None;
+    }
+    let mut below = 0u64;
+    let mut w_plus = 0.0;
+    let mut ties = 0.0;
+    for &(p, q) in classes {
+        let t = p + q;
+        if t == 0 {
+            continue;
+        }
+        let mid = below as f64 + (t as f64 + 1.0) / 2.0;
+        w_plus += p as f64 * mid;
+        let tf = t as f64;
+        ties += tf * tf * tf - tf;
+        below += t;
+    }
+    let nf = n as f64;
+    let mean = nf * (nf + 1.0) / 4.0;
+    let var = nf * (nf + 1.0) * (2.0 * nf + 1.0) / 24.0 - ties / 48.0;
+    if !positive(var) {
+        return None;
+    }
+    let z = (w_plus - mean) / var.sqrt();
+    let p = match alt {
+        Alternative::Greater => norm_sf(z),
+        Alternative::Less => norm_sf(-z),
+        Alternative::TwoSided => (2.0 * norm_sf(z.abs())).min(1.0),
+    };
+    Some(TestResult {
+        statistic: w_plus,
+        p_value: p,
+    })
+}
+
+/// Two-sided confidence interval of the mean difference of pairs (`ttest_rel(x, y)
+/// .confidence_interval(confidence)`): mean ± t_{1−α/2, n−1}·sd/√n. `None` where
+/// [`paired_t`] is `None` or `confidence` is not in (0, 1).
+pub fn paired_t_ci(d: &Moments, confidence: f64) -> Option<(f64, f64)> {
+    if !(confidence > 0.0 && confidence < 1.0) {
+        return None;
+    }
+    paired_t(d, Alternative::TwoSided)?;
+    let n = d.n as f64;
+    let se = (d.m2 / (n - 1.0) / n).sqrt();
+    let q = t_isf((1.0 - confidence) / 2.0, n - 1.0);
+    Some((d.mean - q * se, d.mean + q * se))
+}
