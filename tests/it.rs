@@ -5,6 +5,8 @@ mod support;
 
 #[path = "it/alerts_e2e.rs"]
 mod alerts_e2e;
+#[path = "it/analyses.rs"]
+mod analyses;
 #[path = "it/bad_input.rs"]
 mod bad_input;
 #[path = "it/build_features.rs"]

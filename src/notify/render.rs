@@ -483,8 +483,14 @@ pub fn rollback(
             }
             None => rollback_json(r, ctx).to_string(),
         };
+        // Outbox ids are file names.
+        let run: String = r
+            .run_id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+            .collect();
         out.push(entry(
-            format!("{name}-rollback-{}", r.run_id),
+            format!("{name}-rollback-{run}"),
             name,
             format!("{name}/rollback-{}", r.analysis),
             body,

@@ -538,7 +538,21 @@ impl Notifier {
             source: format!("driftwatch@{host}"),
         };
         let mut tasks = Vec::new();
-        let state: RouterState = read_json(&state_dir.join(ROUTER_STATE))?;
+        let mut state: RouterState = read_json(&state_dir.join(ROUTER_STATE))?;
+        // Before any commit can write to the inbox: files the saved state already holds (a
+        // crash came between saving and deleting), and half-written files of a crashed
+        // commit (it is redone after the restart).
+        let inbox = state_dir.join(INBOX_DIR);
+        for f in std::mem::take(&mut state.consumed) {
+            let _ = std::fs::remove_file(inbox.join(f));
+        }
+        if let Ok(d) = std::fs::read_dir(&inbox) {
+            for e in d.flatten() {
+                if e.file_name().to_string_lossy().ends_with(".tmp") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         tasks.push(tokio::spawn(router_task(
             shared.clone(),
             c.clone(),
@@ -565,18 +579,6 @@ async fn router_task(shared: Arc<Shared>, c: NotifyConfig, ctx: Context, mut sta
     let routing = Routing::new(&c);
     let inbox = shared.state_dir.join(INBOX_DIR);
     let state_path = shared.state_dir.join(ROUTER_STATE);
-    // Files the saved state already holds: a crash came between saving and deleting; and
-    // half-written files of a crashed commit (it is redone after the restart).
-    for f in std::mem::take(&mut state.consumed) {
-        let _ = std::fs::remove_file(inbox.join(f));
-    }
-    if let Ok(d) = std::fs::read_dir(&inbox) {
-        for e in d.flatten() {
-            if e.file_name().to_string_lossy().ends_with(".tmp") {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
     let mut last_maintenance = now_ms();
     loop {
         let round = tokio::task::block_in_place(|| {

@@ -35,22 +35,22 @@ const PD_KEY: &str = "R0UTINGKEY0123456789abcdefABCDEF";
 
 /// One captured request.
 #[derive(Debug, Clone)]
-struct Got {
+pub(crate) struct Got {
     path: String,
-    headers: BTreeMap<String, String>,
-    body: String,
+    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) body: String,
     at: Instant,
 }
 
 #[derive(Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     got: Mutex<Vec<Got>>,
     /// PagerDuty requests refused, with the reasons.
     pd_refused: Mutex<Vec<String>>,
 }
 
 impl Receiver {
-    fn on(&self, path: &str) -> Vec<Got> {
+    pub(crate) fn on(&self, path: &str) -> Vec<Got> {
         self.got
             .lock()
             .unwrap()
@@ -118,7 +118,7 @@ fn pagerduty_errors(v: &Value) -> Vec<String> {
     e
 }
 
-async fn serve(listener: tokio::net::TcpListener, r: Arc<Receiver>) {
+pub(crate) async fn serve(listener: tokio::net::TcpListener, r: Arc<Receiver>) {
     let app = axum::Router::new().fallback(
         move |uri: axum::http::Uri, headers: HeaderMap, body: String| {
             let r = r.clone();
@@ -312,7 +312,7 @@ async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) 
     }
 }
 
-fn verify_signatures(requests: &[Got], secrets: &str, dir: &Path) -> std::process::Output {
+pub(crate) fn verify_signatures(requests: &[Got], secrets: &str, dir: &Path) -> std::process::Output {
     let captured: Vec<Value> = requests
         .iter()
         .map(|g| json!({"headers": g.headers, "body": g.body}))

@@ -85,19 +85,35 @@ pub(crate) struct PipeSim {
     slice_lateness_ms: i64,
     /// Writes every commit job into the data directory, as `driftwatch run` does.
     committer: Option<driftwatch::storage::commit::Committer>,
+    /// Rollback commands of failed analysis runs, as the alert commits carried them.
+    pub(crate) rollbacks: Vec<driftwatch::detect::analysis::RollbackEvent>,
+    /// A second request made from each generated one (a shadow mirroring the primary).
+    pub(crate) mirror: Option<Box<Mirror>>,
     _dir: tempfile::TempDir,
 }
 
+pub(crate) type Mirror = dyn Fn(&RequestEvent, &mut ChaCha8Rng) -> Option<RequestEvent>;
+
 impl PipeSim {
     pub(crate) fn new(seed: u64, budgets: &[(&str, f64)]) -> Self {
-        Self::with_data(seed, budgets, None, T0, "llm-logs")
+        Self::with_data(seed, budgets, None, T0, "llm-logs", &|_| {})
     }
+
+    /// A pipeline (not writing) on the default config changed by `edit`.
+    pub(crate) fn configured(seed: u64, edit: &dyn Fn(&mut Config)) -> Self {
+        Self::with_data(seed, &[], None, T0, "llm-logs", edit)
+    }
+
+    pub(crate) fn detector(&self) -> &driftwatch::detect::detector::Detector {
+        self.pipeline.detector().expect("the detector runs")
+    }
+
 
     /// A pipeline whose commits are written to `data` (Parquet, as `driftwatch run` writes
     /// them) and whose detector resumes from what `data` already holds; event time starts
     /// at `start`; messages come from `topic` (one per run, so runs never share offsets).
     pub(crate) fn writing(seed: u64, data: &Path, start: i64, topic: &str) -> Self {
-        Self::with_data(seed, &[], Some(data), start, topic)
+        Self::with_data(seed, &[], Some(data), start, topic, &|_| {})
     }
 
     fn with_data(
@@ -106,6 +122,7 @@ impl PipeSim {
         data: Option<&Path>,
         start: i64,
         topic: &str,
+        edit: &dyn Fn(&mut Config),
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let models = dir.path().join("models.yaml");
@@ -116,6 +133,8 @@ impl PipeSim {
         std::fs::create_dir_all(&config.storage.data_dir).unwrap();
         let committer = data.map(crate::support::parquet_committer);
         config.budgets = budgets.iter().map(|(s, u)| (s.to_string(), *u)).collect();
+        edit(&mut config);
+        config.validate().expect("the edited config is valid");
         let (metrics, _) = driftwatch::metrics::Metrics::new();
         let mut pipeline = Pipeline::new(&config, metrics).unwrap();
         let (registry, warnings) = driftwatch::daemon::registry::read(&config)
@@ -140,6 +159,8 @@ impl PipeSim {
             unpriced: BTreeMap::new(),
             slice_lateness_ms: config.windows.slice_lateness.as_millis() as i64,
             committer,
+            rollbacks: Vec::new(),
+            mirror: None,
             _dir: dir,
         }
     }
@@ -157,18 +178,21 @@ impl PipeSim {
             let mut events = self.generator.second(second, &traffic(second));
             for ev in &mut events {
                 shape(ev, second, &mut self.rng);
-                let line = to_json_line(ev);
-                self.pipeline.ingest(
-                    RawMessage {
-                        topic: &self.topic,
-                        partition: 0,
-                        offset: self.offset,
-                        timestamp_ms: Some(ev.timestamp_ms),
-                        payload: Some(line.as_bytes()),
-                    },
-                    second + 1000,
-                );
-                self.offset += 1;
+                let mirrored = self.mirror.as_ref().and_then(|m| m(ev, &mut self.rng));
+                for ev in std::iter::once(&*ev).chain(mirrored.as_ref()) {
+                    let line = to_json_line(ev);
+                    self.pipeline.ingest(
+                        RawMessage {
+                            topic: &self.topic,
+                            partition: 0,
+                            offset: self.offset,
+                            timestamp_ms: Some(ev.timestamp_ms),
+                            payload: Some(line.as_bytes()),
+                        },
+                        second + 1000,
+                    );
+                    self.offset += 1;
+                }
             }
             self.now += 1000;
             self.pipeline.advance(self.now);
@@ -211,6 +235,7 @@ impl PipeSim {
         }
         if let Some(job) = self.pipeline.take_alerts_job() {
             self.transitions.extend(job.transitions);
+            self.rollbacks.extend(job.rollbacks);
         }
     }
 
