@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
 
+pub mod analyze;
 pub mod backtest;
 pub mod check;
 pub mod compact;
@@ -76,6 +77,9 @@ pub enum Command {
     /// estimated onset and detection delay, what changed around it, the runbook (Markdown,
     /// or JSON with --json).
     Incident(incident::Args),
+    /// Canary, A/B and shadow analyses (`[[analyses]]`) judged over the stored history, as
+    /// the daemon judges them live; exit 0 pass, 1 fail, 3 not enough data, 5 marginal.
+    Analyze(analyze::Args),
 }
 
 /// Why a command failed: bad config or usage (exit code 2), at run time (exit code 1), or
@@ -168,5 +172,6 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Registry(args) => registry::run(args).await,
         Command::Gate(args) => gate::run(args).await,
         Command::Incident(args) => incident::run(args).await,
+        Command::Analyze(args) => analyze::run(args).await,
     }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 
+pub mod analyze;
 pub mod demo;
 pub mod detection;
 pub mod gate;

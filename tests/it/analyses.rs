@@ -285,7 +285,12 @@ duration = "1h"
 /// primary's + `judge_shift`.
 fn shadowed(seed: u64, slowdown: f64, judge_shift: f64) -> PipeSim {
     let mut s = sim(seed, SHADOW);
-    s.mirror = Some(Box::new(move |ev: &RequestEvent, rng| {
+    s.mirror = Some(mirror(slowdown, judge_shift));
+    s
+}
+
+fn mirror(slowdown: f64, judge_shift: f64) -> Box<crate::registry_scenarios::Mirror> {
+    Box::new(move |ev: &RequestEvent, rng| {
         use rand::Rng;
         if ev.deployment == Some(Deployment::Shadow) {
             return None;
@@ -302,8 +307,7 @@ fn shadowed(seed: u64, slowdown: f64, judge_shift: f64) -> PipeSim {
             .map(|(n, v)| (n.clone(), (v + judge_shift).clamp(0.0, 1.0)))
             .collect();
         Some(m)
-    }));
-    s
+    })
 }
 
 fn with_trace(ev: &mut RequestEvent, _t: i64, _: &mut rand_chacha::ChaCha8Rng) {
@@ -361,4 +365,74 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         }
     }
     out
+}
+
+#[test]
+fn analyze_over_the_stored_history_judges_what_the_daemon_judged() {
+    const BOTH: &str = r#"
+[[analyses]]
+name = "chat-canary"
+kind = "canary"
+service = "chat"
+duration = "1h"
+
+[[analyses]]
+name = "chat-shadow"
+kind = "shadow"
+service = "chat"
+duration = "1h"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut s = PipeSim::writing_with(46, &data, T0, "llm-logs", &|c: &mut Config| {
+        c.analyses = analyses_of(BOTH)
+    });
+    s.mirror = Some(mirror(1.3, 0.0));
+    s.run(
+        20 * 60,
+        &rollout(|c| {
+            c.judge_mean = 0.70;
+            c.latency_median_ms = 1150.0;
+        }),
+        &with_trace,
+    );
+    s.finish();
+    let live = serde_json::to_value(s.detector().analyses().reports()).unwrap();
+    let config = dir.path().join("driftwatch.toml");
+    std::fs::write(
+        &config,
+        format!("[storage]\ndata_dir = \"{}\"\n{BOTH}", data.display()),
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::support::bin())
+        .args(["analyze", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "a failed run exits 1: {}", String::from_utf8_lossy(&out.stderr));
+    let stored: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stored["analyses"], live, "the history judges as the daemon judged");
+    assert_eq!(live[0]["classification"], "Fail");
+    assert_eq!(live[1]["classification"], "Fail");
+    assert_eq!(live[1]["runs"][0]["metrics"][1]["metric"], "latency_p50");
+    assert_eq!(live[1]["runs"][0]["metrics"][1]["outcome"], "fail");
+    // The text report, one analysis by name.
+    let out = std::process::Command::new(crate::support::bin())
+        .args(["analyze", "chat-canary", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(text.starts_with("chat-canary (canary, service chat): Fail, score"), "{text}");
+    assert!(text.contains("judge:faithfulness"), "{text}");
+    // Unknown names are usage errors.
+    let out = std::process::Command::new(crate::support::bin())
+        .args(["analyze", "nope", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chat-canary, chat-shadow"));
 }

@@ -116,6 +116,17 @@ impl PipeSim {
         Self::with_data(seed, &[], Some(data), start, topic, &|_| {})
     }
 
+    /// [`Self::writing`] on the default config changed by `edit`.
+    pub(crate) fn writing_with(
+        seed: u64,
+        data: &Path,
+        start: i64,
+        topic: &str,
+        edit: &dyn Fn(&mut Config),
+    ) -> Self {
+        Self::with_data(seed, &[], Some(data), start, topic, edit)
+    }
+
     fn with_data(
         seed: u64,
         budgets: &[(&str, f64)],
