@@ -31,6 +31,20 @@ fn check_accepts_the_example_config() {
 }
 
 #[test]
+fn check_refuses_a_bad_analysis_naming_the_field() {
+    let base = "[[analyses]]\nname = \"c\"\nkind = \"canary\"\nservice = \"chat\"\n";
+    let (code, out) = check(&format!("{base}group_by = [\"route\"]\n"), &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("analyses[0].group_by") && out.contains("series label"), "{out}");
+    let (code, out) = check(&format!("{base}[[analyses.metrics]]\nmetric = \"p99\"\n"), &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("analyses[0].metrics[0]") && out.contains("latency_p99"), "{out}");
+    let (code, out) = check(&format!("{base}{base}"), &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("analyses[1].name"), "{out}");
+}
+
+#[test]
 fn check_names_the_offending_field_and_exits_2() {
     let (code, out) = check("[windows]\nwidth = \"7s\"\n", &[]);
     assert_eq!(code, 2, "{out}");
