@@ -118,7 +118,7 @@ async fn shadow_events(
     let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let services: Vec<String> = services.iter().map(|s| lit(s)).collect();
     let mut filter = format!(
-        "service IN ({}) AND trace_id IS NOT NULL",
+        "service IN ({}) AND trace_id IS NOT NULL AND NOT late",
         services.join(", ")
     );
     if let Some(f) = q.from_ms {
@@ -127,7 +127,14 @@ async fn shadow_events(
     if let Some(t) = q.to_ms {
         filter += &format!(" AND CAST(timestamp AS BIGINT) < {t}");
     }
-    let cols: String = labels
+    // The series labels, and what pairing reads whether or not they are labels.
+    let mut read: Vec<SeriesLabel> = labels.to_vec();
+    for l in [SeriesLabel::Deployment, SeriesLabel::PromptId] {
+        if !read.contains(&l) {
+            read.push(l);
+        }
+    }
+    let cols: String = read
         .iter()
         .filter(|l| **l != SeriesLabel::Service)
         .map(|l| format!(", {}", l.as_str()))
@@ -172,7 +179,7 @@ async fn shadow_events(
                     .unwrap_or_default(),
                 ..RequestEvent::default()
             };
-            for l in labels {
+            for l in &read {
                 if let Some(v) = text(r, l.as_str()) {
                     set_label(&mut ev, *l, v);
                 }

@@ -173,13 +173,12 @@ async fn flagger(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Resp
         Ok(a) => a,
         Err(r) => return r,
     };
-    let reason = a.runs.first().map(|r| r.reason.clone()).unwrap_or_else(|| "no run yet".into());
     let body = serde_json::json!({
         "analysis": a.name,
         "classification": a.classification,
         "score": a.score,
         "status": a.status,
-        "reason": reason,
+        "reason": a.reason,
     });
     let code = if a.classification == RunClass::Fail {
         StatusCode::CONFLICT

@@ -401,14 +401,14 @@ impl Pipeline {
         match self.decoder.decode(msg.payload, now_ms) {
             Ok(Decoded::Request(ev)) => {
                 self.stats.requests += 1;
-                if let Some(p) = self.pairs.as_mut() {
-                    p.observe(&ev);
-                }
                 self.metrics.events_decoded_request.inc();
                 let late =
                     part.windows.observe(&ev, msg.partition, msg.offset, now_ms) == Observed::Late;
                 if late {
                     self.metrics.late_events.inc();
+                } else if let Some(p) = self.pairs.as_mut() {
+                    // Late requests miss their window's tick; they do not pair either.
+                    p.observe(&ev);
                 }
                 part.events.push(EventRow {
                     event: *ev,

@@ -153,6 +153,11 @@ pub struct AnalysisConfig {
     /// one. Optional.
     #[serde(default)]
     pub expected_share: Option<f64>,
+    /// Consecutive window ticks a run must judge Fail before it fails (and rolls back):
+    /// the run is re-tested at every tick, and one noisy look must not roll back. Until
+    /// then it shows Marginal. Default 3.
+    #[serde(default = "three")]
+    pub fail_after: u32,
     /// Webhook channels that get the `rollback` command when a run fails. Default
     /// `["rollback"]` (a channel of that name, when configured).
     #[serde(default = "rollback_channels")]
@@ -170,6 +175,9 @@ fn five_percent() -> f64 {
 }
 fn one_percent() -> f64 {
     0.01
+}
+fn three() -> u32 {
+    3
 }
 fn hundred() -> u64 {
     100
@@ -353,7 +361,7 @@ impl AnalysisConfig {
     /// The configured metrics, or the defaults for what the two sides hold.
     fn metric_set(&self, candidate: &Summary, baseline: &Summary) -> Vec<(CompareMetric, MetricConfig)> {
         if self.metrics.is_empty() {
-            // Defaults leave out what neither side has (no feedback, no costs): it would
+            // Defaults leave out what a side lacks (no feedback, no costs): it would
             // keep the run at "not enough data" for ever.
             let has = |s: &Summary, m: &CompareMetric| match m {
                 CompareMetric::Feedback => s.feedback.iter().sum::<u64>() > 0,
@@ -363,7 +371,7 @@ impl AnalysisConfig {
             };
             return CompareMetric::defaults(candidate, baseline)
                 .into_iter()
-                .filter(|m| has(candidate, m) || has(baseline, m))
+                .filter(|m| has(candidate, m) && has(baseline, m))
                 .map(|m| {
                     let c = MetricConfig {
                         metric: m.name(),
@@ -529,7 +537,14 @@ pub fn judge(
             ratio: opt(r.effect + 1.0).filter(|_| r.baseline.is_finite() && r.baseline != 0.0),
             candidate: opt(r.candidate),
             baseline: opt(r.baseline),
-            p_value: (r.classification != Classification::NoData).then_some(r.p_value),
+            // In the direction that fails the metric.
+            p_value: (r.classification != Classification::NoData).then(|| {
+                match (direction == default_direction(&m), direction) {
+                    (_, Direction::Either) => r.p_value.min(r.p_better),
+                    (true, _) => r.p_value,
+                    (false, _) => r.p_better,
+                }
+            }),
             ci: r.ci.filter(|(a, b)| a.is_finite() && b.is_finite()),
             n_candidate: r.n_candidate,
             n_baseline: r.n_baseline,
@@ -623,6 +638,9 @@ pub struct Run {
     pub judgement: Option<Judgement>,
     /// Tick it failed at (a Fail is final).
     pub failed_ms: Option<i64>,
+    /// Consecutive judgements classified Fail.
+    #[serde(default)]
+    pub fail_streak: u32,
     pub candidate_side: Summary,
     pub baseline_side: Summary,
     #[serde(default)]
@@ -860,6 +878,9 @@ impl Analyses {
         // then join.
         let mut baselines = Vec::new();
         for p in list {
+            if p.paired.is_some() != (c.kind == AnalysisKind::Shadow) {
+                continue;
+            }
             let Some((group, arm)) = classify_with(&self.label_names, &c, &p.labels) else {
                 continue;
             };
@@ -891,8 +912,17 @@ impl Analyses {
                 .find(|r| r.group == group && r.candidate == arm)
             {
                 Some(r) if r.status == RunStatus::Running => Some(r),
-                // The same rollout still going after its run: no new run until it stopped.
-                Some(r) if start < r.last_candidate_ms + c.end_after_idle.as_millis() as i64 => {
+                // The same rollout still going after its run: no new run until it stopped
+                // (a failed one: until it paused for a window, as a rollback does).
+                Some(r)
+                    if start
+                        < r.last_candidate_ms
+                            + if r.failed_ms.is_some() {
+                                w
+                            } else {
+                                c.end_after_idle.as_millis() as i64
+                            } =>
+                {
                     if has_traffic {
                         r.last_candidate_ms = r.last_candidate_ms.max(start + w);
                     }
@@ -919,12 +949,21 @@ impl Analyses {
                         judged_ms: None,
                         judgement: None,
                         failed_ms: None,
+                        fail_streak: 0,
                         candidate_side: Summary::default(),
                         baseline_side: Summary::default(),
                         paired: PairedStats::default(),
                     });
                     if state.runs.len() > KEEP_RUNS {
-                        if let Some(k) = state.runs.iter().position(|r| r.status != RunStatus::Running) {
+                        // The oldest ended run that a newer run of its group and arm follows.
+                        let runs = &state.runs;
+                        let k = runs.iter().enumerate().position(|(i, r)| {
+                            r.status != RunStatus::Running
+                                && runs[i + 1..]
+                                    .iter()
+                                    .any(|n| n.group == r.group && n.candidate == r.candidate)
+                        });
+                        if let Some(k) = k {
                             state.runs.remove(k);
                         }
                     }
@@ -962,12 +1001,22 @@ impl Analyses {
             return;
         };
         for run in state.runs.iter_mut().filter(|r| r.status == RunStatus::Running) {
-            let judgement = judge_run(c, run);
-            let failed_now = judgement.classification == RunClass::Fail && run.failed_ms.is_none();
-            if run.failed_ms.is_none() {
-                run.judgement = Some(judgement);
-                run.judged_ms = Some(t);
+            let mut judgement = judge_run(c, run);
+            if judgement.classification == RunClass::Fail {
+                run.fail_streak += 1;
+                if run.fail_streak < c.fail_after.max(1) {
+                    judgement.reason = format!(
+                        "failing ({} of {} judgements in a row before it fails): {}",
+                        run.fail_streak, c.fail_after, judgement.reason
+                    );
+                    judgement.classification = RunClass::Marginal;
+                }
+            } else {
+                run.fail_streak = 0;
             }
+            let failed_now = judgement.classification == RunClass::Fail;
+            run.judgement = Some(judgement);
+            run.judged_ms = Some(t);
             if failed_now {
                 run.failed_ms = Some(t);
                 let j = run.judgement.as_ref();
@@ -994,6 +1043,10 @@ impl Analyses {
                         .unwrap_or_default(),
                     channels: c.rollback_channels.clone(),
                 });
+                // A Fail is final: the run ends; candidate traffic after a pause starts
+                // the next one.
+                run.status = RunStatus::Ended;
+                continue;
             }
             if t >= run.ends_ms {
                 run.status = RunStatus::Completed;
@@ -1019,7 +1072,14 @@ impl Analyses {
     }
 
     /// Restores runs; windows ending at or before the snapshot's tick are then ignored.
-    pub fn restore(&mut self, snap: AnalysesSnapshot) {
+    pub fn restore(&mut self, snap: AnalysesSnapshot, evaluated_window_ms: Option<i64>) {
+        if snap.ticked_ms.is_none() {
+            // A state from before analyses were configured: what it evaluated is past.
+            if let Some(t) = evaluated_window_ms {
+                self.skip_until(t);
+            }
+            return;
+        }
         self.states = snap
             .states
             .into_iter()
@@ -1100,6 +1160,23 @@ pub fn judge_run(c: &AnalysisConfig, run: &Run) -> Judgement {
             .collect();
         return judge(results, c.thresholds, true);
     }
+    if run.baseline_side.requests == 0 {
+        let group: Vec<String> = run.group.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        return Judgement {
+            score: None,
+            classification: RunClass::NotEnoughData,
+            metrics: Vec::new(),
+            reason: format!(
+                "not enough data: no {} traffic{} to compare with (a candidate on another model? set group_by = [])",
+                run.baseline,
+                if group.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with {}", group.join(", "))
+                }
+            ),
+        };
+    }
     let metrics = c.metric_set(&run.candidate_side, &run.baseline_side);
     let names: Vec<CompareMetric> = metrics.iter().map(|(m, _)| m.clone()).collect();
     let results = compare::compare_all(&names, &run.candidate_side, &run.baseline_side, &opts);
@@ -1148,6 +1225,8 @@ pub struct AnalysisReport {
     pub status: String,
     pub classification: RunClass,
     pub score: Option<f64>,
+    /// Why, in words (of the run classified).
+    pub reason: String,
     pub thresholds: Thresholds,
     pub evaluated_at: Option<String>,
     pub runs: Vec<RunReport>,
@@ -1156,13 +1235,22 @@ pub struct AnalysisReport {
 impl AnalysisReport {
     fn new(c: &AnalysisConfig, state: Option<&AnalysisState>, ticked: Option<i64>) -> Self {
         let runs: Vec<&Run> = state.map(|s| s.runs.iter().collect()).unwrap_or_default();
-        // The newest run of each group and arm is current.
-        let mut current: BTreeMap<(BTreeMap<String, String>, String), &Run> = BTreeMap::new();
+        // Current: the newest run of each group and arm while it runs or if it failed (a
+        // failed arm stays failed until its next rollout starts; a passed one that ended no
+        // longer counts); when there is none, the newest run.
+        let mut newest: BTreeMap<(&BTreeMap<String, String>, &str), &Run> = BTreeMap::new();
         for r in &runs {
-            current.insert((r.group.clone(), r.candidate.clone()), r);
+            newest.insert((&r.group, r.candidate.as_str()), r);
+        }
+        let mut current: Vec<&Run> = newest
+            .into_values()
+            .filter(|r| r.status == RunStatus::Running || r.failed_ms.is_some())
+            .collect();
+        if current.is_empty() {
+            current.extend(runs.iter().max_by_key(|r| (r.started_ms, r.judged_ms)).copied());
         }
         let worst = current
-            .values()
+            .iter()
             .max_by(|a, b| {
                 a.classification()
                     .cmp(&b.classification())
@@ -1173,7 +1261,7 @@ impl AnalysisReport {
             .copied();
         let status = match runs.iter().max_by_key(|r| r.started_ms) {
             None => "idle".to_string(),
-            Some(_) if current.values().any(|r| r.status == RunStatus::Running) => {
+            Some(_) if current.iter().any(|r| r.status == RunStatus::Running) => {
                 "running".into()
             }
             Some(r) => match r.status {
@@ -1190,6 +1278,9 @@ impl AnalysisReport {
             status,
             classification: worst.map_or(RunClass::NotEnoughData, |r| r.classification()),
             score: worst.and_then(|r| r.judgement.as_ref().and_then(|j| j.score)),
+            reason: worst
+                .and_then(|r| r.judgement.as_ref().map(|j| j.reason.clone()))
+                .unwrap_or_else(|| "no run yet: the candidate has had no traffic".into()),
             thresholds: c.thresholds,
             evaluated_at: ticked.map(rfc),
             runs: runs

@@ -128,6 +128,7 @@ fn result(metric: &str, class: Classification) -> (MetricConfig, CompareMetric, 
         effect: 0.0,
         ci: None,
         p_value: 0.5,
+        p_better: 0.5,
         alpha: 0.01,
         classification: class,
         verdict: crate::detect::compare::Verdict::Pass,
@@ -208,7 +209,7 @@ fn a_restart_mid_run_judges_what_an_uninterrupted_run_judges() {
     for m in 15..25 {
         second.observe(&labels("stable", ""), T + m * MIN, &minute(200, 800.0, 0.8, 1, m as u64));
     }
-    second.restore(snap);
+    second.restore(snap, None);
     feed(&mut second, T + 25 * MIN, 15, 40, 1000.0, 0.76);
     assert_eq!(whole.reports(), second.reports());
     assert_eq!(
@@ -261,4 +262,67 @@ fn configs_are_checked_against_the_series_labels() {
     assert!(e.message.contains("\"deployment\""), "{}", e.message);
     assert!(toml::from_str::<AnalysisConfig>("name = \"x\"\nkind = \"canary\"\nservice = \"s\"\nwindow = \"1h\"\n").is_err());
     canary("").validate(0, &NAMES).unwrap();
+}
+
+#[test]
+fn a_failed_run_ends_and_the_rollout_after_the_rollback_is_judged_afresh() {
+    let mut a = analyses(canary(""));
+    feed(&mut a, T, 20, 40, 1200.0, 0.7);
+    let r = &a.reports()[0];
+    assert_eq!((r.classification, r.status.as_str()), (RunClass::Fail, "ended"));
+    let failed = r.runs[0].failed_at.clone().unwrap();
+    // Three Fail judgements in a row before it fails: the first two show Marginal.
+    assert_eq!(a.take_rollbacks().len(), 1);
+    // The bad canary keeps running for a while: still the failed run, no new rollback.
+    feed(&mut a, T + 20 * MIN, 5, 40, 1200.0, 0.7);
+    assert_eq!((a.reports()[0].runs.len(), a.take_rollbacks().len()), (1, 0));
+    // Rolled back (two quiet minutes), then a fixed canary: a new run that passes.
+    feed(&mut a, T + 25 * MIN, 2, 0, 0.0, 0.0);
+    feed(&mut a, T + 27 * MIN, 30, 40, 800.0, 0.8);
+    let r = &a.reports()[0];
+    assert_eq!(r.runs.len(), 2);
+    assert_eq!(r.runs[1].failed_at.as_deref(), Some(failed.as_str()));
+    assert_eq!((r.classification, r.status.as_str()), (RunClass::Pass, "running"));
+    assert!(a.take_rollbacks().is_empty());
+}
+
+#[test]
+fn one_failing_look_is_not_a_fail() {
+    let one = canary("fail_after = 1");
+    let three = canary("");
+    let first_fail = |c: AnalysisConfig| {
+        let mut a = analyses(c);
+        feed(&mut a, T, 20, 40, 1200.0, 0.7);
+        a.reports()[0].runs[0].failed_at.clone().unwrap()
+    };
+    let (f1, f3) = (first_fail(one), first_fail(three));
+    let ms = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis();
+    assert_eq!(ms(&f3) - ms(&f1), 2 * MIN, "{f1} {f3}");
+}
+
+#[test]
+fn a_state_from_before_analyses_does_not_replay_old_rollouts() {
+    let mut a = analyses(canary(""));
+    // Restored from a detector state without analyses, evaluated up to T + 30 min.
+    a.restore(AnalysesSnapshot::default(), Some(T + 30 * MIN));
+    // The rebuild feeds the stored windows of a canary that failed back then.
+    feed(&mut a, T, 30, 40, 1200.0, 0.7);
+    assert!(a.take_rollbacks().is_empty());
+    assert_eq!(a.reports()[0].status, "idle");
+}
+
+#[test]
+fn a_canary_on_another_model_says_there_is_no_baseline_in_its_group() {
+    let mut a = analyses(canary(""));
+    for m in 0..10 {
+        let start = T + m * MIN;
+        a.observe(&labels("stable", ""), start, &minute(200, 800.0, 0.8, 1, m as u64));
+        let mut l = labels("canary", "");
+        l[1] = "gpt-4.1".into();
+        a.observe(&l, start, &minute(40, 800.0, 0.8, 0, m as u64));
+        a.advance(start + MIN);
+    }
+    let r = &a.reports()[0];
+    assert_eq!(r.classification, RunClass::NotEnoughData);
+    assert!(r.reason.contains("no stable traffic with request_model=gpt-4.1"), "{}", r.reason);
 }

@@ -205,6 +205,9 @@ pub struct MetricResult {
     /// One-sided p-value of "the candidate is worse" (in the metric's bad direction).
     #[serde(serialize_with = "finite")]
     pub p_value: f64,
+    /// One-sided p-value of "the candidate is better" (the other direction).
+    #[serde(skip)]
+    pub p_better: f64,
     /// The level each metric is tested at (`alpha` / metrics).
     pub alpha: f64,
     pub classification: Classification,
@@ -376,7 +379,11 @@ pub(crate) fn classify(metric: &CompareMetric, raw: Raw, opts: &CompareOptions) 
         _ => ci.map(|(lo, hi)| (lo.max(-1.0), hi)),
     };
     let better = metric.higher_is_better();
-    let p_worse = if better { raw.p_lower } else { raw.p_higher };
+    let (p_worse, p_better) = if better {
+        (raw.p_lower, raw.p_higher)
+    } else {
+        (raw.p_higher, raw.p_lower)
+    };
     let classification = if raw.short.is_some() {
         Classification::NoData
     } else if effect > opts.tolerance && raw.p_higher < opts.alpha {
@@ -402,6 +409,7 @@ pub(crate) fn classify(metric: &CompareMetric, raw: Raw, opts: &CompareOptions) 
         effect,
         ci,
         p_value: p_worse,
+        p_better,
         alpha: opts.alpha,
         classification,
         verdict,

@@ -397,7 +397,7 @@ impl Detector {
         self.evaluated_window_ms = snap.evaluated_window_ms;
         self.evaluated_slice_ms = snap.evaluated_slice_ms;
         self.breakers = snap.breakers;
-        self.analyses.restore(snap.analyses);
+        self.analyses.restore(snap.analyses, self.evaluated_window_ms);
         let breaker_names: Vec<String> = self
             .rules
             .rules
