@@ -59,6 +59,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         fired_at_ms: args.fired_at,
         from_ms: args.from,
         to_ms: args.to,
+        outbox_dir: c.notify.outbox_dir.clone(),
     };
     let report = build(&engine, &names, &data, &q)
         .await

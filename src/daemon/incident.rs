@@ -54,6 +54,25 @@ pub struct IncidentQuery {
     /// Override the span the timeline and the changes are read over.
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
+    /// The delivery outbox (its `sent/` and `dead/` records); default
+    /// `<data_dir>/state/outbox`.
+    pub outbox_dir: Option<std::path::PathBuf>,
+}
+
+/// One notification that carried the alert.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotificationEntry {
+    pub channel: String,
+    /// `firing` or `resolved`.
+    pub state: String,
+    pub queued_at: String,
+    /// `None` for a dead letter.
+    pub delivered_at: Option<String>,
+    pub attempts: u32,
+    /// Delivery time minus the firing's (or resolution's) evaluation.
+    pub after_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One line of the timeline.
@@ -105,6 +124,9 @@ pub struct Incident {
     pub changes: Vec<Change>,
     pub related: Vec<Related>,
     pub channels: Vec<String>,
+    /// Notifications delivered (or given up on) that carried this alert, from the outbox's
+    /// records (kept a week).
+    pub notifications: Vec<NotificationEntry>,
 }
 
 type Row = Map<String, Value>;
@@ -290,6 +312,74 @@ pub async fn build(
             ));
         }
     }
+    // Deliveries, from the outbox's records.
+    let outbox = q.outbox_dir.clone().unwrap_or_else(|| {
+        data_dir
+            .join(crate::storage::layout::STATE_DIR)
+            .join("outbox")
+    });
+    let (sent, dead) = crate::notify::outbox::deliveries_of(&outbox, &fp);
+    let mut notifications = Vec::new();
+    let reference = |state: &str| if state == "resolved" { resolved } else { Some(fired) };
+    for d in &sent {
+        if d.delivered_ms < from || d.delivered_ms >= to + 3_600_000 {
+            continue;
+        }
+        for a in d.alerts.iter().filter(|a| a.fingerprint == fp) {
+            let after = reference(&a.state).map(|r| d.delivered_ms - r);
+            timeline.push((
+                d.delivered_ms,
+                TimelineEntry {
+                    at: rfc3339(d.delivered_ms),
+                    what: format!("notified {} ({})", d.channel, a.state),
+                    detail: format!(
+                        "delivered after {} attempt(s){}",
+                        d.attempts,
+                        after
+                            .map(|ms| format!(
+                                ", {} after the alert {}",
+                                duration(ms),
+                                if a.state == "resolved" { "resolved" } else { "fired" }
+                            ))
+                            .unwrap_or_default()
+                    ),
+                },
+            ));
+            notifications.push(NotificationEntry {
+                channel: d.channel.clone(),
+                state: a.state.clone(),
+                queued_at: rfc3339(d.created_ms),
+                delivered_at: Some(rfc3339(d.delivered_ms)),
+                attempts: d.attempts,
+                after_ms: after,
+                error: None,
+            });
+        }
+    }
+    for n in &dead {
+        if n.created_ms < from || n.created_ms >= to + 3_600_000 {
+            continue;
+        }
+        for a in n.alerts.iter().filter(|a| a.fingerprint == fp) {
+            timeline.push((
+                n.created_ms,
+                TimelineEntry {
+                    at: rfc3339(n.created_ms),
+                    what: format!("notification to {} failed ({})", n.channel, a.state),
+                    detail: n.last_error.clone().unwrap_or_default(),
+                },
+            ));
+            notifications.push(NotificationEntry {
+                channel: n.channel.clone(),
+                state: a.state.clone(),
+                queued_at: rfc3339(n.created_ms),
+                delivered_at: None,
+                attempts: n.attempts,
+                after_ms: None,
+                error: n.last_error.clone(),
+            });
+        }
+    }
     timeline.sort_by_key(|(t, _)| *t);
     // Other rules that fired on the same service.
     let mut related = Vec::new();
@@ -351,6 +441,7 @@ pub async fn build(
         changes,
         related,
         channels,
+        notifications,
     })
 }
 
@@ -553,12 +644,40 @@ pub fn markdown(i: &Incident) -> String {
     let _ = writeln!(m, "\n## Notifications\n");
     let _ = writeln!(
         m,
-        "Routed to {}. Delivery times are in the daemon's log (`notification delivered`) and `/metrics`; the data directory does not record them.",
+        "Routed to {}.",
         if i.channels.is_empty() {
             "no channel".to_string()
         } else {
             i.channels.join(", ")
         }
     );
+    if i.notifications.is_empty() {
+        let _ = writeln!(
+            m,
+            "No delivery recorded in the outbox (delivery off, not yet sent, or older than a week)."
+        );
+    }
+    for n in &i.notifications {
+        let _ = match &n.delivered_at {
+            Some(d) => writeln!(
+                m,
+                "- {} {}: delivered {d}{} ({} attempt(s))",
+                n.channel,
+                n.state,
+                n.after_ms
+                    .map(|a| format!(", {} after the alert {}", duration(a), if n.state == "resolved" { "resolved" } else { "fired" }))
+                    .unwrap_or_default(),
+                n.attempts
+            ),
+            None => writeln!(
+                m,
+                "- {} {}: failed after {} attempt(s): {}",
+                n.channel,
+                n.state,
+                n.attempts,
+                n.error.as_deref().unwrap_or("")
+            ),
+        };
+    }
     m
 }

@@ -201,6 +201,7 @@ mod tests {
             last_error: None,
             order_key: None,
             seq: 0,
+            alerts: Vec::new(),
         }
     }
 

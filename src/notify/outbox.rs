@@ -59,6 +59,59 @@ pub struct Notification {
     /// Enqueue order, set by [`Outbox::enqueue`]: delivery order within an order key.
     #[serde(default)]
     pub seq: u64,
+    /// The alerts it tells about (fingerprint and state), for the delivery log the
+    /// incident report reads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<NotifiedAlert>,
+}
+
+/// One alert a notification carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifiedAlert {
+    pub fingerprint: String,
+    /// `firing` or `resolved`.
+    pub state: String,
+}
+
+/// What `sent/<id>` records of a delivered notification (older markers are empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    pub id: String,
+    pub channel: String,
+    pub created_ms: i64,
+    pub delivered_ms: i64,
+    pub attempts: u32,
+    #[serde(default)]
+    pub alerts: Vec<NotifiedAlert>,
+}
+
+/// The delivered and dead notifications under `dir` (an outbox directory) that carried
+/// the alert `fingerprint`: (delivered, dead letters with their last error).
+pub fn deliveries_of(dir: &Path, fingerprint: &str) -> (Vec<Delivered>, Vec<Notification>) {
+    let carries = |a: &[NotifiedAlert]| a.iter().any(|x| x.fingerprint == fingerprint);
+    let read = |sub: &str| -> Vec<Vec<u8>> {
+        fs::read_dir(dir.join(sub))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| fs::read(e.path()).ok())
+                    .filter(|b| !b.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut sent: Vec<Delivered> = read("sent")
+        .iter()
+        .filter_map(|b| serde_json::from_slice::<Delivered>(b).ok())
+        .filter(|d| carries(&d.alerts))
+        .collect();
+    sent.sort_by_key(|d| (d.delivered_ms, d.id.clone()));
+    let mut dead: Vec<Notification> = read("dead")
+        .iter()
+        .filter_map(|b| serde_json::from_slice::<Notification>(b).ok())
+        .filter(|n| carries(&n.alerts))
+        .collect();
+    dead.sort_by_key(|n| (n.created_ms, n.id.clone()));
+    (sent, dead)
 }
 
 /// What a delivery attempt came back with.
@@ -319,7 +372,16 @@ impl Outbox {
         match outcome {
             Outcome::Delivered => {
                 let marker = self.dir.join("sent").join(id);
-                fs::write(&marker, b"").map_err(io("writing", &marker))?;
+                let record = Delivered {
+                    id: n.id.clone(),
+                    channel: n.channel.clone(),
+                    created_ms: n.created_ms,
+                    delivered_ms: now_ms,
+                    attempts: n.attempts + 1,
+                    alerts: std::mem::take(&mut n.alerts),
+                };
+                let bytes = serde_json::to_vec(&record).expect("plain data serializes");
+                fs::write(&marker, bytes).map_err(io("writing", &marker))?;
                 match fs::remove_file(&path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -383,6 +445,7 @@ mod tests {
             last_error: None,
             order_key: None,
             seq: 0,
+            alerts: Vec::new(),
         }
     }
 
@@ -579,5 +642,49 @@ mod tests {
             o.enqueue(n("../x", 0)),
             Err(OutboxError::BadId(_))
         ));
+    }
+
+    #[test]
+    fn delivered_and_dead_notifications_are_found_by_the_alerts_they_carried() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut o = Outbox::open(dir.path()).unwrap();
+        let with = |id: &str, fps: &[&str]| Notification {
+            alerts: fps
+                .iter()
+                .map(|f| NotifiedAlert {
+                    fingerprint: f.to_string(),
+                    state: "firing".into(),
+                })
+                .collect(),
+            ..n(id, 100)
+        };
+        o.enqueue(with("hook-g1", &["aaaa", "bbbb"])).unwrap();
+        o.enqueue(with("pd-aaaa", &["aaaa"])).unwrap();
+        o.enqueue(with("mail-g2", &["cccc"])).unwrap();
+        let backoff = Backoff::default();
+        o.record("hook-g1", &Outcome::Delivered, 1_500, &backoff, &mut rng).unwrap();
+        o.record("mail-g2", &Outcome::Delivered, 1_600, &backoff, &mut rng).unwrap();
+        o.record(
+            "pd-aaaa",
+            &Outcome::Permanent {
+                reason: "400 invalid event".into(),
+            },
+            1_700,
+            &backoff,
+            &mut rng,
+        )
+        .unwrap();
+        let (sent, dead) = deliveries_of(dir.path(), "aaaa");
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            (sent[0].id.as_str(), sent[0].created_ms, sent[0].delivered_ms, sent[0].attempts),
+            ("hook-g1", 100, 1_500, 1)
+        );
+        assert_eq!(dead.len(), 1);
+        assert!(dead[0].last_error.as_deref().unwrap().contains("400"));
+        assert!(deliveries_of(dir.path(), "dddd").0.is_empty());
+        // A delivered id is still remembered (and not sent twice).
+        assert!(!o.enqueue(with("hook-g1", &["aaaa"])).unwrap());
     }
 }

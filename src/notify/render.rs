@@ -47,6 +47,19 @@ fn entry(id: String, channel: &str, order_key: String, body: String, now_ms: i64
         last_error: None,
         order_key: Some(order_key),
         seq: 0,
+        alerts: Vec::new(),
+    }
+}
+
+fn notified(t: &Transition) -> super::outbox::NotifiedAlert {
+    super::outbox::NotifiedAlert {
+        fingerprint: t.fingerprint.clone(),
+        state: if t.to == AlertState::Resolved {
+            "resolved"
+        } else {
+            "firing"
+        }
+        .into(),
     }
 }
 
@@ -240,13 +253,15 @@ pub fn dispatch(
     now_ms: i64,
 ) -> Vec<Notification> {
     let group_entry = |body: String| {
-        vec![entry(
+        let mut n = entry(
             format!("{}-{}-{}-{}", d.channel, d.group_id, d.opened_ms, d.seq),
             &d.channel,
             format!("{}/{}", d.channel, d.group_id),
             body,
             now_ms,
-        )]
+        );
+        n.alerts = d.firing.iter().chain(&d.resolved).map(notified).collect();
+        vec![n]
     };
     match channel {
         ChannelConfig::Webhook { format, .. } => {
@@ -307,7 +322,7 @@ pub fn dispatch(
                     continue;
                 };
                 let action = ev["event_action"].as_str().unwrap_or("x").to_string();
-                out.push(entry(
+                let mut n = entry(
                     format!(
                         "{}-{}-{action}-{}-{}",
                         d.channel,
@@ -319,7 +334,9 @@ pub fn dispatch(
                     format!("{}/{}", d.channel, t.fingerprint),
                     ev.to_string(),
                     now_ms,
-                ));
+                );
+                n.alerts = vec![notified(t)];
+                out.push(n);
             }
             out
         }

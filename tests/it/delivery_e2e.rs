@@ -300,6 +300,36 @@ default_fallback = "claude-haiku"
         }
     }
 
+    // The incident report lists when each notification of a firing was delivered.
+    let f = fired.iter().next().unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["incident", f, "--json", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hook: Vec<&Value> = report["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["channel"] == "hook")
+        .collect();
+    // (A firing resolved before the next flush is notified once, as resolved.)
+    assert!(!hook.is_empty(), "{:#}", report["notifications"]);
+    println!(
+        "incident {f}: {} delivered to hook at {} after {} attempt(s)",
+        hook[0]["state"], hook[0]["delivered_at"], hook[0]["attempts"]
+    );
+    assert!(hook[0]["delivered_at"].is_string());
+    assert!(hook[0]["after_ms"].is_i64());
+    let what = format!("notified hook ({})", hook[0]["state"].as_str().unwrap());
+    assert!(report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["what"] == what.as_str()));
+
     // The breaker: fallback within 75 s of the burst start (code-assist, 25 % errors from
     // 55 % of the hour), then restore, each delivered once.
     let events = read_table(&data, "events");
