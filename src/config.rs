@@ -181,7 +181,10 @@ impl Config {
             if !names.insert(a.name.as_str()) {
                 return Err(invalid(
                     &format!("analyses[{i}].name"),
-                    format!("{:?} names another analysis too; names are the API ids", a.name),
+                    format!(
+                        "{:?} names another analysis too; names are the API ids",
+                        a.name
+                    ),
                 ));
             }
             for c in &a.rollback_channels {

@@ -114,7 +114,9 @@ pub fn text(reports: &[AnalysisReport]) -> String {
             a.kind.as_str(),
             a.service,
             a.classification.as_str(),
-            a.score.map(|s| format!(", score {s:.0}")).unwrap_or_default(),
+            a.score
+                .map(|s| format!(", score {s:.0}"))
+                .unwrap_or_default(),
             a.status
         );
         if a.runs.is_empty() {
@@ -135,7 +137,9 @@ pub fn text(reports: &[AnalysisReport]) -> String {
                     format!(" [{}]", group.join(", "))
                 },
                 r.classification.as_str(),
-                r.score.map(|s| format!(", score {s:.0}")).unwrap_or_default(),
+                r.score
+                    .map(|s| format!(", score {s:.0}"))
+                    .unwrap_or_default(),
                 match r.status {
                     crate::detect::analysis::RunStatus::Running => "running",
                     crate::detect::analysis::RunStatus::Completed => "completed",
@@ -171,8 +175,12 @@ pub fn text(reports: &[AnalysisReport]) -> String {
                     num(Some(m.weight)),
                     num(m.candidate),
                     num(m.baseline),
-                    m.ratio.map(|r| format!("{r:.3}")).unwrap_or_else(|| "-".into()),
-                    m.p_value.map(|p| format!("{p:.1e}")).unwrap_or_else(|| "-".into()),
+                    m.ratio
+                        .map(|r| format!("{r:.3}"))
+                        .unwrap_or_else(|| "-".into()),
+                    m.p_value
+                        .map(|p| format!("{p:.1e}"))
+                        .unwrap_or_else(|| "-".into()),
                     m.classification,
                     m.outcome
                 );

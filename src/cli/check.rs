@@ -82,7 +82,47 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     for line in fallback_warnings(&c, registry.as_ref()) {
         println!("{line}");
     }
+    for line in analyses_summary(&c) {
+        println!("{line}");
+    }
     Ok(())
+}
+
+/// One line per analysis, and a warning for rollback channels that are not configured.
+fn analyses_summary(c: &crate::config::Config) -> Vec<String> {
+    use crate::detect::analysis::AnalysisKind;
+    let mut out = Vec::new();
+    for a in &c.analyses {
+        let what = match a.kind {
+            AnalysisKind::Canary => format!("deployment={} vs {}", a.candidate(), a.baseline()),
+            AnalysisKind::Ab => format!("each variant vs {}", a.control()),
+            AnalysisKind::Shadow => "deployment=shadow vs its primary, paired by trace_id".into(),
+        };
+        let metrics: Vec<&str> = a.metrics.iter().map(|m| m.metric.as_str()).collect();
+        out.push(format!(
+            "analysis {}: {} {what} of service {}, by {:?}, runs {}, metrics {}, rollback to {:?}",
+            a.name,
+            a.kind.as_str(),
+            a.service,
+            a.group_by(),
+            humantime::format_duration(a.duration),
+            if metrics.is_empty() {
+                "default".to_string()
+            } else {
+                metrics.join(", ")
+            },
+            a.rollback_channels
+        ));
+        for ch in &a.rollback_channels {
+            if !c.notify.channels.contains_key(ch) {
+                out.push(format!(
+                    "analysis {}: rollback channel {ch:?} is not in [notify.channels]: a failed run is reported but nobody is told to roll back (warning)",
+                    a.name
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Validates one registry file: warnings and a summary on stdout, or every error as

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::detect::analysis::{AnalysisKind, AnalysisReport, Analyses};
+use crate::detect::analysis::{Analyses, AnalysisKind, AnalysisReport};
 use crate::event::{Deployment, RequestEvent, SeriesLabel};
 use crate::query::{encode_output, Format, Limits, QueryEngine};
 use crate::storage::read::read_windows;
@@ -71,11 +71,10 @@ pub async fn analyze(
         let metrics = analyses.metrics();
         let (from, to) = (q.from_ms, q.to_ms);
         let names2 = names.clone();
-        let windows = tokio::task::spawn_blocking(move || {
-            read_windows(&data, &names2, &metrics, from, to)
-        })
-        .await
-        .map_err(|e| AnalyzeError::Usage(format!("reading the windows: {e}")))??;
+        let windows =
+            tokio::task::spawn_blocking(move || read_windows(&data, &names2, &metrics, from, to))
+                .await
+                .map_err(|e| AnalyzeError::Usage(format!("reading the windows: {e}")))??;
         for w in windows {
             clock = Some(clock.map_or(w.end_ms, |c: i64| c.max(w.end_ms)));
             analyses.observe(&w.labels, w.start_ms, &w.summary);

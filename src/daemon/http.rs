@@ -145,14 +145,17 @@ async fn analyses(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     axum::Json(serde_json::json!({ "analyses": list }))
 }
 
-fn find_analysis(s: &AppState, id: &str) -> Result<crate::detect::analysis::AnalysisReport, Response> {
+fn find_analysis(
+    s: &AppState,
+    id: &str,
+) -> Result<crate::detect::analysis::AnalysisReport, Box<Response>> {
     let list = s.health.analyses.read().unwrap_or_else(|e| e.into_inner());
     list.iter().find(|a| a.name == id).cloned().ok_or_else(|| {
         let names: Vec<&str> = list.iter().map(|a| a.name.as_str()).collect();
-        error(
+        Box::new(error(
             StatusCode::NOT_FOUND,
             format!("no analysis {id:?}; configured: {names:?} ([[analyses]] in the config)"),
-        )
+        ))
     })
 }
 
@@ -161,7 +164,7 @@ fn find_analysis(s: &AppState, id: &str) -> Result<crate::detect::analysis::Anal
 async fn analysis(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     match find_analysis(&s, &id) {
         Ok(a) => axum::Json(a).into_response(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -171,7 +174,7 @@ async fn flagger(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Resp
     use crate::detect::analysis::RunClass;
     let a = match find_analysis(&s, &id) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let body = serde_json::json!({
         "analysis": a.name,

@@ -320,7 +320,13 @@ pub async fn build(
     });
     let (sent, dead) = crate::notify::outbox::deliveries_of(&outbox, &fp);
     let mut notifications = Vec::new();
-    let reference = |state: &str| if state == "resolved" { resolved } else { Some(fired) };
+    let reference = |state: &str| {
+        if state == "resolved" {
+            resolved
+        } else {
+            Some(fired)
+        }
+    };
     for d in &sent {
         if d.delivered_ms < from || d.delivered_ms >= to + 3_600_000 {
             continue;
@@ -339,7 +345,11 @@ pub async fn build(
                             .map(|ms| format!(
                                 ", {} after the alert {}",
                                 duration(ms),
-                                if a.state == "resolved" { "resolved" } else { "fired" }
+                                if a.state == "resolved" {
+                                    "resolved"
+                                } else {
+                                    "fired"
+                                }
                             ))
                             .unwrap_or_default()
                     ),
@@ -665,7 +675,15 @@ pub fn markdown(i: &Incident) -> String {
                 n.channel,
                 n.state,
                 n.after_ms
-                    .map(|a| format!(", {} after the alert {}", duration(a), if n.state == "resolved" { "resolved" } else { "fired" }))
+                    .map(|a| format!(
+                        ", {} after the alert {}",
+                        duration(a),
+                        if n.state == "resolved" {
+                            "resolved"
+                        } else {
+                            "fired"
+                        }
+                    ))
                     .unwrap_or_default(),
                 n.attempts
             ),

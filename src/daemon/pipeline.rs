@@ -251,7 +251,9 @@ impl Pipeline {
             let done = if now_ms == i64::MAX {
                 pairs.take_all()
             } else {
-                window_clock.map(|c| pairs.take_closed(c)).unwrap_or_default()
+                window_clock
+                    .map(|c| pairs.take_closed(c))
+                    .unwrap_or_default()
             };
             for (labels, start, stats) in done {
                 d.observe_pairs(&labels, start, stats);

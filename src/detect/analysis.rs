@@ -242,13 +242,19 @@ impl AnalysisConfig {
         {
             return Err(err(
                 "name",
-                format!("{:?} is not an id; use letters, digits, '-', '_' or '.', e.g. chat-canary", self.name),
+                format!(
+                    "{:?} is not an id; use letters, digits, '-', '_' or '.', e.g. chat-canary",
+                    self.name
+                ),
             ));
         }
         for (field, v) in [("candidate", &self.candidate), ("baseline", &self.baseline)] {
             if let Some(v) = v {
                 if self.kind == AnalysisKind::Ab {
-                    return Err(err(field, "an A/B analysis compares variants; set control instead".into()));
+                    return Err(err(
+                        field,
+                        "an A/B analysis compares variants; set control instead".into(),
+                    ));
                 }
                 if !["stable", "canary", "shadow"].contains(&v.as_str()) {
                     return Err(err(
@@ -259,7 +265,10 @@ impl AnalysisConfig {
             }
         }
         if self.control.is_some() && self.kind != AnalysisKind::Ab {
-            return Err(err("control", "only an A/B analysis has a control variant".into()));
+            return Err(err(
+                "control",
+                "only an A/B analysis has a control variant".into(),
+            ));
         }
         if self.kind == AnalysisKind::Canary && self.candidate() == self.baseline() {
             return Err(err("baseline", "must differ from candidate".into()));
@@ -312,7 +321,10 @@ impl AnalysisConfig {
         if !(self.tolerance >= 0.0 && self.tolerance < 10.0) {
             return Err(err(
                 "tolerance",
-                format!("{} is not a relative change; use e.g. 0.05 for 5 %", self.tolerance),
+                format!(
+                    "{} is not a relative change; use e.g. 0.05 for 5 %",
+                    self.tolerance
+                ),
             ));
         }
         if !(self.alpha > 0.0 && self.alpha < 1.0) {
@@ -359,7 +371,11 @@ impl AnalysisConfig {
     }
 
     /// The configured metrics, or the defaults for what the two sides hold.
-    fn metric_set(&self, candidate: &Summary, baseline: &Summary) -> Vec<(CompareMetric, MetricConfig)> {
+    fn metric_set(
+        &self,
+        candidate: &Summary,
+        baseline: &Summary,
+    ) -> Vec<(CompareMetric, MetricConfig)> {
         if self.metrics.is_empty() {
             // Defaults leave out what a side lacks (no feedback, no costs): it would
             // keep the run at "not enough data" for ever.
@@ -724,7 +740,11 @@ pub struct Analyses {
 }
 
 impl Analyses {
-    pub fn new(configs: Vec<AnalysisConfig>, label_names: Vec<&'static str>, window_ms: i64) -> Self {
+    pub fn new(
+        configs: Vec<AnalysisConfig>,
+        label_names: Vec<&'static str>,
+        window_ms: i64,
+    ) -> Self {
         Self {
             configs,
             label_names,
@@ -1000,7 +1020,11 @@ impl Analyses {
         let Some(state) = self.states.get_mut(&c.name) else {
             return;
         };
-        for run in state.runs.iter_mut().filter(|r| r.status == RunStatus::Running) {
+        for run in state
+            .runs
+            .iter_mut()
+            .filter(|r| r.status == RunStatus::Running)
+        {
             let mut judgement = judge_run(c, run);
             if judgement.classification == RunClass::Fail {
                 run.fail_streak += 1;
@@ -1247,23 +1271,27 @@ impl AnalysisReport {
             .filter(|r| r.status == RunStatus::Running || r.failed_ms.is_some())
             .collect();
         if current.is_empty() {
-            current.extend(runs.iter().max_by_key(|r| (r.started_ms, r.judged_ms)).copied());
+            current.extend(
+                runs.iter()
+                    .max_by_key(|r| (r.started_ms, r.judged_ms))
+                    .copied(),
+            );
         }
         let worst = current
             .iter()
             .max_by(|a, b| {
-                a.classification()
-                    .cmp(&b.classification())
-                    .then(b.judgement.as_ref().and_then(|j| j.score).unwrap_or(100.0).total_cmp(
-                        &a.judgement.as_ref().and_then(|j| j.score).unwrap_or(100.0),
-                    ))
+                a.classification().cmp(&b.classification()).then(
+                    b.judgement
+                        .as_ref()
+                        .and_then(|j| j.score)
+                        .unwrap_or(100.0)
+                        .total_cmp(&a.judgement.as_ref().and_then(|j| j.score).unwrap_or(100.0)),
+                )
             })
             .copied();
         let status = match runs.iter().max_by_key(|r| r.started_ms) {
             None => "idle".to_string(),
-            Some(_) if current.iter().any(|r| r.status == RunStatus::Running) => {
-                "running".into()
-            }
+            Some(_) if current.iter().any(|r| r.status == RunStatus::Running) => "running".into(),
             Some(r) => match r.status {
                 RunStatus::Running => "running".into(),
                 RunStatus::Completed => "completed".into(),
@@ -1300,7 +1328,9 @@ impl AnalysisReport {
                         failed_at: r.failed_ms.map(rfc),
                         score: j.and_then(|j| j.score),
                         classification: r.classification(),
-                        reason: j.map(|j| j.reason.clone()).unwrap_or_else(|| "not judged yet".into()),
+                        reason: j
+                            .map(|j| j.reason.clone())
+                            .unwrap_or_else(|| "not judged yet".into()),
                         candidate_requests: if c.kind == AnalysisKind::Shadow {
                             r.paired.pairs
                         } else {
@@ -1395,11 +1425,10 @@ pub fn compare_paired(p: &PairedStats, m: &CompareMetric, opts: &CompareOptions)
                 _ => (h.count() > 0).then(|| h.sum / h.count() as f64),
             };
             let min = match m {
-                CompareMetric::LatencyP99 => crate::detect::stats::min_samples_for_quantile(
-                    0.99,
-                    opts.min_tail,
-                )
-                .max(opts.min_samples),
+                CompareMetric::LatencyP99 => {
+                    crate::detect::stats::min_samples_for_quantile(0.99, opts.min_tail)
+                        .max(opts.min_samples)
+                }
                 _ => opts.min_samples,
             };
             Raw {

@@ -30,7 +30,10 @@ fn minute(n: u64, latency: f64, judge: f64, errors: u64, seed: u64) -> Summary {
             } else {
                 crate::event::Status::Ok
             },
-            judge_scores: vec![("faithfulness".into(), (judge - 0.1 + 0.2 * u).clamp(0.0, 1.0))],
+            judge_scores: vec![(
+                "faithfulness".into(),
+                (judge - 0.1 + 0.2 * u).clamp(0.0, 1.0),
+            )],
             ..crate::event::RequestEvent::default()
         };
         w.observe(&ev, 0, 0);
@@ -47,10 +50,21 @@ fn labels(deployment: &str, variant: &str) -> Vec<String> {
 
 /// Feeds `minutes` of stable (200/min) and canary (`canary_n`/min) windows from `from`,
 /// ticking after each.
-fn feed(a: &mut Analyses, from: i64, minutes: i64, canary_n: u64, canary_latency: f64, canary_judge: f64) {
+fn feed(
+    a: &mut Analyses,
+    from: i64,
+    minutes: i64,
+    canary_n: u64,
+    canary_latency: f64,
+    canary_judge: f64,
+) {
     for m in 0..minutes {
         let start = from + m * MIN;
-        a.observe(&labels("stable", ""), start, &minute(200, 800.0, 0.8, 1, m as u64));
+        a.observe(
+            &labels("stable", ""),
+            start,
+            &minute(200, 800.0, 0.8, 1, m as u64),
+        );
         if canary_n > 0 {
             a.observe(
                 &labels("canary", ""),
@@ -74,10 +88,17 @@ fn an_unchanged_canary_passes_and_completes_after_its_duration() {
     assert_eq!(r.classification, RunClass::Pass, "{:?}", r.runs[0].reason);
     assert_eq!(r.score, Some(100.0));
     assert_eq!(r.status, "completed");
-    assert_eq!(r.runs.len(), 1, "the canary going on after its run starts none");
+    assert_eq!(
+        r.runs.len(),
+        1,
+        "the canary going on after its run starts none"
+    );
     let run = &r.runs[0];
     // 60 minutes of 40 canary and 200 stable requests.
-    assert_eq!((run.candidate_requests, run.baseline_requests), (2400, 12_000));
+    assert_eq!(
+        (run.candidate_requests, run.baseline_requests),
+        (2400, 12_000)
+    );
     assert!((run.traffic_share.unwrap() - 2400.0 / 14_400.0).abs() < 1e-12);
     assert!(a.take_rollbacks().is_empty());
 }
@@ -95,7 +116,10 @@ fn a_worse_canary_fails_once_and_stays_failed() {
         .filter(|m| m.outcome == "fail")
         .map(|m| m.metric.as_str())
         .collect();
-    assert!(failed.contains(&"judge:faithfulness") && failed.contains(&"latency_p99"), "{failed:?}");
+    assert!(
+        failed.contains(&"judge:faithfulness") && failed.contains(&"latency_p99"),
+        "{failed:?}"
+    );
     let rb = a.take_rollbacks();
     assert_eq!(rb.len(), 1);
     assert_eq!(rb[0].run_id, run.id);
@@ -112,7 +136,11 @@ fn too_little_canary_traffic_is_not_enough_data() {
     feed(&mut a, T, 30, 2, 1200.0, 0.7);
     let r = &a.reports()[0];
     assert_eq!(r.classification, RunClass::NotEnoughData);
-    assert!(r.runs[0].reason.contains("not enough data"), "{}", r.runs[0].reason);
+    assert!(
+        r.runs[0].reason.contains("not enough data"),
+        "{}",
+        r.runs[0].reason
+    );
     assert!(a.take_rollbacks().is_empty());
 }
 
@@ -148,15 +176,26 @@ fn scores_weigh_failing_metrics_by_direction_criticality_and_missing_data() {
     use Classification::*;
     let t = Thresholds::default();
     // A higher judge score is not a failure; a higher latency is.
-    let j = judge(vec![result("judge:f", High), result("latency_p99", Pass)], t, false);
+    let j = judge(
+        vec![result("judge:f", High), result("latency_p99", Pass)],
+        t,
+        false,
+    );
     assert_eq!((j.score, j.classification), (Some(100.0), RunClass::Pass));
-    let j = judge(vec![result("judge:f", Pass), result("latency_p99", High)], t, false);
+    let j = judge(
+        vec![result("judge:f", Pass), result("latency_p99", High)],
+        t,
+        false,
+    );
     assert_eq!((j.score, j.classification), (Some(50.0), RunClass::Fail));
     // Weights: 4 of 5 pass is 80, marginal.
     let mut heavy = result("judge:f", Pass);
     heavy.0.weight = 4.0;
     let j = judge(vec![heavy.clone(), result("cost", High)], t, false);
-    assert_eq!((j.score, j.classification), (Some(80.0), RunClass::Marginal));
+    assert_eq!(
+        (j.score, j.classification),
+        (Some(80.0), RunClass::Marginal)
+    );
     // direction: either fails a drop in cost too.
     let mut either = result("cost", Low);
     either.0.direction = Some(Direction::Either);
@@ -171,14 +210,24 @@ fn scores_weigh_failing_metrics_by_direction_criticality_and_missing_data() {
     assert!(j.reason.contains("critical"), "{}", j.reason);
     // Missing data: not enough data, unless the rest already fails.
     let j = judge(vec![heavy.clone(), result("cost", NoData)], t, false);
-    assert_eq!((j.score, j.classification), (Some(100.0), RunClass::NotEnoughData));
+    assert_eq!(
+        (j.score, j.classification),
+        (Some(100.0), RunClass::NotEnoughData)
+    );
     let j = judge(
-        vec![result("judge:f", Low), result("latency_p99", High), result("cost", NoData)],
+        vec![
+            result("judge:f", Low),
+            result("latency_p99", High),
+            result("cost", NoData),
+        ],
         t,
         false,
     );
     assert_eq!(j.classification, RunClass::Fail, "at most 33 < 75");
-    assert_eq!(judge(vec![], t, false).classification, RunClass::NotEnoughData);
+    assert_eq!(
+        judge(vec![], t, false).classification,
+        RunClass::NotEnoughData
+    );
 }
 
 #[test]
@@ -207,7 +256,11 @@ fn a_restart_mid_run_judges_what_an_uninterrupted_run_judges() {
     let mut second = analyses(canary(""));
     // The rebuild feeds stored windows from before the snapshot again: they are ignored.
     for m in 15..25 {
-        second.observe(&labels("stable", ""), T + m * MIN, &minute(200, 800.0, 0.8, 1, m as u64));
+        second.observe(
+            &labels("stable", ""),
+            T + m * MIN,
+            &minute(200, 800.0, 0.8, 1, m as u64),
+        );
     }
     second.restore(snap, None);
     feed(&mut second, T + 25 * MIN, 15, 40, 1000.0, 0.76);
@@ -230,9 +283,21 @@ fn each_variant_is_judged_against_the_control() {
     for m in 0..30 {
         let start = T + m * MIN;
         let s = m as u64;
-        a.observe(&labels("stable", "control"), start, &minute(100, 800.0, 0.8, 0, s));
-        a.observe(&labels("stable", "b"), start, &minute(100, 800.0, 0.8, 0, s + 3));
-        a.observe(&labels("stable", "c"), start, &minute(100, 800.0, 0.66, 0, s + 5));
+        a.observe(
+            &labels("stable", "control"),
+            start,
+            &minute(100, 800.0, 0.8, 0, s),
+        );
+        a.observe(
+            &labels("stable", "b"),
+            start,
+            &minute(100, 800.0, 0.8, 0, s + 3),
+        );
+        a.observe(
+            &labels("stable", "c"),
+            start,
+            &minute(100, 800.0, 0.66, 0, s + 5),
+        );
         a.advance(start + MIN);
     }
     let r = &a.reports()[0];
@@ -242,25 +307,44 @@ fn each_variant_is_judged_against_the_control() {
         .iter()
         .map(|run| (run.candidate.as_str(), run.classification))
         .collect();
-    assert_eq!(by_arm, BTreeMap::from([("b", RunClass::Pass), ("c", RunClass::Fail)]));
+    assert_eq!(
+        by_arm,
+        BTreeMap::from([("b", RunClass::Pass), ("c", RunClass::Fail)])
+    );
     let rb = a.take_rollbacks();
     assert_eq!(rb.len(), 1);
-    assert_eq!((rb[0].candidate.as_str(), rb[0].baseline.as_str()), ("c", "control"));
+    assert_eq!(
+        (rb[0].candidate.as_str(), rb[0].baseline.as_str()),
+        ("c", "control")
+    );
 }
 
 #[test]
 fn configs_are_checked_against_the_series_labels() {
-    let e = canary("group_by = [\"route\"]").validate(0, &NAMES).unwrap_err();
+    let e = canary("group_by = [\"route\"]")
+        .validate(0, &NAMES)
+        .unwrap_err();
     assert_eq!(e.field, "group_by");
-    let e = canary("baseline = \"canary\"").validate(0, &NAMES).unwrap_err();
+    let e = canary("baseline = \"canary\"")
+        .validate(0, &NAMES)
+        .unwrap_err();
     assert_eq!(e.field, "baseline");
-    let e = canary("[[metrics]]\nmetric = \"latency\"\n").validate(0, &NAMES).unwrap_err();
+    let e = canary("[[metrics]]\nmetric = \"latency\"\n")
+        .validate(0, &NAMES)
+        .unwrap_err();
     assert!(e.message.contains("latency_p99"), "{}", e.message);
-    let e = canary("thresholds = { pass = 70, marginal = 80 }").validate(0, &NAMES).unwrap_err();
+    let e = canary("thresholds = { pass = 70, marginal = 80 }")
+        .validate(0, &NAMES)
+        .unwrap_err();
     assert_eq!(e.field, "thresholds");
-    let e = canary("").validate(0, &["service", "request_model"]).unwrap_err();
+    let e = canary("")
+        .validate(0, &["service", "request_model"])
+        .unwrap_err();
     assert!(e.message.contains("\"deployment\""), "{}", e.message);
-    assert!(toml::from_str::<AnalysisConfig>("name = \"x\"\nkind = \"canary\"\nservice = \"s\"\nwindow = \"1h\"\n").is_err());
+    assert!(toml::from_str::<AnalysisConfig>(
+        "name = \"x\"\nkind = \"canary\"\nservice = \"s\"\nwindow = \"1h\"\n"
+    )
+    .is_err());
     canary("").validate(0, &NAMES).unwrap();
 }
 
@@ -269,20 +353,29 @@ fn a_failed_run_ends_and_the_rollout_after_the_rollback_is_judged_afresh() {
     let mut a = analyses(canary(""));
     feed(&mut a, T, 20, 40, 1200.0, 0.7);
     let r = &a.reports()[0];
-    assert_eq!((r.classification, r.status.as_str()), (RunClass::Fail, "ended"));
+    assert_eq!(
+        (r.classification, r.status.as_str()),
+        (RunClass::Fail, "ended")
+    );
     let failed = r.runs[0].failed_at.clone().unwrap();
     // Three Fail judgements in a row before it fails: the first two show Marginal.
     assert_eq!(a.take_rollbacks().len(), 1);
     // The bad canary keeps running for a while: still the failed run, no new rollback.
     feed(&mut a, T + 20 * MIN, 5, 40, 1200.0, 0.7);
-    assert_eq!((a.reports()[0].runs.len(), a.take_rollbacks().len()), (1, 0));
+    assert_eq!(
+        (a.reports()[0].runs.len(), a.take_rollbacks().len()),
+        (1, 0)
+    );
     // Rolled back (two quiet minutes), then a fixed canary: a new run that passes.
     feed(&mut a, T + 25 * MIN, 2, 0, 0.0, 0.0);
     feed(&mut a, T + 27 * MIN, 30, 40, 800.0, 0.8);
     let r = &a.reports()[0];
     assert_eq!(r.runs.len(), 2);
     assert_eq!(r.runs[1].failed_at.as_deref(), Some(failed.as_str()));
-    assert_eq!((r.classification, r.status.as_str()), (RunClass::Pass, "running"));
+    assert_eq!(
+        (r.classification, r.status.as_str()),
+        (RunClass::Pass, "running")
+    );
     assert!(a.take_rollbacks().is_empty());
 }
 
@@ -296,7 +389,11 @@ fn one_failing_look_is_not_a_fail() {
         a.reports()[0].runs[0].failed_at.clone().unwrap()
     };
     let (f1, f3) = (first_fail(one), first_fail(three));
-    let ms = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis();
+    let ms = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_millis()
+    };
     assert_eq!(ms(&f3) - ms(&f1), 2 * MIN, "{f1} {f3}");
 }
 
@@ -316,7 +413,11 @@ fn a_canary_on_another_model_says_there_is_no_baseline_in_its_group() {
     let mut a = analyses(canary(""));
     for m in 0..10 {
         let start = T + m * MIN;
-        a.observe(&labels("stable", ""), start, &minute(200, 800.0, 0.8, 1, m as u64));
+        a.observe(
+            &labels("stable", ""),
+            start,
+            &minute(200, 800.0, 0.8, 1, m as u64),
+        );
         let mut l = labels("canary", "");
         l[1] = "gpt-4.1".into();
         a.observe(&l, start, &minute(40, 800.0, 0.8, 0, m as u64));
@@ -324,5 +425,10 @@ fn a_canary_on_another_model_says_there_is_no_baseline_in_its_group() {
     }
     let r = &a.reports()[0];
     assert_eq!(r.classification, RunClass::NotEnoughData);
-    assert!(r.reason.contains("no stable traffic with request_model=gpt-4.1"), "{}", r.reason);
+    assert!(
+        r.reason
+            .contains("no stable traffic with request_model=gpt-4.1"),
+        "{}",
+        r.reason
+    );
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::alerts::{Alert, AlertBook, AlertState, Lifecycle, Transition};
-use crate::detect::analysis::{AnalysesSnapshot, Analyses, AnalysisConfig, RollbackEvent};
+use crate::detect::analysis::{Analyses, AnalysesSnapshot, AnalysisConfig, RollbackEvent};
 use crate::detect::breaker::{BreakerSettings, BreakerTransition, Breakers};
 use crate::detect::changes::what_changed;
 use crate::detect::evaluate::{evaluate_cached, BaselineCache, EvalContext};
@@ -106,7 +106,11 @@ impl Detector {
     /// The rollout analyses (`[[analyses]]`); runs of analyses still configured stay.
     pub fn set_analyses(&mut self, configs: Vec<AnalysisConfig>) {
         self.analyses.reconfigure(configs, self.label_names.clone());
-        self.metrics = self.metrics.union(&self.analyses.metrics()).copied().collect();
+        self.metrics = self
+            .metrics
+            .union(&self.analyses.metrics())
+            .copied()
+            .collect();
     }
 
     pub fn analyses(&self) -> &Analyses {
@@ -397,7 +401,8 @@ impl Detector {
         self.evaluated_window_ms = snap.evaluated_window_ms;
         self.evaluated_slice_ms = snap.evaluated_slice_ms;
         self.breakers = snap.breakers;
-        self.analyses.restore(snap.analyses, self.evaluated_window_ms);
+        self.analyses
+            .restore(snap.analyses, self.evaluated_window_ms);
         let breaker_names: Vec<String> = self
             .rules
             .rules

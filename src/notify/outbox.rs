@@ -663,8 +663,10 @@ mod tests {
         o.enqueue(with("pd-aaaa", &["aaaa"])).unwrap();
         o.enqueue(with("mail-g2", &["cccc"])).unwrap();
         let backoff = Backoff::default();
-        o.record("hook-g1", &Outcome::Delivered, 1_500, &backoff, &mut rng).unwrap();
-        o.record("mail-g2", &Outcome::Delivered, 1_600, &backoff, &mut rng).unwrap();
+        o.record("hook-g1", &Outcome::Delivered, 1_500, &backoff, &mut rng)
+            .unwrap();
+        o.record("mail-g2", &Outcome::Delivered, 1_600, &backoff, &mut rng)
+            .unwrap();
         o.record(
             "pd-aaaa",
             &Outcome::Permanent {
@@ -678,7 +680,12 @@ mod tests {
         let (sent, dead) = deliveries_of(dir.path(), "aaaa");
         assert_eq!(sent.len(), 1);
         assert_eq!(
-            (sent[0].id.as_str(), sent[0].created_ms, sent[0].delivered_ms, sent[0].attempts),
+            (
+                sent[0].id.as_str(),
+                sent[0].created_ms,
+                sent[0].delivered_ms,
+                sent[0].attempts
+            ),
             ("hook-g1", 100, 1_500, 1)
         );
         assert_eq!(dead.len(), 1);

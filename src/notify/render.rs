@@ -504,7 +504,13 @@ pub fn rollback(
         let run: String = r
             .run_id
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         out.push(entry(
             format!("{name}-rollback-{run}"),

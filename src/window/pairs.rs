@@ -171,7 +171,12 @@ pub struct PairIndex {
 }
 
 impl PairIndex {
-    pub fn new(services: Vec<String>, labels: Vec<SeriesLabel>, window_ms: i64, capacity: usize) -> Self {
+    pub fn new(
+        services: Vec<String>,
+        labels: Vec<SeriesLabel>,
+        window_ms: i64,
+        capacity: usize,
+    ) -> Self {
         Self {
             services,
             labels,
@@ -195,7 +200,7 @@ impl PairIndex {
         let Some(trace) = ev.trace_id.as_deref() else {
             return false;
         };
-        if !self.services.iter().any(|s| *s == ev.service) {
+        if !self.services.contains(&ev.service) {
             return false;
         }
         let shadow = ev.deployment == Some(Deployment::Shadow);
@@ -211,7 +216,10 @@ impl PairIndex {
             output_tokens: ev.output_tokens,
             judge: ev.judge_scores.clone(),
             labels: if shadow {
-                self.labels.iter().map(|l| ev.label(*l).to_string()).collect()
+                self.labels
+                    .iter()
+                    .map(|l| ev.label(*l).to_string())
+                    .collect()
             } else {
                 Vec::new()
             },
@@ -219,7 +227,11 @@ impl PairIndex {
         match self.open.get(&key) {
             Some(first) if first.shadow != shadow => {
                 let first = self.open.remove(&key).expect("present");
-                let (p, s) = if shadow { (&first, &half) } else { (&half, &first) };
+                let (p, s) = if shadow {
+                    (&first, &half)
+                } else {
+                    (&half, &first)
+                };
                 let t = p.timestamp_ms.max(s.timestamp_ms);
                 let start = t.div_euclid(self.window_ms) * self.window_ms;
                 self.done
@@ -300,7 +312,11 @@ mod tests {
 
     #[test]
     fn pairs_match_by_trace_in_either_order_and_count_in_the_later_window() {
-        let labels = vec![SeriesLabel::Service, SeriesLabel::RequestModel, SeriesLabel::Deployment];
+        let labels = vec![
+            SeriesLabel::Service,
+            SeriesLabel::RequestModel,
+            SeriesLabel::Deployment,
+        ];
         let mut ix = PairIndex::new(vec!["chat".into()], labels, 60_000, 100);
         assert!(!ix.observe(&ev("t1", false, 1_000, 500.0, 0.8)));
         assert!(ix.observe(&ev("t1", true, 2_000, 650.0, 0.7)));
@@ -317,7 +333,13 @@ mod tests {
         let first = ix.take_closed(60_000);
         assert_eq!(first.len(), 1);
         let (l, start, s) = &first[0];
-        assert_eq!((l.as_slice(), *start), (&["chat".to_string(), "gpt-4.1".into(), "shadow".into()][..], 0));
+        assert_eq!(
+            (l.as_slice(), *start),
+            (
+                &["chat".to_string(), "gpt-4.1".into(), "shadow".into()][..],
+                0
+            )
+        );
         assert_eq!(s.pairs, 1);
         assert_eq!(s.latency.diffs.get(&150), Some(&(1, 0)));
         let j = s.judge["faithfulness"];

@@ -90,13 +90,19 @@ async fn flagger(addr: &str, name: &str) -> (u16, Value) {
         .await
         .unwrap();
     let code = r.status().as_u16();
-    (code, serde_json::from_str(&r.text().await.unwrap()).unwrap())
+    (
+        code,
+        serde_json::from_str(&r.text().await.unwrap()).unwrap(),
+    )
 }
 
 async fn get(addr: &str, path: &str) -> (u16, Value) {
     let r = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
     let code = r.status().as_u16();
-    (code, serde_json::from_str(&r.text().await.unwrap()).unwrap())
+    (
+        code,
+        serde_json::from_str(&r.text().await.unwrap()).unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,18 +120,31 @@ async fn a_canary_like_stable_passes_its_run_and_flagger_proceeds() {
         run.traffic_share.unwrap()
     );
     for m in &run.metrics {
-        println!("  {} ratio {:?} p {:?} {}", m.metric, m.ratio, m.p_value, m.outcome);
+        println!(
+            "  {} ratio {:?} p {:?} {}",
+            m.metric, m.ratio, m.p_value, m.outcome
+        );
     }
     assert_eq!(r.classification.as_str(), "Pass", "{}", run.reason);
     assert_eq!(r.score, Some(100.0));
     assert_eq!((r.status.as_str(), r.runs.len()), ("completed", 1));
     assert_eq!(run.group["request_model"], "gpt-4o");
-    assert!((run.traffic_share.unwrap() - 0.05).abs() < 0.01, "{:?}", run.traffic_share);
+    assert!(
+        (run.traffic_share.unwrap() - 0.05).abs() < 0.01,
+        "{:?}",
+        run.traffic_share
+    );
     // The metrics the defaults found: judge, error rate, P99, output tokens, cost.
     let names: Vec<&str> = run.metrics.iter().map(|m| m.metric.as_str()).collect();
     assert_eq!(
         names,
-        ["judge:faithfulness", "error_rate", "latency_p99", "output_tokens", "cost"]
+        [
+            "judge:faithfulness",
+            "error_rate",
+            "latency_p99",
+            "output_tokens",
+            "cost"
+        ]
     );
     assert!(s.rollbacks.is_empty());
 
@@ -136,12 +155,18 @@ async fn a_canary_like_stable_passes_its_run_and_flagger_proceeds() {
     assert_eq!(one["classification"], "Pass");
     assert_eq!(one["runs"][0]["metrics"][0]["test"], "Welch's t");
     let (code, all) = get(&addr, "/api/v1/analyses").await;
-    assert_eq!((code, all["analyses"][0]["name"].as_str()), (200, Some("chat-canary")));
+    assert_eq!(
+        (code, all["analyses"][0]["name"].as_str()),
+        (200, Some("chat-canary"))
+    );
     let (code, body) = flagger(&addr, "chat-canary").await;
     assert_eq!((code, body["classification"].as_str()), (200, Some("Pass")));
     let (code, body) = get(&addr, "/api/v1/analyses/nope").await;
     assert_eq!(code, 404);
-    assert!(body["error"].as_str().unwrap().contains("chat-canary"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("chat-canary"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,7 +194,10 @@ async fn a_worse_canary_fails_and_its_signed_rollback_reaches_the_deployer() {
         "worse canary: Fail after {delay_s} s of event time, score {:?}: {}",
         run.score, run.reason
     );
-    assert!(delay_s <= 12 * 60, "fails within 12 minutes at 1 request/s: {delay_s} s");
+    assert!(
+        delay_s <= 12 * 60,
+        "fails within 12 minutes at 1 request/s: {delay_s} s"
+    );
     let failed: Vec<&str> = run
         .metrics
         .iter()
@@ -179,7 +207,10 @@ async fn a_worse_canary_fails_and_its_signed_rollback_reaches_the_deployer() {
     assert!(failed.contains(&"judge:faithfulness"), "{failed:?}");
     assert_eq!(s.rollbacks.len(), 1, "one rollback per failed run");
     let rb: RollbackEvent = s.rollbacks[0].clone();
-    assert_eq!((rb.candidate.as_str(), rb.baseline.as_str()), ("canary", "stable"));
+    assert_eq!(
+        (rb.candidate.as_str(), rb.baseline.as_str()),
+        ("canary", "stable")
+    );
 
     let (addr, _task) = api(&s).await;
     let (code, body) = flagger(&addr, "chat-canary").await;
@@ -201,9 +232,10 @@ async fn a_worse_canary_fails_and_its_signed_rollback_reaches_the_deployer() {
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     let (metrics, _) = driftwatch::metrics::Metrics::new();
-    let notifier = driftwatch::notify::service::Notifier::start_with_env(&config, &state, metrics, &env)
-        .unwrap()
-        .expect("a channel is configured");
+    let notifier =
+        driftwatch::notify::service::Notifier::start_with_env(&config, &state, metrics, &env)
+            .unwrap()
+            .expect("a channel is configured");
     driftwatch::notify::inbox::write_inbox(&state, &[], &[], &s.rollbacks).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while receiver.on("/deploy").is_empty() {
@@ -262,14 +294,25 @@ async fn a_trickle_of_canary_traffic_stays_not_enough_data() {
         )
     });
     let r = report(&s, "chat-canary");
-    println!("trickle: {} ({})", r.classification.as_str(), r.runs[0].reason);
+    println!(
+        "trickle: {} ({})",
+        r.classification.as_str(),
+        r.runs[0].reason
+    );
     assert_eq!(r.classification.as_str(), "NotEnoughData");
-    assert!(r.runs[0].reason.starts_with("not enough data for"), "{}", r.runs[0].reason);
+    assert!(
+        r.runs[0].reason.starts_with("not enough data for"),
+        "{}",
+        r.runs[0].reason
+    );
     assert!(r.runs[0].metrics.iter().all(|m| m.outcome == "nodata"));
     assert!(s.rollbacks.is_empty());
     let (addr, _task) = api(&s).await;
     let (code, body) = flagger(&addr, "chat-canary").await;
-    assert_eq!((code, body["classification"].as_str()), (200, Some("NotEnoughData")));
+    assert_eq!(
+        (code, body["classification"].as_str()),
+        (200, Some("NotEnoughData"))
+    );
 }
 
 const SHADOW: &str = r#"
@@ -336,14 +379,27 @@ async fn a_shadow_is_judged_on_requests_paired_by_trace_id() {
     let failed_ms = chrono::DateTime::parse_from_rfc3339(run.failed_at.as_deref().unwrap())
         .unwrap()
         .timestamp_millis();
-    println!("slow shadow: Fail after {} s on {pairs} pairs", (failed_ms - T0) / 1000);
+    println!(
+        "slow shadow: Fail after {} s on {pairs} pairs",
+        (failed_ms - T0) / 1000
+    );
     // Every request of the run's span up to the failure is paired (10 requests/s).
     let span_s = (failed_ms - T0) / 1000;
-    assert!(pairs as i64 > 8 * span_s && pairs as i64 <= 12 * span_s, "{pairs} pairs in {span_s} s");
+    assert!(
+        pairs as i64 > 8 * span_s && pairs as i64 <= 12 * span_s,
+        "{pairs} pairs in {span_s} s"
+    );
     let m = |name: &str| run.metrics.iter().find(|m| m.metric == name).unwrap();
     for name in ["latency_p50", "latency_p99"] {
-        assert_eq!((m(name).outcome.as_str(), m(name).test.as_str()), ("fail", "Wilcoxon signed-rank"));
-        assert!((m(name).ratio.unwrap() - 1.25).abs() < 0.05, "{:?}", m(name).ratio);
+        assert_eq!(
+            (m(name).outcome.as_str(), m(name).test.as_str()),
+            ("fail", "Wilcoxon signed-rank")
+        );
+        assert!(
+            (m(name).ratio.unwrap() - 1.25).abs() < 0.05,
+            "{:?}",
+            m(name).ratio
+        );
     }
     let j = m("judge:faithfulness");
     assert_eq!((j.outcome.as_str(), j.test.as_str()), ("pass", "paired t"));
@@ -367,7 +423,15 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         if e.path().is_dir() {
             out.extend(walk(&e.path()));
         } else {
-            out.push(format!("{}: {}", e.path().display(), std::fs::read_to_string(e.path()).unwrap_or_default().chars().take(600).collect::<String>()));
+            out.push(format!(
+                "{}: {}",
+                e.path().display(),
+                std::fs::read_to_string(e.path())
+                    .unwrap_or_default()
+                    .chars()
+                    .take(600)
+                    .collect::<String>()
+            ));
         }
     }
     out
@@ -416,9 +480,17 @@ duration = "1h"
         .arg(&config)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "a failed run exits 1: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed run exits 1: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stored: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(stored["analyses"], live, "the history judges as the daemon judged");
+    assert_eq!(
+        stored["analyses"], live,
+        "the history judges as the daemon judged"
+    );
     assert_eq!(live[0]["classification"], "Fail");
     assert_eq!(live[1]["classification"], "Fail");
     assert_eq!(live[1]["runs"][0]["metrics"][1]["metric"], "latency_p50");
@@ -431,7 +503,10 @@ duration = "1h"
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     println!("{text}");
-    assert!(text.starts_with("chat-canary (canary, service chat): Fail, score"), "{text}");
+    assert!(
+        text.starts_with("chat-canary (canary, service chat): Fail, score"),
+        "{text}"
+    );
     assert!(text.contains("judge:faithfulness"), "{text}");
     // Unknown names are usage errors.
     let out = std::process::Command::new(crate::support::bin())

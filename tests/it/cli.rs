@@ -35,10 +35,19 @@ fn check_refuses_a_bad_analysis_naming_the_field() {
     let base = "[[analyses]]\nname = \"c\"\nkind = \"canary\"\nservice = \"chat\"\n";
     let (code, out) = check(&format!("{base}group_by = [\"route\"]\n"), &[]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("analyses[0].group_by") && out.contains("series label"), "{out}");
-    let (code, out) = check(&format!("{base}[[analyses.metrics]]\nmetric = \"p99\"\n"), &[]);
+    assert!(
+        out.contains("analyses[0].group_by") && out.contains("series label"),
+        "{out}"
+    );
+    let (code, out) = check(
+        &format!("{base}[[analyses.metrics]]\nmetric = \"p99\"\n"),
+        &[],
+    );
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("analyses[0].metrics[0]") && out.contains("latency_p99"), "{out}");
+    assert!(
+        out.contains("analyses[0].metrics[0]") && out.contains("latency_p99"),
+        "{out}"
+    );
     let (code, out) = check(&format!("{base}{base}"), &[]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("analyses[1].name"), "{out}");

@@ -312,7 +312,11 @@ async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) 
     }
 }
 
-pub(crate) fn verify_signatures(requests: &[Got], secrets: &str, dir: &Path) -> std::process::Output {
+pub(crate) fn verify_signatures(
+    requests: &[Got],
+    secrets: &str,
+    dir: &Path,
+) -> std::process::Output {
     let captured: Vec<Value> = requests
         .iter()
         .map(|g| json!({"headers": g.headers, "body": g.body}))

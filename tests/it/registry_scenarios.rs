@@ -108,7 +108,6 @@ impl PipeSim {
         self.pipeline.detector().expect("the detector runs")
     }
 
-
     /// A pipeline whose commits are written to `data` (Parquet, as `driftwatch run` writes
     /// them) and whose detector resumes from what `data` already holds; event time starts
     /// at `start`; messages come from `topic` (one per run, so runs never share offsets).

@@ -44,9 +44,9 @@ pub use changepoint::{
 };
 pub use tests::{
     anderson_ksamp, binned_quantile_rank, binom_test, chi_square, jensen_shannon, ks_2samp,
-    mann_whitney_u, min_samples_for_quantile, newcombe_interval, paired_t, paired_t_ci, psi, quantile_ci_ranks,
-    two_proportion_z, two_proportions, welch_ci, welch_t, wilcoxon_signed_rank, wilson_interval,
-    Z_TEST_MIN_EXPECTED,
+    mann_whitney_u, min_samples_for_quantile, newcombe_interval, paired_t, paired_t_ci, psi,
+    quantile_ci_ranks, two_proportion_z, two_proportions, welch_ci, welch_t, wilcoxon_signed_rank,
+    wilson_interval, Z_TEST_MIN_EXPECTED,
 };
 
 /// Alternative hypothesis, named by the direction of the VALUES of the first sample (`a`,

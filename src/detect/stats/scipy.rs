@@ -374,7 +374,9 @@ fn distribution_functions_match_scipy() {
 
 #[test]
 fn paired_t_matches_scipy() {
-    check_cases("paired_t", RESULT, |c| result(paired_t(&moments(&c["d"]), alt(c))));
+    check_cases("paired_t", RESULT, |c| {
+        result(paired_t(&moments(&c["d"]), alt(c)))
+    });
 }
 
 #[test]

@@ -50,11 +50,7 @@ pub fn welch_t(a: &Moments, b: &Moments, alt: Alternative) -> Option<TestResult>
     if !t.is_finite() || !positive(df) {
         return None;
     }
-    let p = match alt {
-        Alternative::Less => t_sf(-t, df),
-        Alternative::Greater => t_sf(t, df),
-        Alternative::TwoSided => (2.0 * t_sf(t.abs(), df)).min(1.0),
-    };
+    let p = t_p_value(t, df, alt);
     Some(TestResult {
         statistic: t,
         p_value: p,
@@ -774,11 +770,7 @@ pub fn paired_t(d: &Moments, alt: Alternative) -> Option<TestResult> {
     }
     let t = d.mean / se;
     let df = n - 1.0;
-    let p = match alt {
-        Alternative::Less => t_sf(-t, df),
-        Alternative::Greater => t_sf(t, df),
-        Alternative::TwoSided => (2.0 * t_sf(t.abs(), df)).min(1.0),
-    };
+    let p = t_p_value(t, df, alt);
     Some(TestResult {
         statistic: t,
         p_value: p,
@@ -843,4 +835,13 @@ pub fn paired_t_ci(d: &Moments, confidence: f64) -> Option<(f64, f64)> {
     let se = (d.m2 / (n - 1.0) / n).sqrt();
     let q = t_isf((1.0 - confidence) / 2.0, n - 1.0);
     Some((d.mean - q * se, d.mean + q * se))
+}
+
+/// Student's t p-value of `t` with `df` degrees of freedom under `alt`.
+fn t_p_value(t: f64, df: f64, alt: Alternative) -> f64 {
+    match alt {
+        Alternative::Less => t_sf(-t, df),
+        Alternative::Greater => t_sf(t, df),
+        Alternative::TwoSided => (2.0 * t_sf(t.abs(), df)).min(1.0),
+    }
 }
