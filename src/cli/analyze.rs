@@ -4,16 +4,16 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use super::{load_or_default, Failure};
+use super::{config_and_data, Failure};
 use crate::daemon::analyze::{analyze, AnalyzeError, AnalyzeQuery};
 use crate::detect::analysis::{AnalysisReport, RunClass};
 
 /// Exit code: a run failed.
 pub const EXIT_FAIL: u8 = 1;
-/// Exit code: no run failed but some lack the samples to say (or no run started).
-pub const EXIT_NOT_ENOUGH_DATA: u8 = 3;
 /// Exit code: no run failed or lacks data, but some are marginal.
 pub const EXIT_MARGINAL: u8 = 5;
+// Not enough data (or no run started) and run-time errors exit as the gate's do.
+use super::gate::{EXIT_NOT_ENOUGH_DATA, EXIT_RUNTIME};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = EXAMPLES)]
@@ -48,11 +48,7 @@ Exit codes: 0 every run passed, 1 a run failed, 3 not enough data (or no run yet
 be read."#;
 
 pub async fn run(args: Args) -> Result<(), Failure> {
-    let c = load_or_default(args.config.as_deref())?;
-    let data = args
-        .data
-        .clone()
-        .unwrap_or_else(|| c.storage.data_dir.clone());
+    let (c, data) = config_and_data(args.config.as_deref(), args.data.as_ref())?;
     let q = AnalyzeQuery {
         names: args.names.clone(),
         from_ms: args.from,
@@ -65,7 +61,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         }
         Err(e) => {
             return Err(Failure::Code(
-                4,
+                EXIT_RUNTIME,
                 Some(anyhow::anyhow!("{}: {e}", data.display())),
             ))
         }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{load_or_default, Failure};
+use super::{config_and_data, Failure};
 use crate::daemon::gate::{GateError, GateQuery, Populations};
 use crate::detect::compare::{
     compare_all, overall, CompareMetric, CompareOptions, MetricResult, Verdict,
@@ -145,11 +145,7 @@ pub struct RejectedLine {
 }
 
 pub async fn run(args: Args) -> Result<(), Failure> {
-    let c = load_or_default(args.config.as_deref())?;
-    let data = args
-        .data
-        .clone()
-        .unwrap_or_else(|| c.storage.data_dir.clone());
+    let (c, data) = config_and_data(args.config.as_deref(), args.data.as_ref())?;
     let q = GateQuery {
         prompt_id: args.prompt_id.clone(),
         candidate: args.candidate.clone(),

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{load_or_default, Failure};
+use super::{config_and_data, Failure};
 use crate::daemon::incident::{build, markdown, IncidentQuery};
 
 #[derive(clap::Args, Debug)]
@@ -42,11 +42,7 @@ Exit codes: 0 printed, 2 unknown fingerprint (or one that never fired) or bad fl
 1 the data directory could not be read."#;
 
 pub async fn run(args: Args) -> Result<(), Failure> {
-    let c = load_or_default(args.config.as_deref())?;
-    let data = args
-        .data
-        .clone()
-        .unwrap_or_else(|| c.storage.data_dir.clone());
+    let (c, data) = config_and_data(args.config.as_deref(), args.data.as_ref())?;
     let labels = c
         .series
         .parsed_labels()

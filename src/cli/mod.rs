@@ -152,6 +152,17 @@ pub(crate) fn load(path: &std::path::Path) -> Result<Config, Failure> {
     Config::load(path).map_err(|e| Failure::Config(e.into()))
 }
 
+/// The config (or the defaults) and the data directory: `data` when given, else
+/// `storage.data_dir`.
+pub(crate) fn config_and_data(
+    config: Option<&std::path::Path>,
+    data: Option<&std::path::PathBuf>,
+) -> Result<(Config, std::path::PathBuf), Failure> {
+    let c = load_or_default(config)?;
+    let data = data.cloned().unwrap_or_else(|| c.storage.data_dir.clone());
+    Ok((c, data))
+}
+
 pub(crate) fn load_or_default(path: Option<&std::path::Path>) -> Result<Config, Failure> {
     match path {
         Some(p) => load(p),

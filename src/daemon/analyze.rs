@@ -114,8 +114,10 @@ async fn shadow_events(
     if !engine.tables().contains(&"events") {
         return Ok(Vec::new());
     }
-    let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
-    let services: Vec<String> = services.iter().map(|s| lit(s)).collect();
+    let services: Vec<String> = services
+        .iter()
+        .map(|s| crate::daemon::incident::lit(s))
+        .collect();
     let mut filter = format!(
         "service IN ({}) AND trace_id IS NOT NULL AND NOT late",
         services.join(", ")

@@ -151,7 +151,7 @@ fn text(r: &Row, k: &str) -> String {
 }
 
 /// A string literal for SQL.
-fn lit(s: &str) -> String {
+pub(crate) fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 

@@ -186,9 +186,7 @@ async fn a_worse_canary_fails_and_its_signed_rollback_reaches_the_deployer() {
     let r = report(&s, "chat-canary");
     let run = &r.runs[0];
     assert_eq!(r.classification.as_str(), "Fail", "{}", run.reason);
-    let failed_ms = chrono::DateTime::parse_from_rfc3339(run.failed_at.as_deref().unwrap())
-        .unwrap()
-        .timestamp_millis();
+    let failed_ms = ms(run.failed_at.as_deref().unwrap());
     let delay_s = (failed_ms - started) / 1000;
     println!(
         "worse canary: Fail after {delay_s} s of event time, score {:?}: {}",
@@ -376,9 +374,7 @@ async fn a_shadow_is_judged_on_requests_paired_by_trace_id() {
     }
     assert_eq!(r.classification.as_str(), "Fail", "{}", run.reason);
     let pairs = run.pairs.unwrap();
-    let failed_ms = chrono::DateTime::parse_from_rfc3339(run.failed_at.as_deref().unwrap())
-        .unwrap()
-        .timestamp_millis();
+    let failed_ms = ms(run.failed_at.as_deref().unwrap());
     println!(
         "slow shadow: Fail after {} s on {pairs} pairs",
         (failed_ms - T0) / 1000
@@ -516,4 +512,11 @@ duration = "1h"
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("chat-canary, chat-shadow"));
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time the API reported.
+fn ms(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .timestamp_millis()
 }
