@@ -38,7 +38,7 @@ fn state(config: &Config) -> WindowState {
     WindowState::new(
         &config.windows,
         SeriesRegistry::new(labels, config.series.max_active),
-        config.scores.join_capacity,
+        &config.scores,
     )
 }
 

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub late_events: Counter,
     pub windowed_events: Counter,
     pub scores_joined: Counter,
+    pub scores_corrected: Counter,
+    scores_unmatched: Family<Labels, Counter>,
     pub series_overflow_events: Counter,
     pub windows_closed: Counter,
     pub series_windows_closed: Counter,
@@ -124,6 +126,8 @@ impl Metrics {
             late_events: Counter::default(),
             windowed_events: Counter::default(),
             scores_joined: Counter::default(),
+            scores_corrected: Counter::default(),
+            scores_unmatched: Family::default(),
             series_overflow_events: Counter::default(),
             windows_closed: Counter::default(),
             series_windows_closed: Counter::default(),
@@ -186,6 +190,19 @@ impl Metrics {
             "scores_joined",
             "Late scores and feedback joined to their request's window",
             m.scores_joined.clone(),
+        );
+        r.register(
+            "scores_corrected",
+            "Late scores and feedback of a window already written, written as correction rows",
+            m.scores_corrected.clone(),
+        );
+        for reason in ["unknown_response", "expired"] {
+            m.scores_unmatched(reason);
+        }
+        r.register(
+            "scores_unmatched",
+            "Late scores and feedback that joined no window, by reason (unknown_response: no recent request with that response_id; expired: its window closed more than scores.late_ttl ago)",
+            m.scores_unmatched.clone(),
         );
         r.register(
             "series_overflow_events",
@@ -345,6 +362,13 @@ impl Metrics {
     /// at start makes every reason show, at 0, before the first bad message.
     pub fn quarantined(&self, reason: &str) -> Counter {
         self.quarantined
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .clone()
+    }
+
+    /// Late scores that joined no window, by [`crate::window::state::ScoreMiss`] name.
+    pub fn scores_unmatched(&self, reason: &str) -> Counter {
+        self.scores_unmatched
             .get_or_create(&vec![("reason".to_string(), reason.to_string())])
             .clone()
     }

@@ -32,6 +32,7 @@ FROM exact x JOIN read_parquet('{data}/windows/**/*.parquet', hive_partitioning 
  AND w.prompt_id = x.prompt_id AND w.prompt_version = x.prompt_version
  AND w.deployment = x.deployment AND w.variant = x.variant
  AND epoch_ms(w.window_start) = x.start_ms
+ AND w.correction_after IS NULL  -- correction rows hold late scores only
 ORDER BY ALL
 """
 cols = ["service", "request_model", "prompt_id", "prompt_version", "deployment", "variant", "start_ms", "n", "exact_p99", "windows_p99", "event_count"]

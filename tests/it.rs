@@ -27,6 +27,8 @@ mod exactly_once;
 mod fallback;
 #[path = "it/gate.rs"]
 mod gate;
+#[path = "it/late_scores.rs"]
+mod late_scores;
 #[path = "it/layering.rs"]
 mod layering;
 #[path = "it/mock_pipeline.rs"]
@@ -39,6 +41,8 @@ mod query;
 mod registry;
 #[path = "it/registry_scenarios.rs"]
 mod registry_scenarios;
+#[path = "it/replay.rs"]
+mod replay;
 #[path = "it/rules_check.rs"]
 mod rules_check;
 #[path = "it/schema.rs"]

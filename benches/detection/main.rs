@@ -102,7 +102,14 @@ fn detect(sc: &Scenario, file: &Path) -> anyhow::Result<Outcome> {
     let labels = config.series.parsed_labels()?;
     let names: Vec<&'static str> = labels.iter().map(|l| l.as_str()).collect();
     let rules = driftwatch::daemon::detection::load_rules(&config, Path::new("rules"))?;
-    let mut state = WindowState::new(&config.windows, SeriesRegistry::new(labels, 10_000), 0);
+    let mut state = WindowState::new(
+        &config.windows,
+        SeriesRegistry::new(labels, 10_000),
+        &driftwatch::window::state::ScoresConfig {
+            join_capacity: 0,
+            ..Default::default()
+        },
+    );
     let mut detector = Detector::new(rules, names, config.detection.settings(&config.windows));
     let decoder = Decoder::new(config.limits.clone(), config.prices.clone());
     let slice_lateness = config.windows.slice_lateness.as_millis() as i64;

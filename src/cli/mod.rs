@@ -17,6 +17,7 @@ pub mod incident;
 pub mod produce;
 pub mod query;
 pub mod registry;
+pub mod replay;
 pub mod run;
 
 /// Drift detection for LLM products: consumes LLM request logs from Kafka, keeps event-time
@@ -80,6 +81,10 @@ pub enum Command {
     /// Canary, A/B and shadow analyses (`[[analyses]]`) judged over the stored history, as
     /// the daemon judges them live; exit 0 pass, 1 fail, 3 not enough data, 5 marginal.
     Analyze(analyze::Args),
+    /// Replay JSON-lines files (plain, .gz, .zst, or - for standard input) through the same
+    /// decode → windows → Parquet → detector → alerts path as `run`, with the same config;
+    /// for backfills from log archives and for CI. Notifications only with --notify.
+    Replay(replay::Args),
 }
 
 /// Why a command failed: bad config or usage (exit code 2), at run time (exit code 1), or
@@ -184,5 +189,6 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Gate(args) => gate::run(args).await,
         Command::Incident(args) => incident::run(args).await,
         Command::Analyze(args) => analyze::run(args).await,
+        Command::Replay(args) => replay::run(args).await,
     }
 }

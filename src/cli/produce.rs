@@ -12,6 +12,11 @@ pub struct Args {
     /// Config file (TOML): [kafka] and [produce] are used.
     #[arg(long, env = "DRIFTWATCH_CONFIG")]
     config: PathBuf,
+    /// Write the messages as JSON lines to this file (`-`: standard output) instead of
+    /// publishing them, e.g. for `driftwatch replay`. Messages that cannot be one line
+    /// (no payload, a line break inside) are left out.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
     /// Request events to publish [default: produce.events].
     #[arg(long)]
     events: Option<u64>,
@@ -55,6 +60,7 @@ const EXAMPLES: &str = r#"Examples:
 pub async fn run(args: Args) -> Result<(), Failure> {
     let Args {
         config,
+        output,
         events,
         rate,
         duration,
@@ -86,22 +92,54 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     p.judge_drop &= !no_judge_drop;
     p.malformed_ratio = malformed_ratio.unwrap_or(p.malformed_ratio);
     c.validate().map_err(|e| Failure::Config(e.into()))?;
+    if let Some(path) = output {
+        let shown = path.display().to_string();
+        let name = shown.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            let end = chrono::Utc::now().timestamp_millis();
+            if path.as_os_str() == "-" {
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                crate::traffic::produce::write_lines(&c.produce, &mut out, "-", end)
+            } else {
+                let file = std::fs::File::create(&path).map_err(|source| {
+                    crate::traffic::produce::ProduceError::Write {
+                        path: path.display().to_string(),
+                        source,
+                    }
+                })?;
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+                crate::traffic::produce::write_lines(&c.produce, &mut out, &name, end)
+            }
+        })
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?
+        .map_err(|e| Failure::Runtime(e.into()))?;
+        let head = format!("wrote {} lines to {shown}", report.tally.messages());
+        eprintln!("{}", summary(&head, &report));
+        return Ok(());
+    }
     let topic = c.produce_topic().to_string();
     let report =
         tokio::task::spawn_blocking(move || crate::traffic::produce::produce(&c.kafka, &c.produce))
             .await
             .map_err(|e| Failure::Runtime(e.into()))?
             .map_err(|e| Failure::Runtime(e.into()))?;
+    let head = format!("produced {} messages to {topic}", report.tally.messages());
+    println!("{}", summary(&head, &report));
+    Ok(())
+}
+
+/// `head`, then the time taken and what the messages were.
+fn summary(head: &str, report: &crate::traffic::produce::ProduceReport) -> String {
     let t = &report.tally;
-    println!(
-        "produced {} messages to {topic} in {:.1} s: {} requests, {} late scores, {} malformed",
-        t.messages(),
+    format!(
+        "{head} in {:.1} s: {} requests, {} late scores ({} of unknown requests), {} malformed",
         report.elapsed.as_secs_f64(),
         t.requests,
-        t.scores,
+        t.scores + t.unmatched_scores,
+        t.unmatched_scores,
         t.malformed.values().sum::<u64>()
-    );
-    Ok(())
+    )
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -176,6 +176,7 @@ pub async fn produce_and_consume(config: &Config) -> Result<DemoReport, DemoErro
     let opts_run = RunOptions {
         stop_when_caught_up: Some(complete.clone()),
         tick: Some(Duration::from_millis(100)),
+        ..RunOptions::daemon()
     };
     let consumed_counter = metrics.messages_consumed.clone();
     let run_ended = Arc::new(AtomicBool::new(false));
@@ -259,12 +260,14 @@ impl DemoReport {
         );
         let _ = writeln!(
             s,
-            "  consumed   {} messages in {:.1} s: {} events ({} late), {} late scores joined",
+            "  consumed   {} messages in {:.1} s: {} events ({} late), {} late scores joined ({} to windows already written), {} unmatched",
             p.messages,
             self.consume_time.as_secs_f64(),
             p.requests,
             r.windows.late_events,
-            p.scores
+            p.scores,
+            r.windows.scores_corrected,
+            p.scores_unmatched
         );
         let _ = writeln!(
             s,
@@ -286,16 +289,16 @@ impl DemoReport {
         }
         let _ = writeln!(s, "  injected   latency spike (claude-sonnet-4, 30-40 % of the hour), error burst (code-assist, 55-60 %),");
         let _ = writeln!(s, "             judge-score drop (support-bot prompt v13 from 70 %), silent model update (gpt-4o at 50 %)");
-        let fired: Vec<_> = r
+        let mut fired: Vec<_> = r
             .transitions
             .iter()
             .filter(|t| t.to == crate::detect::alerts::AlertState::Firing)
             .collect();
-        let resolved = r
-            .transitions
-            .iter()
-            .filter(|t| t.to == crate::detect::alerts::AlertState::Resolved)
-            .count();
+        // Alerts of the same tick in a stable order (window and slice ticks interleave).
+        fired.sort_by(|a, b| {
+            (a.at_ms, &a.rule, &a.fingerprint).cmp(&(b.at_ms, &b.rule, &b.fingerprint))
+        });
+        let resolved = r.transitions_to(crate::detect::alerts::AlertState::Resolved);
         let _ = writeln!(
             s,
             "  alerts     {} fired, {resolved} resolved (default rules in rules/; every transition in {dir}/alerts/)",

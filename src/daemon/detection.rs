@@ -214,6 +214,11 @@ fn feed_codes(
 }
 
 fn feed(d: &mut Detector, w: StoredWindow, slice_ms: i64) {
+    if w.correction_after.is_some() {
+        d.observe_correction_slices(&w.labels, w.start_ms, w.partition, &w.slices);
+        d.observe_correction_window(&w.labels, w.start_ms, w.summary);
+        return;
+    }
     for (i, slice) in w.slices.iter().enumerate() {
         d.observe_slice(
             &w.labels,
@@ -251,12 +256,25 @@ pub fn backtest(
     if let (Some(f), Some(rf)) = (from, read_from) {
         feed_codes(&mut d, data_dir, &labels, f, rf)?;
     }
-    let stored = read_windows(data_dir, &labels, d.metrics(), read_from, to)?;
+    let (stored, corrections): (Vec<StoredWindow>, Vec<StoredWindow>) =
+        read_windows(data_dir, &labels, d.metrics(), read_from, to)?
+            .into_iter()
+            .partition(|w| w.correction_after.is_none());
     let windows = stored.len();
     let first = stored.first().map(|w| w.start_ms);
     let last = stored.iter().map(|w| w.end_ms).max();
     let mut transitions = Vec::new();
     let mut breakers = Vec::new();
+    // Correction rows count from the ticks after those the live detector had evaluated
+    // when they arrived: the window part after its window tick, the slice part after its
+    // slice tick, applied between the same ticks here.
+    let mut steps: Vec<(i64, bool, usize)> = Vec::new();
+    for (i, c) in corrections.iter().enumerate() {
+        steps.push((c.correction_after.unwrap_or(i64::MIN), false, i));
+        steps.push((c.correction_after_slice.unwrap_or(i64::MIN), true, i));
+    }
+    steps.sort();
+    let mut steps = steps.into_iter().peekable();
     let mut it = stored.into_iter().peekable();
     while let Some(w) = it.next() {
         let start = w.start_ms;
@@ -264,6 +282,17 @@ pub fn backtest(
         feed(&mut d, w, settings.slice_ms);
         // All rows of this window start are in: evaluate up to its end.
         if it.peek().is_none_or(|n| n.start_ms != start) {
+            while let Some((at, slice_part, i)) = steps.next_if(|s| s.0 < end) {
+                let c = &corrections[i];
+                if slice_part {
+                    transitions.extend(d.evaluate(None, Some(at)));
+                    d.observe_correction_slices(&c.labels, c.start_ms, c.partition, &c.slices);
+                } else {
+                    transitions.extend(d.evaluate(Some(at), None));
+                    d.observe_correction_window(&c.labels, c.start_ms, c.summary.clone());
+                }
+                breakers.extend(d.take_breaker_transitions());
+            }
             transitions.extend(d.evaluate(Some(end), Some(end)));
             breakers.extend(d.take_breaker_transitions());
         }

@@ -509,6 +509,7 @@ async fn changes(
         let s = &w.summary;
         for (field, counts) in [
             ("response_model", &s.response_models),
+            ("system_fingerprint", &s.system_fingerprints),
             ("error_type", &s.error_types),
             ("http_status", &s.http_statuses),
         ] {

@@ -21,7 +21,7 @@ use super::pipeline::{Pipeline, PipelineStats};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::source::kafka::KafkaSource;
-use crate::source::{Offsets, PartitionId, Partitions};
+use crate::source::{Offsets, PartitionId, Partitions, Source};
 use crate::storage::commit::{AlertsHook, CommitError, CommitJob, Committer, Resume};
 use crate::storage::sink::{ParquetSink, SinkError};
 use crate::time::now_ms;
@@ -47,6 +47,8 @@ pub enum RunError {
     Thread(std::io::Error),
     #[error(transparent)]
     Registry(#[from] super::registry::RegistrySetupError),
+    #[error(transparent)]
+    File(#[from] crate::source::file::FileSourceError),
 }
 
 /// How a run ends besides a shutdown signal.
@@ -57,6 +59,23 @@ pub struct RunOptions {
     pub stop_when_caught_up: Option<Arc<AtomicBool>>,
     /// How often the loop advances the watermark and checks commits.
     pub tick: Option<Duration>,
+    /// The wall clock the pipeline sees, fixed (replays: no partition ever looks idle, and
+    /// commits are cut by size, so the output depends on the input only). `None`: the
+    /// real clock.
+    pub frozen_clock_ms: Option<i64>,
+    /// Deliver notifications for the alerts raised (with detection on). Off for replays
+    /// unless asked for.
+    pub notify: bool,
+}
+
+impl RunOptions {
+    /// The options of `driftwatch run`: the real clock, notifications on.
+    pub fn daemon() -> Self {
+        Self {
+            notify: true,
+            ..Self::default()
+        }
+    }
 }
 
 /// What a run did.
@@ -74,6 +93,13 @@ pub struct RunReport {
     owned: BTreeMap<(String, i32), i64>,
     /// Alert transitions written to the `alerts` table.
     pub transitions: Vec<crate::detect::alerts::Transition>,
+}
+
+impl RunReport {
+    /// Transitions written to `state` (firing, resolved, ...).
+    pub fn transitions_to(&self, state: crate::detect::alerts::AlertState) -> usize {
+        self.transitions.iter().filter(|t| t.to == state).count()
+    }
 }
 
 /// The state the run loop and the rebalance callback share.
@@ -95,10 +121,22 @@ impl Core {
         }
         match self.committer.load(topic, partition) {
             Ok(ckpt) => {
+                let log = match ckpt.as_ref().and_then(|c| c.windows.response_log) {
+                    Some(at) => match self.committer.load_responses(topic, partition, at) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!(topic, partition, error = %e, "cannot read the late-score index log");
+                            self.fatal.get_or_insert(e.into());
+                            return;
+                        }
+                    },
+                    None => None,
+                };
                 let resume = ckpt.as_ref().map(|c| Resume {
                     next_offset: c.next_offset,
                     seq: c.seq,
                     windows: &c.windows,
+                    responses: log.as_deref(),
                 });
                 if let Some(c) = &ckpt {
                     tracing::info!(
@@ -200,11 +238,18 @@ struct Owner {
     core: Arc<Mutex<Core>>,
     metrics: Metrics,
     health: Arc<Health>,
+    clock: Option<i64>,
+}
+
+impl Owner {
+    fn now(&self) -> i64 {
+        self.clock.unwrap_or_else(now_ms)
+    }
 }
 
 impl Partitions for Owner {
     fn assigned(&self, partitions: &[PartitionId]) {
-        let now = now_ms();
+        let now = self.now();
         let mut core = lock(&self.core);
         for (topic, partition) in partitions {
             core.assign(topic, *partition, now);
@@ -216,7 +261,7 @@ impl Partitions for Owner {
     }
 
     fn revoking(&self, partitions: &[PartitionId], lost: bool) -> Offsets {
-        let now = now_ms();
+        let now = self.now();
         let mut core = lock(&self.core);
         let mut jobs = Vec::new();
         for (topic, partition) in partitions {
@@ -243,6 +288,23 @@ impl Partitions for Owner {
                 Offsets::new()
             }
         }
+    }
+
+    fn finished(&self, partition: &PartitionId) {
+        let now = self.now();
+        let mut core = lock(&self.core);
+        core.pipeline.close_windows_of(partition);
+        let job = core.pipeline.revoke(&partition.0, partition.1, now);
+        if let Err(e) = core.commit(job.into_iter().collect()) {
+            tracing::error!(error = %e, "commit at the end of an input failed");
+            core.fatal.get_or_insert(e);
+        }
+        core.report
+            .owned
+            .remove(&(partition.0.to_string(), partition.1));
+        self.metrics
+            .assigned_partitions
+            .set(core.pipeline.assigned().len() as i64);
     }
 }
 
@@ -273,6 +335,29 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     opts: RunOptions,
 ) -> Result<RunReport, RunError> {
+    let kafka = config.kafka.clone();
+    let m = metrics.clone();
+    run_source(config, metrics, health, shutdown, opts, move |owner| {
+        KafkaSource::subscribe(&kafka, owner, m)
+    })
+    .await
+}
+
+/// [`run`] on the source `open` makes, given the owner of its partitions.
+pub async fn run_source<S>(
+    config: &Config,
+    metrics: Metrics,
+    health: Arc<Health>,
+    shutdown: impl Future<Output = ()>,
+    opts: RunOptions,
+    open: impl FnOnce(Arc<dyn Partitions>) -> Result<S, S::Error>,
+) -> Result<RunReport, RunError>
+where
+    S: Source,
+    RunError: From<S::Error>,
+{
+    let clock = opts.frozen_clock_ms;
+    let now_ms = move || clock.unwrap_or_else(now_ms);
     let labels = config
         .series
         .parsed_labels()?
@@ -286,7 +371,7 @@ pub async fn run(
         .storage
         .data_dir
         .join(crate::storage::layout::STATE_DIR);
-    let notifier = if config.detection.enabled {
+    let notifier = if config.detection.enabled && opts.notify {
         crate::notify::service::Notifier::start(config, &state_dir, metrics.clone())?
     } else {
         None
@@ -341,8 +426,9 @@ pub async fn run(
         core: core.clone(),
         metrics: metrics.clone(),
         health: health.clone(),
+        clock,
     });
-    let mut source = KafkaSource::subscribe(&config.kafka, owner, metrics.clone())?;
+    let mut source = open(owner)?;
 
     let mut idle_ticks = 0u32;
     let mut input_complete = false;
@@ -352,7 +438,9 @@ pub async fn run(
     let mut hangup = Hangup::new();
 
     let result: Result<(), RunError> = loop {
-        health.last_loop_ms.store(now_ms(), Ordering::Relaxed);
+        health
+            .last_loop_ms
+            .store(crate::time::now_ms(), Ordering::Relaxed);
         let mut batch_now: Option<i64> = None;
         tokio::select! {
             biased;
@@ -417,6 +505,9 @@ pub async fn run(
                 let now = *batch_now.get_or_insert_with(now_ms);
                 lock(&core).pipeline.ingest(raw, now)
             }) => {
+                if let Some(e) = source.take_failure() {
+                    break Err(e.into());
+                }
                 idle_ticks = 0;
                 if full {
                     match lock(&core).cut_and_commit(now_ms()) {

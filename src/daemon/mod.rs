@@ -24,6 +24,7 @@ pub mod incident;
 pub mod ingest;
 pub mod pipeline;
 pub mod registry;
+pub mod replay;
 
 /// `driftwatch run`: serves HTTP and consumes until `shutdown` resolves, then drains.
 pub async fn run(
@@ -57,7 +58,14 @@ pub async fn run(
     .await
     .map_err(|e| anyhow::anyhow!("binding http.listen {addr}: {e}"))?;
     tracing::info!(%bound, "serving /healthz /readyz /metrics /api/v1/alerts /api/v1/breakers /api/v1/silences");
-    let report = ingest::run(&config, metrics, health, shutdown, Default::default()).await?;
+    let report = ingest::run(
+        &config,
+        metrics,
+        health,
+        shutdown,
+        ingest::RunOptions::daemon(),
+    )
+    .await?;
     let _ = stop_http.send(());
     let _ = server.await;
     tracing::info!(

@@ -19,7 +19,9 @@ use crate::source::{PartitionId, RawMessage};
 use crate::storage::commit::{CommitJob, Resume};
 use crate::storage::tables::{EventRow, QuarantineRow};
 use crate::window::series::SeriesRegistry;
-use crate::window::state::{ClosedWindow, Observed, ScoreMiss, WindowState, WindowStats};
+use crate::window::state::{
+    AfterTicks, ClosedWindow, Observed, ScoreJoin, WindowState, WindowStats,
+};
 
 /// Counters of the pipeline itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,7 +30,10 @@ pub struct PipelineStats {
     /// Messages below a partition's checkpoint offset (already counted before a restart).
     pub skipped_replayed: u64,
     pub requests: u64,
+    /// Late scores joined to an open window or written as a correction row.
     pub scores: u64,
+    /// Late scores whose request was unknown or whose window closed past `scores.late_ttl`.
+    pub scores_unmatched: u64,
     pub quarantined: BTreeMap<RejectReason, u64>,
 }
 
@@ -52,7 +57,7 @@ pub struct Pipeline {
     windows_config: crate::config::WindowsConfig,
     labels: Vec<SeriesLabel>,
     max_series: usize,
-    join_capacity: usize,
+    scores: crate::window::state::ScoresConfig,
     partitions: BTreeMap<PartitionId, PartitionState>,
     flush_rows: usize,
     flush_interval_ms: i64,
@@ -104,7 +109,7 @@ impl Pipeline {
             windows_config: config.windows.clone(),
             labels: config.series.parsed_labels()?,
             max_series: config.series.max_active,
-            join_capacity: config.scores.join_capacity,
+            scores: config.scores.clone(),
             partitions: BTreeMap::new(),
             flush_rows: config.storage.flush_rows,
             flush_interval_ms: config.storage.flush_interval.as_millis() as i64,
@@ -344,11 +349,28 @@ impl Pipeline {
     /// `next_offset`, the commit sequence number and the window snapshot it saved.
     pub fn assign(&mut self, id: PartitionId, checkpoint: Option<Resume<'_>>, now_ms: i64) {
         let registry = SeriesRegistry::new(self.labels.clone(), self.max_series);
-        let mut windows = WindowState::new(&self.windows_config, registry, self.join_capacity);
+        let mut windows = WindowState::new(&self.windows_config, registry, &self.scores);
         let partition = id.1;
         let (next_offset, seq) = match checkpoint {
             Some(r) => {
                 windows.restore(r.windows, now_ms);
+                if let Some(at) = r.windows.response_log {
+                    let restored = match r.responses {
+                        Some(bytes) => windows
+                            .restore_responses(at, bytes)
+                            .map_err(|e| e.to_string()),
+                        None => Err(
+                            "the log file is missing or shorter than the checkpoint says".into(),
+                        ),
+                    };
+                    if let Err(e) = restored {
+                        tracing::warn!(
+                            topic = %id.0, partition, error = %e,
+                            "late-score index not restored: scores of requests before the restart count as scores_unmatched"
+                        );
+                        windows.abandon_response_log(at);
+                    }
+                }
                 (Some(r.next_offset), r.seq)
             }
             None => (None, 0),
@@ -419,26 +441,61 @@ impl Pipeline {
                     offset: msg.offset,
                     late,
                 });
+                if part.windows.advance_due() {
+                    let full = part.events.len() + part.quarantine.len() >= self.flush_rows;
+                    self.advance_partition(&id, now_ms);
+                    return full;
+                }
             }
             Ok(Decoded::Score(s)) => {
-                match part.windows.observe_score(&s, msg.partition, msg.offset) {
-                    Ok(()) => {
+                // A late score counts for the detector's ticks after the last ones it evaluated.
+                let after = self
+                    .detector
+                    .as_ref()
+                    .map_or_else(AfterTicks::default, |d| {
+                        let (window_ms, slice_ms) = d.evaluated_through();
+                        AfterTicks {
+                            window_ms,
+                            slice_ms,
+                        }
+                    });
+                match part
+                    .windows
+                    .observe_score(&s, msg.partition, msg.offset, after)
+                {
+                    Ok(join) => {
                         self.stats.scores += 1;
                         self.metrics.events_decoded_score.inc();
+                        if let Some(d) = self.detector.as_mut() {
+                            match join {
+                                ScoreJoin::Open => {}
+                                ScoreJoin::OpenSliceClosed {
+                                    slice_start_ms,
+                                    series,
+                                    delta,
+                                } => d.observe_late_slice(
+                                    series.values(),
+                                    slice_start_ms,
+                                    msg.partition,
+                                    &delta,
+                                ),
+                                ScoreJoin::Correction {
+                                    start_ms,
+                                    series,
+                                    delta,
+                                } => d.observe_correction(
+                                    series.values(),
+                                    start_ms,
+                                    msg.partition,
+                                    &delta,
+                                ),
+                            }
+                        }
                     }
                     Err(miss) => {
-                        let detail = match miss {
-                        ScoreMiss::UnknownResponse => format!(
-                            "no recent request with response_id {:?} in this partition (unknown, or older than scores.join_capacity requests)",
-                            s.response_id
-                        ),
-                        ScoreMiss::WindowClosed => {
-                            format!("the window of request {:?} has already closed", s.response_id)
-                        }
-                    };
-                        let reject =
-                            Reject::new(RejectReason::ScoreUnmatched, Some("response_id"), detail);
-                        Self::quarantine(&mut self.stats, &self.metrics, part, msg, reject);
+                        // Not refused input: counted, and the message is covered by the commit.
+                        self.stats.scores_unmatched += 1;
+                        self.metrics.scores_unmatched(miss.as_str()).inc();
                     }
                 }
             }
@@ -474,6 +531,31 @@ impl Pipeline {
             fresh.push((i, part.closed.len()));
             part.closed.extend(closed);
         }
+        self.detect(&fresh, now_ms);
+        self.publish();
+    }
+
+    /// [`Self::advance`] for one partition, when its own events moved event time on.
+    fn advance_partition(&mut self, id: &PartitionId, now_ms: i64) {
+        self.close_in(id, now_ms, |w| w.advance(now_ms));
+    }
+
+    /// Closes what `close` closes of one partition's windows, then lets the detector at them.
+    fn close_in(
+        &mut self,
+        id: &PartitionId,
+        now_ms: i64,
+        close: impl FnOnce(&mut WindowState) -> Vec<ClosedWindow>,
+    ) {
+        let Some(i) = self.partitions.keys().position(|k| k == id) else {
+            return;
+        };
+        let Some(part) = self.partitions.get_mut(id) else {
+            return;
+        };
+        let closed = close(&mut part.windows);
+        let fresh = [(i, part.closed.len())];
+        part.closed.extend(closed);
         self.detect(&fresh, now_ms);
         self.publish();
     }
@@ -516,6 +598,13 @@ impl Pipeline {
         self.publish();
     }
 
+    /// Closes every open window of one partition (its input is complete: the end of a
+    /// replayed file) and evaluates what that lets the detector evaluate.
+    pub fn close_windows_of(&mut self, id: &PartitionId) {
+        // Shadow pairs of this input are complete too (replays hold one partition at a time).
+        self.close_in(id, i64::MAX, WindowState::close_all);
+    }
+
     fn cut_partition(&mut self, id: &PartitionId, now_ms: i64) -> Option<CommitJob> {
         let part = self.partitions.get_mut(id)?;
         let next_offset = part.next_offset?;
@@ -524,6 +613,10 @@ impl Pipeline {
         }
         let first_offset = part.uncommitted_from.take().unwrap_or(next_offset);
         part.seq += 1;
+        let mut windows = std::mem::take(&mut part.closed);
+        windows.extend(part.windows.take_corrections());
+        // The index log before the snapshot, which records how far the log goes.
+        let responses = part.windows.take_response_log();
         Some(CommitJob {
             topic: id.0.clone(),
             partition: id.1,
@@ -532,7 +625,8 @@ impl Pipeline {
             next_offset,
             events: std::mem::take(&mut part.events),
             quarantine: std::mem::take(&mut part.quarantine),
-            windows: std::mem::take(&mut part.closed),
+            windows,
+            responses,
             snapshot: part.windows.snapshot(),
             now_ms,
         })
@@ -551,6 +645,8 @@ impl Pipeline {
                 windowed_events: s.windowed_events - p.windowed_events,
                 late_events: s.late_events - p.late_events,
                 scores_joined: s.scores_joined - p.scores_joined,
+                scores_corrected: s.scores_corrected - p.scores_corrected,
+                scores_unmatched: s.scores_unmatched - p.scores_unmatched,
                 windows_closed: s.windows_closed - p.windows_closed,
                 series_windows_closed: s.series_windows_closed - p.series_windows_closed,
             };
@@ -559,11 +655,14 @@ impl Pipeline {
             t.windowed_events += d.windowed_events;
             t.late_events += d.late_events;
             t.scores_joined += d.scores_joined;
+            t.scores_corrected += d.scores_corrected;
+            t.scores_unmatched += d.scores_unmatched;
             t.windows_closed += d.windows_closed;
             t.series_windows_closed += d.series_windows_closed;
             let m = &self.metrics;
             m.windowed_events.inc_by(d.windowed_events);
             m.scores_joined.inc_by(d.scores_joined);
+            m.scores_corrected.inc_by(d.scores_corrected);
             m.windows_closed.inc_by(d.windows_closed);
             m.series_windows_closed.inc_by(d.series_windows_closed);
             active += part.windows.series().active();

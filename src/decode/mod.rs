@@ -41,12 +41,10 @@ pub enum RejectReason {
     DuplicateField,
     /// `schema_version` with a major this build does not know.
     UnsupportedVersion,
-    /// A late score/feedback whose request is unknown or whose window already closed.
-    ScoreUnmatched,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::EmptyMessage,
         RejectReason::Oversize,
         RejectReason::InvalidUtf8,
@@ -57,7 +55,6 @@ impl RejectReason {
         RejectReason::InvalidValue,
         RejectReason::DuplicateField,
         RejectReason::UnsupportedVersion,
-        RejectReason::ScoreUnmatched,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,7 +69,6 @@ impl RejectReason {
             RejectReason::InvalidValue => "invalid_value",
             RejectReason::DuplicateField => "duplicate_field",
             RejectReason::UnsupportedVersion => "unsupported_version",
-            RejectReason::ScoreUnmatched => "score_unmatched",
         }
     }
 }

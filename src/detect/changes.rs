@@ -86,6 +86,12 @@ pub fn what_changed(
                     None,
                 ),
                 (
+                    "system_fingerprint",
+                    &s.system_fingerprints,
+                    &before.system_fingerprints,
+                    None,
+                ),
+                (
                     "error_type",
                     &s.error_types,
                     &before.error_types,

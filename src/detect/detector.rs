@@ -229,6 +229,58 @@ impl Detector {
         self.history.add_window(labels, start_ms, s);
     }
 
+    /// Adds late scores of a window already closed (a correction row) to the history, the
+    /// window's and its slices' (from `partition`): ticks evaluated from now on see them.
+    /// Analyses judged the window when it closed and keep their verdicts.
+    pub fn observe_correction(
+        &mut self,
+        labels: &[String],
+        start_ms: i64,
+        partition: i32,
+        delta: &WindowSketch,
+    ) {
+        self.observe_correction_window(
+            labels,
+            start_ms,
+            Summary::from_sketch(delta, &self.metrics),
+        );
+        self.observe_correction_slices(labels, start_ms, partition, &delta.slices);
+    }
+
+    /// The window part of a correction row.
+    pub fn observe_correction_window(&mut self, labels: &[String], start_ms: i64, s: Summary) {
+        self.history.add_window(labels, start_ms, s);
+    }
+
+    /// The slice part of a correction row (its slices, from the window's start).
+    pub fn observe_correction_slices(
+        &mut self,
+        labels: &[String],
+        start_ms: i64,
+        partition: i32,
+        slices: &[SliceSketch],
+    ) {
+        for (i, slice) in slices.iter().enumerate() {
+            if !slice.judge.is_empty() || slice.feedback.iter().any(|f| *f > 0) {
+                let at = start_ms + i as i64 * self.settings.slice_ms;
+                self.observe_late_slice(labels, at, partition, slice);
+            }
+        }
+    }
+
+    /// Adds a late score to a slice already handed over (fast rules see it from now on).
+    pub fn observe_late_slice(
+        &mut self,
+        labels: &[String],
+        slice_start_ms: i64,
+        partition: i32,
+        delta: &SliceSketch,
+    ) {
+        let s = Summary::from_slice(delta, &self.metrics);
+        self.history
+            .merge_slice(labels, slice_start_ms, partition, &s);
+    }
+
     /// Adds a summary directly (history rebuilt from Parquet).
     pub fn observe_summary(&mut self, labels: &[String], start_ms: i64, s: Summary) {
         self.note_start(start_ms);

@@ -370,8 +370,16 @@ pub fn evaluate_cached(
                 onset(rule, history, series, &e, base, t_ms, parts, ctx)
                     .unwrap_or(t_ms - e.horizon_ms),
             );
-            if rule.signal == Signal::ResponseModelChange {
-                model_change_report(history, series, &mut e, t_ms, rule.over_ms, parts);
+            if rule.signal.served_field().is_some() {
+                model_change_report(
+                    &rule.signal,
+                    history,
+                    series,
+                    &mut e,
+                    t_ms,
+                    rule.over_ms,
+                    parts,
+                );
             }
         }
         out.push(e);
@@ -401,7 +409,9 @@ fn measure_instance(
 ) -> Vec<Evaluation> {
     match &rule.signal {
         Signal::CacheReadRatio => vec![cache_read(rule, test, base_labels, cur, base, env)],
-        Signal::ResponseModelChange => vec![model_change(rule, test, base_labels, cur, base)],
+        Signal::ResponseModelChange | Signal::SystemFingerprintChange => {
+            vec![model_change(rule, test, base_labels, cur, base)]
+        }
         Signal::DaysToDeprecation
         | Signal::UnknownModel
         | Signal::BudgetSpend
@@ -527,12 +537,15 @@ fn onset(
                 (spent / budget > rule.condition.threshold).then_some(*start)
             });
         }
-        // The first step the new response model answered at least half the requests.
-        Signal::ResponseModelChange => {
+        // The first step the new response model (or fingerprint) answered at least half the
+        // requests.
+        Signal::ResponseModelChange | Signal::SystemFingerprintChange => {
             let after = e.details.get("after")?;
             return steps
                 .iter()
-                .find(|(_, s)| response_model_share(s, after).is_some_and(|x| x >= 0.5))
+                .find(|(_, s)| {
+                    served_share(served(&rule.signal, s), after).is_some_and(|x| x >= 0.5)
+                })
                 .map(|(start, _)| *start);
         }
         // Facts about the traffic: from its first window in the range.
@@ -603,10 +616,18 @@ fn onset(
     stats::cusum_onset(&llr)
 }
 
-/// The share of `s`'s requests with a response model answered by `model`.
-fn response_model_share(s: &Summary, model: &str) -> Option<f64> {
-    let n: u64 = s.response_models.0.values().sum();
-    (n > 0).then(|| s.response_models.get(model) as f64 / n as f64)
+/// The share of the requests counted in `c` (those that sent the field) served by `value`.
+fn served_share(c: &crate::window::sketch::Counts, value: &str) -> Option<f64> {
+    let n: u64 = c.0.values().sum();
+    (n > 0).then(|| c.get(value) as f64 / n as f64)
+}
+
+/// What served `s`'s requests, in the field a change signal watches.
+fn served<'a>(signal: &Signal, s: &'a Summary) -> &'a crate::window::sketch::Counts {
+    match signal {
+        Signal::SystemFingerprintChange => &s.system_fingerprints,
+        _ => &s.response_models,
+    }
 }
 
 /// What a firing silent-model-update alert says beyond the share: the new model's share
@@ -614,6 +635,7 @@ fn response_model_share(s: &Summary, model: &str) -> Option<f64> {
 /// sides over the same span — the `L` since the takeover against the `L` before it — with
 /// each test's p-value (see [`crate::detect::compare`]).
 fn model_change_report(
+    signal: &Signal,
     history: &History,
     series: &[&Vec<String>],
     e: &mut Evaluation,
@@ -635,7 +657,7 @@ fn model_change_report(
     let shares: Vec<String> = steps
         .iter()
         .filter_map(|(start, s)| {
-            let x = response_model_share(s, &after)?;
+            let x = served_share(served(signal, s), &after)?;
             Some(format!("{} {x:.2}", &crate::time::rfc3339(*start)[11..16]))
         })
         .collect();
@@ -706,7 +728,7 @@ fn parts_for(signal: &Signal) -> Parts {
             judge: true,
         },
         // The alert compares latency, output tokens and judge scores before and after.
-        Signal::ResponseModelChange => Parts {
+        Signal::ResponseModelChange | Signal::SystemFingerprintChange => Parts {
             hists: 1 << (Metric::LatencyMs as u8) | 1 << (Metric::OutputTokens as u8),
             counts: true,
             judge: true,
@@ -1065,21 +1087,35 @@ pub fn rising_response_model(
     cur: &Summary,
     base: &Summary,
 ) -> Option<(String, u64, u64, u64, u64)> {
-    let n: u64 = cur.response_models.0.values().sum();
-    let bn: u64 = base.response_models.0.values().sum();
+    rising(&cur.response_models, &base.response_models)
+}
+
+/// The value whose share rose most from `base` to `cur`; see [`rising_response_model`].
+fn rising(
+    cur: &crate::window::sketch::Counts,
+    base: &crate::window::sketch::Counts,
+) -> Option<(String, u64, u64, u64, u64)> {
+    let n: u64 = cur.0.values().sum();
+    let bn: u64 = base.0.values().sum();
     if n == 0 {
         return None;
     }
     let share = |k: u64, n: u64| if n == 0 { 0.0 } else { k as f64 / n as f64 };
-    cur.response_models
-        .0
+    cur.0
         .iter()
         .map(|(m, k)| {
-            let bk = base.response_models.get(m);
+            let bk = base.get(m);
             (share(*k, n) - share(bk, bn), *k, m)
         })
         .max_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(b.2.cmp(a.2)))
-        .map(|(_, k, m)| (m.clone(), k, n, base.response_models.get(m), bn))
+        .map(|(_, k, m)| (m.clone(), k, n, base.get(m), bn))
+}
+
+/// The most frequent value of `c` (ties: the smaller name).
+fn most_frequent(c: &crate::window::sketch::Counts) -> Option<&String> {
+    c.0.iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        .map(|(k, _)| k)
 }
 
 /// A silent model update: the share of the current range answered by the response model
@@ -1094,7 +1130,8 @@ fn model_change(
     base: Option<&Summary>,
 ) -> Evaluation {
     let base = base.unwrap_or(&EMPTY_SUMMARY);
-    let Some((model, k, n, bk, bn)) = rising_response_model(cur, base) else {
+    let Some((model, k, n, bk, bn)) = rising(served(&rule.signal, cur), served(&rule.signal, base))
+    else {
         return finish(rule, test, labels, (0, 0), (f64::NAN, f64::NAN), None, None);
     };
     let value = k as f64 / n as f64;
@@ -1110,16 +1147,27 @@ fn model_change(
         effect(rule.condition.effect, value, bv)
     };
     let mut e = finish(rule, test, labels, (n, bn), (value, bv), eff, sig);
-    if let Some((before, _)) = base
-        .response_models
-        .0
-        .iter()
-        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-    {
+    if let Some(before) = most_frequent(served(&rule.signal, base)) {
         e.details.insert("before".into(), before.clone());
     }
     e.details.insert("after".into(), model);
     e.details.insert("share".into(), format!("{value}"));
+    if rule.signal == Signal::SystemFingerprintChange {
+        if let Some(m) = most_frequent(&cur.response_models) {
+            e.details.insert("response_model".into(), m.clone());
+        }
+        // A new fingerprint that came with a new response model is that model's update:
+        // `response_model_change` tells it, with the model names.
+        let model_rose = rising_response_model(cur, base).is_some_and(|(_, k, n, bk, bn)| {
+            let share = |k: u64, n: u64| if n == 0 { 0.0 } else { k as f64 / n as f64 };
+            share(k, n) - share(bk, bn) > rule.condition.threshold
+        });
+        if model_rose {
+            if let Outcome::Measured(m) = &mut e.outcome {
+                m.breached = false;
+            }
+        }
+    }
     e
 }
 
@@ -1213,6 +1261,7 @@ fn measure(
         | Signal::BudgetSpend
         | Signal::BudgetProjection
         | Signal::ResponseModelChange
+        | Signal::SystemFingerprintChange
         | Signal::NewErrorCode
         | Signal::PromptVersionRegression => {
             unreachable!(

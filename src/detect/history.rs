@@ -87,6 +87,9 @@ pub struct Summary {
     pub finish_reasons: Counts,
     pub query_types: Counts,
     pub response_models: Counts,
+    /// `system_fingerprint` counts (windows only: no rule reads them per slice).
+    #[serde(default, skip_serializing_if = "Counts::is_empty")]
+    pub system_fingerprints: Counts,
     pub judge: BTreeMap<String, Moments>,
     /// Feedback counts: negative, neutral, positive.
     pub feedback: [u64; 3],
@@ -158,6 +161,7 @@ impl Summary {
             finish_reasons: w.finish_reasons.clone(),
             query_types: w.query_types.clone(),
             response_models: w.response_models.clone(),
+            system_fingerprints: w.system_fingerprints.clone(),
             judge: w.judge.clone(),
             feedback: w.feedback,
             totals: Totals::of_sketch(w),
@@ -182,6 +186,7 @@ impl Summary {
             finish_reasons: s.finish_reasons.clone(),
             query_types: s.query_types.clone(),
             response_models: s.response_models.clone(),
+            system_fingerprints: Counts::default(),
             judge: s.judge.clone(),
             feedback: s.feedback,
             totals: Totals {
@@ -251,6 +256,7 @@ impl Summary {
             (&mut self.finish_reasons, &o.finish_reasons),
             (&mut self.query_types, &o.query_types),
             (&mut self.response_models, &o.response_models),
+            (&mut self.system_fingerprints, &o.system_fingerprints),
         ] {
             for (k, n) in &b.0 {
                 a.add(k, *n);
@@ -372,6 +378,18 @@ impl History {
     pub fn add_slice(&mut self, labels: &[String], start_ms: i64, partition: i32, s: Summary) {
         let h = self.series.entry(labels.to_vec()).or_default();
         h.slices.entry(start_ms).or_default().insert(partition, s);
+    }
+
+    /// Adds late scores to a slice kept from `partition` (nothing when it is no longer kept).
+    pub fn merge_slice(&mut self, labels: &[String], start_ms: i64, partition: i32, s: &Summary) {
+        if let Some(slice) = self
+            .series
+            .get_mut(labels)
+            .and_then(|h| h.slices.get_mut(&start_ms))
+            .and_then(|p| p.get_mut(&partition))
+        {
+            slice.merge(s);
+        }
     }
 
     /// Rolls up and forgets by the detector's clock (the end of the newest closed window).

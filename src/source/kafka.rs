@@ -365,3 +365,27 @@ impl ConsumerContext for SourceContext {
 fn partition_numbers(tpl: &TopicPartitionList) -> Vec<i32> {
     tpl.elements().iter().map(|e| e.partition()).collect()
 }
+
+impl super::Source for KafkaSource {
+    type Error = KafkaError;
+
+    fn recv_batch(
+        &mut self,
+        max: usize,
+        accept: impl FnMut(RawMessage<'_>) -> bool,
+    ) -> impl std::future::Future<Output = bool> {
+        KafkaSource::recv_batch(self, max, accept)
+    }
+
+    fn store(&self, offsets: &Offsets) {
+        KafkaSource::store(self, offsets)
+    }
+
+    fn commit_sync(&self, offsets: &Offsets) -> Result<(), KafkaError> {
+        KafkaSource::commit_sync(self, offsets)
+    }
+
+    fn caught_up(&self) -> bool {
+        KafkaSource::caught_up(self)
+    }
+}

@@ -34,6 +34,8 @@ pub struct Resume<'a> {
     /// Sequence number of the checkpoint's commit.
     pub seq: u64,
     pub windows: &'a WindowSnapshot,
+    /// The late-score index log up to the checkpoint's length (`None`: missing or short).
+    pub responses: Option<&'a [u8]>,
 }
 
 const CHECKPOINT_VERSION: u32 = 1;
@@ -188,6 +190,86 @@ impl Committer {
         Ok(checkpoint)
     }
 
+    fn responses_path(&self, topic: &str, partition: i32, generation: u64) -> PathBuf {
+        let safe = crate::storage::layout::file_safe(topic);
+        self.state_dir
+            .join(format!("{safe}-{partition}.responses.{generation}.log"))
+    }
+
+    /// The part of a partition's late-score index log that its checkpoint covers; `None`
+    /// when the file is missing or shorter (the index then starts empty).
+    pub fn load_responses(
+        &self,
+        topic: &str,
+        partition: i32,
+        at: crate::window::responses::LogRef,
+    ) -> Result<Option<Vec<u8>>, CommitError> {
+        let path = self.responses_path(topic, partition, at.generation);
+        match fs::read(&path) {
+            Ok(mut bytes) if bytes.len() as u64 >= at.len => {
+                // Bytes past the checkpoint are a commit that did not complete.
+                bytes.truncate(at.len as usize);
+                Ok(Some(bytes))
+            }
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("reading", &path)(e).into()),
+        }
+    }
+
+    /// Appends (or, for a new generation, writes whole) a commit's index log bytes, synced.
+    fn write_responses(
+        &self,
+        job: &CommitJob,
+        a: &crate::window::responses::LogAppend,
+    ) -> Result<(), CommitError> {
+        use std::io::{Seek, SeekFrom, Write};
+        let path = self.responses_path(&job.topic, job.partition, a.generation);
+        if a.rewrite {
+            return write_atomic(&path, &a.bytes);
+        }
+        if a.bytes.is_empty() && a.base_len == 0 && !path.exists() {
+            return Ok(());
+        }
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io("opening", &path))?;
+        let len = f.metadata().map_err(io("reading", &path))?.len();
+        if len < a.base_len {
+            return Err(crate::durable::IoError {
+                op: "appending to",
+                path: path.clone(),
+                source: std::io::Error::other(format!(
+                    "the late-score index log has {len} bytes, its checkpoint says {}; move the partition's checkpoint away to start its index afresh",
+                    a.base_len
+                )),
+            }
+            .into());
+        }
+        // Drops the bytes of an append whose commit did not complete.
+        f.set_len(a.base_len).map_err(io("truncating", &path))?;
+        f.seek(SeekFrom::Start(a.base_len))
+            .map_err(io("seeking", &path))?;
+        f.write_all(&a.bytes).map_err(io("writing", &path))?;
+        f.sync_data().map_err(io("syncing", &path))?;
+        Ok(())
+    }
+
+    /// Removes the index logs of a partition older than `generation` (replaced by it).
+    fn remove_old_responses(&self, topic: &str, partition: i32, generation: u64) {
+        for g in generation.saturating_sub(3)..generation {
+            let p = self.responses_path(topic, partition, g);
+            if let Err(e) = fs::remove_file(&p) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(file = %p.display(), error = %e, "cannot remove an old late-score index log");
+                }
+            }
+        }
+    }
+
     /// Rolls back every interrupted commit of every partition in the data directory (their
     /// files would otherwise be read as committed, e.g. by the detector's history rebuild).
     pub fn recover_all(&self) -> Result<(), CommitError> {
@@ -269,6 +351,9 @@ impl Committer {
         self.failpoint.hit("after_intent", n);
         let written = self.sink.write(&planned)?;
         self.failpoint.hit("after_files", n);
+        if let Some(a) = &job.responses {
+            self.write_responses(job, a)?;
+        }
         let checkpoint = Checkpoint {
             version: CHECKPOINT_VERSION,
             topic: job.topic.to_string(),
@@ -284,6 +369,9 @@ impl Committer {
             &serde_json::to_vec(&checkpoint).unwrap_or_default(),
         )?;
         self.failpoint.hit("after_checkpoint", n);
+        if let Some(a) = job.responses.as_ref().filter(|a| a.rewrite) {
+            self.remove_old_responses(&job.topic, job.partition, a.generation);
+        }
         fs::remove_file(&intent_path).map_err(io("removing", &intent_path))?;
         Ok(Committed {
             written,
@@ -384,6 +472,7 @@ mod tests {
             events: Vec::new(),
             quarantine: Vec::new(),
             windows: Vec::new(),
+            responses: None,
             snapshot: WindowSnapshot::default(),
             now_ms: 0,
         }

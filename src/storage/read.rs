@@ -58,6 +58,11 @@ pub struct StoredWindow {
     pub partition: i32,
     /// The window's slices, as the live detector saw them.
     pub slices: Vec<SliceSketch>,
+    /// A correction row (late scores of a window already written) counts for detector ticks
+    /// after this time; `None` for a window's own rows and roll-ups.
+    pub correction_after: Option<i64>,
+    /// For correction rows: the slice tick after which their slices count.
+    pub correction_after_slice: Option<i64>,
 }
 
 /// Every row of `<data_dir>/windows` with `from <= window_start < to`, sorted by start then
@@ -417,6 +422,17 @@ fn read_batch(
     let slice_sketches = b
         .column_by_name("slice_sketches")
         .and_then(|c| c.as_any().downcast_ref::<BinaryArray>());
+    // Files written before late-score corrections have no correction rows.
+    let ts_opt = |name: &str| {
+        b.column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+    };
+    let (correction, correction_slice) =
+        (ts_opt("correction_after"), ts_opt("correction_after_slice"));
+    // Files written before fingerprint counts have none.
+    let fingerprints = b
+        .column_by_name("system_fingerprint_counts")
+        .and_then(|c| c.as_any().downcast_ref::<MapArray>());
 
     for row in 0..b.num_rows() {
         let s = start.value(row);
@@ -431,6 +447,7 @@ fn read_batch(
             finish_reasons: counts(fr, row),
             query_types: counts(qt, row),
             response_models: counts(rm, row),
+            system_fingerprints: fingerprints.map(|c| counts(c, row)).unwrap_or_default(),
             feedback: [
                 fb[0].value(row).max(0) as u64,
                 fb[1].value(row).max(0) as u64,
@@ -506,6 +523,10 @@ fn read_batch(
                 .filter(|p| p.is_valid(row))
                 .map_or(-1, |p| p.value(row)),
             slices,
+            correction_after: correction.filter(|c| c.is_valid(row)).map(|c| c.value(row)),
+            correction_after_slice: correction_slice
+                .filter(|c| c.is_valid(row))
+                .map(|c| c.value(row)),
         });
     }
     Ok(())

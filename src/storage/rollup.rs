@@ -134,6 +134,11 @@ pub fn update_day(
                 }
             })?;
             if kept.num_rows() > 0 {
+                // A day file written before a column was added: the new column reads null.
+                let kept = conform(&kept, &schema).map_err(|source| CompactError::Arrow {
+                    path: path.clone(),
+                    source,
+                })?;
                 batches.push(kept);
             }
         }
@@ -221,7 +226,36 @@ pub fn roll_up(
         start_ms: hour_start_ms,
         end_ms: hour_start_ms + HOUR_MS,
         series,
+        // The hour's correction rows are merged in: the roll-up is the corrected history.
+        correction_after: None,
+        correction_after_slice: None,
     })
+}
+
+/// `b` with the columns of `schema`, by name; a column `b` lacks is all null (it must be
+/// nullable in `schema`).
+fn conform(
+    b: &RecordBatch,
+    schema: &arrow::datatypes::SchemaRef,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    if b.schema().fields() == schema.fields() {
+        return Ok(b.clone());
+    }
+    let cols = schema
+        .fields()
+        .iter()
+        .map(|f| match b.column_by_name(f.name()) {
+            Some(c) => Ok(c.clone()),
+            None if f.is_nullable() => {
+                Ok(arrow::array::new_null_array(f.data_type(), b.num_rows()))
+            }
+            None => Err(arrow::error::ArrowError::SchemaError(format!(
+                "column {} is missing and not nullable",
+                f.name()
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), cols)
 }
 
 /// Every row of a `windows` file as (label values, partition, sketch), in full.
@@ -261,6 +295,10 @@ fn read_batch(
         .and_then(|c| c.as_any().downcast_ref::<Float64Array>());
     let labels_col = b
         .column_by_name("judge_label_counts")
+        .and_then(|c| c.as_any().downcast_ref::<MapArray>());
+    // Added with fingerprint watching.
+    let fingerprints = b
+        .column_by_name("system_fingerprint_counts")
         .and_then(|c| c.as_any().downcast_ref::<MapArray>());
     let fb = [
         i64col("feedback_negative")?,
@@ -304,6 +342,7 @@ fn read_batch(
             finish_reasons: counts(maps[2], row),
             query_types: counts(maps[3], row),
             response_models: counts(maps[4], row),
+            system_fingerprints: fingerprints.map(|c| counts(c, row)).unwrap_or_default(),
             cache_creation_tokens_total: written
                 .filter(|c| c.is_valid(row))
                 .map_or(0, |c| v(c, row)),

@@ -34,7 +34,10 @@ pub struct CommitJob {
     pub next_offset: i64,
     pub events: Vec<EventRow>,
     pub quarantine: Vec<QuarantineRow>,
+    /// Closed windows and correction rows (late scores of windows already written).
     pub windows: Vec<ClosedWindow>,
+    /// Late-score index log bytes, written before the checkpoint (which names their end).
+    pub responses: Option<crate::window::responses::LogAppend>,
     pub snapshot: WindowSnapshot,
     /// Wall clock when the job was cut, for quarantine rows without a broker timestamp.
     pub now_ms: i64,
@@ -358,6 +361,7 @@ mod tests {
             events,
             quarantine,
             windows: Vec::new(),
+            responses: None,
             snapshot: WindowSnapshot::default(),
             now_ms: 0,
         }

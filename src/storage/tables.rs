@@ -291,6 +291,11 @@ pub fn windows_schema(labels: &[&str]) -> SchemaRef {
         Field::new("slice_requests", list_i64_type(), false),
         Field::new("slice_errors", list_i64_type(), false),
         Field::new("slice_sketches", DataType::Binary, false),
+        // Added with late-score corrections: null for a window's own rows.
+        Field::new("correction_after", ts_type(), true),
+        Field::new("correction_after_slice", ts_type(), true),
+        // Added with fingerprint watching: null in files written before.
+        Field::new("system_fingerprint_counts", map_type(DataType::Int64), true),
     ]);
     Arc::new(Schema::new(fields))
 }
@@ -441,6 +446,19 @@ pub fn windows_batch(
         }
     }
     cols.push(Arc::new(b.finish()));
+    let corrections = windows
+        .iter()
+        .flat_map(|w| std::iter::repeat_n(w.correction_after, w.series.len()));
+    cols.push(Arc::new(
+        TimestampMillisecondArray::from_iter(corrections).with_timezone("UTC"),
+    ));
+    let slices = windows
+        .iter()
+        .flat_map(|w| std::iter::repeat_n(w.correction_after_slice, w.series.len()));
+    cols.push(Arc::new(
+        TimestampMillisecondArray::from_iter(slices).with_timezone("UTC"),
+    ));
+    cols.push(counts(&|s| &s.system_fingerprints)?);
     RecordBatch::try_new(windows_schema(labels), cols)
 }
 

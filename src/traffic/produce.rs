@@ -22,6 +22,11 @@ pub enum ProduceError {
         "{failed} of {sent} messages were not acknowledged by the broker within the flush timeout"
     )]
     Undelivered { sent: u64, failed: u64 },
+    #[error("writing {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Counts deliveries the broker refused.
@@ -137,6 +142,43 @@ pub fn produce_paced(
             failed,
         });
     }
+    Ok(ProduceReport {
+        tally,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The messages [`produce`] would publish, as JSON lines on `out` instead (for `replay`, and
+/// for comparing with batch tools on the same data): one message per line. Messages that
+/// cannot be one line — no payload, or a payload with a line break — are left out, so the
+/// tally counts only what was written. In backfill mode the span ends at `end_ms`.
+pub fn write_lines(
+    config: &ProduceConfig,
+    out: &mut dyn std::io::Write,
+    path: &str,
+    end_ms: i64,
+) -> Result<ProduceReport, ProduceError> {
+    let started = Instant::now();
+    let mut produce = config.clone();
+    produce.events = config.events_to_send();
+    let mut synth = Synth::new(&produce, end_ms);
+    let mut tally = SynthTally::default();
+    let err = |source| ProduceError::Write {
+        path: path.to_string(),
+        source,
+    };
+    while let Some(msg) = synth.next_message(chrono::Utc::now().timestamp_millis()) {
+        let Some(p) = msg.payload.as_deref() else {
+            continue;
+        };
+        if p.is_empty() || p.contains(&b'\n') {
+            continue;
+        }
+        out.write_all(p).map_err(err)?;
+        out.write_all(b"\n").map_err(err)?;
+        tally.add(msg.kind);
+    }
+    out.flush().map_err(err)?;
     Ok(ProduceReport {
         tally,
         elapsed: started.elapsed(),

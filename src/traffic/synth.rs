@@ -37,6 +37,8 @@ pub enum SynthKind {
     Score,
     /// A malformed message and the reason driftwatch must give.
     Malformed(RejectReason),
+    /// A well-formed score for a request nobody sent: counted as `scores_unmatched`.
+    UnmatchedScore,
 }
 
 struct Profile {
@@ -409,7 +411,17 @@ impl Synth {
     }
 
     fn defer(&mut self, seq: u64, key: String, body: serde_json::Value) {
-        let due = seq + 1 + self.rng.random_range(0..20);
+        let mut due = seq + 1 + self.rng.random_range(0..20);
+        // In backfill, the scores of every fourth such request come 3 to 4 minutes of event
+        // time later, after their request's window was written (correction rows).
+        if seq.is_multiple_of(4)
+            && self.cfg.event_time == EventTimeMode::Backfill
+            && self.span_ms > 0
+        {
+            let delay_ms = 180_000 + (seq % 60) as i64 * 1000;
+            let per_ms = self.cfg.events as f64 / self.span_ms as f64;
+            due = seq + 1 + (delay_ms as f64 * per_ms).ceil() as u64;
+        }
         let msg = SynthMessage {
             key: Some(key),
             payload: Some(body.to_string().into_bytes()),
@@ -425,20 +437,58 @@ impl Synth {
         let n = self.malformed_seq;
         self.malformed_seq += 1;
         let good = r#""event_id":"bad","timestamp":"2026-01-01T00:00:00Z","service":"s","request_model":"m""#;
+        if n % 12 == 11 && n % 600 != 11 {
+            return SynthMessage {
+                key: None,
+                payload: Some(
+                    br#"{"kind":"score","response_id":"never-seen","name":"faithfulness","value":0.5}"#
+                        .to_vec(),
+                ),
+                kind: SynthKind::UnmatchedScore,
+            };
+        }
         let (reason, payload): (RejectReason, Option<Vec<u8>>) = match n % 12 {
-            0 => (InvalidJson, Some(format!("{{{good},\"latency_ms\":12").into_bytes())),
-            1 => (InvalidUtf8, Some([b"{\"event_id\":\"".as_slice(), &[0xff, 0xfe, 0xfd], b"\"}"].concat())),
+            0 => (
+                InvalidJson,
+                Some(format!("{{{good},\"latency_ms\":12").into_bytes()),
+            ),
+            1 => (
+                InvalidUtf8,
+                Some([b"{\"event_id\":\"".as_slice(), &[0xff, 0xfe, 0xfd], b"\"}"].concat()),
+            ),
             2 => (NotAnObject, Some(b"[1,2,3]".to_vec())),
             3 => (MissingField, Some(format!("{{{good}}}").into_bytes())),
-            4 => (WrongType, Some(format!("{{{good},\"latency_ms\":\"fast\"}}").into_bytes())),
-            5 => (InvalidValue, Some(format!("{{{good},\"latency_ms\":-5}}").into_bytes())),
-            6 => (InvalidValue, Some(format!("{{{good},\"latency_ms\":5,\"input_tokens\":1e15}}").into_bytes())),
+            4 => (
+                WrongType,
+                Some(format!("{{{good},\"latency_ms\":\"fast\"}}").into_bytes()),
+            ),
+            5 => (
+                InvalidValue,
+                Some(format!("{{{good},\"latency_ms\":-5}}").into_bytes()),
+            ),
+            6 => (
+                InvalidValue,
+                Some(format!("{{{good},\"latency_ms\":5,\"input_tokens\":1e15}}").into_bytes()),
+            ),
             7 => (EmptyMessage, None),
-            8 => (DuplicateField, Some(format!("{{{good},\"latency_ms\":5,\"gen_ai.request.model\":\"x\"}}").into_bytes())),
-            9 => (UnsupportedVersion, Some(format!("{{{good},\"latency_ms\":5,\"schema_version\":\"9.0\"}}").into_bytes())),
+            8 => (
+                DuplicateField,
+                Some(
+                    format!("{{{good},\"latency_ms\":5,\"gen_ai.request.model\":\"x\"}}")
+                        .into_bytes(),
+                ),
+            ),
+            9 => (
+                UnsupportedVersion,
+                Some(
+                    format!("{{{good},\"latency_ms\":5,\"schema_version\":\"9.0\"}}").into_bytes(),
+                ),
+            ),
             10 => (InvalidJson, Some(b"{\"latency_ms\": NaN}".to_vec())),
-            _ if n % 600 == 11 => (Oversize, Some(format!("{{\"pad\":\"{}\"}}", "x".repeat(300 * 1024)).into_bytes())),
-            _ => (ScoreUnmatched, Some(br#"{"kind":"score","response_id":"never-seen","name":"faithfulness","value":0.5}"#.to_vec())),
+            _ => (
+                Oversize,
+                Some(format!("{{\"pad\":\"{}\"}}", "x".repeat(300 * 1024)).into_bytes()),
+            ),
         };
         SynthMessage {
             key: None,
@@ -454,6 +504,7 @@ pub struct SynthTally {
     pub requests: u64,
     pub scores: u64,
     pub malformed: std::collections::BTreeMap<RejectReason, u64>,
+    pub unmatched_scores: u64,
 }
 
 impl SynthTally {
@@ -462,11 +513,12 @@ impl SynthTally {
             SynthKind::Request => self.requests += 1,
             SynthKind::Score => self.scores += 1,
             SynthKind::Malformed(r) => *self.malformed.entry(r).or_insert(0) += 1,
+            SynthKind::UnmatchedScore => self.unmatched_scores += 1,
         }
     }
 
     pub fn messages(&self) -> u64 {
-        self.requests + self.scores + self.malformed.values().sum::<u64>()
+        self.requests + self.scores + self.unmatched_scores + self.malformed.values().sum::<u64>()
     }
 }
 
@@ -500,7 +552,9 @@ pub struct ProduceConfig {
     pub judge_drop: bool,
     /// Fraction of messages that are malformed, of every kind. Default 0.005.
     pub malformed_ratio: f64,
-    /// Fraction of judge scores sent later as their own `score` message. Default 0.1.
+    /// Fraction of judge scores and feedback sent later as their own message. Default 0.1.
+    /// Most follow their request within 20 messages; in `backfill`, those of every fourth
+    /// request come 3 to 4 minutes of event time later, after the request's window closed.
     pub late_score_ratio: f64,
     /// Producer-only librdkafka options, applied after `kafka.librdkafka`.
     /// Default `{"linger.ms" = "0"}`.
@@ -631,10 +685,8 @@ mod tests {
             match m.kind {
                 SynthKind::Request => assert!(matches!(got, Ok(Decoded::Request(_))), "{got:?}"),
                 SynthKind::Score => assert!(matches!(got, Ok(Decoded::Score(_))), "{got:?}"),
-                // score_unmatched is decided by the window state, not the decoder
-                SynthKind::Malformed(RejectReason::ScoreUnmatched) => {
-                    assert!(matches!(got, Ok(Decoded::Score(_))))
-                }
+                // unmatched is decided by the window state, not the decoder
+                SynthKind::UnmatchedScore => assert!(matches!(got, Ok(Decoded::Score(_)))),
                 SynthKind::Malformed(r) => assert_eq!(got.unwrap_err().reason, r),
             }
         }

@@ -7,6 +7,7 @@
 //! [`state::ClosedSlice`]s, owned values, to detection and storage. No I/O.
 
 pub mod pairs;
+pub mod responses;
 pub mod series;
 pub mod sketch;
 pub mod state;

@@ -246,6 +246,10 @@ pub struct WindowSketch {
     pub finish_reasons: Counts,
     pub query_types: Counts,
     pub response_models: Counts,
+    /// OpenAI's `system_fingerprint` of the requests that sent one (the backend
+    /// configuration; a change under the same response model is a silent update too).
+    #[serde(default)]
+    pub system_fingerprints: Counts,
     pub retries_total: u64,
     pub cached_input_tokens_total: u64,
     #[serde(default)]
@@ -520,6 +524,9 @@ impl WindowSketch {
         if let Some(m) = &ev.response_model {
             self.response_models.add(m, 1);
         }
+        if let Some(f) = &ev.system_fingerprint {
+            self.system_fingerprints.add(f, 1);
+        }
         self.retries_total += u64::from(ev.retries.unwrap_or(0));
         self.cached_input_tokens_total += ev.cached_input_tokens.unwrap_or(0);
         self.cache_creation_tokens_total += ev.cache_creation_input_tokens.unwrap_or(0);
@@ -637,6 +644,7 @@ impl WindowSketch {
         self.finish_reasons.merge(&other.finish_reasons);
         self.query_types.merge(&other.query_types);
         self.response_models.merge(&other.response_models);
+        self.system_fingerprints.merge(&other.system_fingerprints);
         self.retries_total += other.retries_total;
         self.cached_input_tokens_total += other.cached_input_tokens_total;
         self.cache_creation_tokens_total += other.cache_creation_tokens_total;
@@ -701,7 +709,7 @@ mod hist_base64 {
     }
 }
 
-fn feedback_index(f: Feedback) -> usize {
+pub(crate) fn feedback_index(f: Feedback) -> usize {
     match f {
         Feedback::Negative => 0,
         Feedback::Neutral => 1,

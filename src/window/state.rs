@@ -10,12 +10,13 @@
 //! topic still closes its windows. It never moves backwards. An event whose window already
 //! closed is late: it is still written to `events`, counted, and left out of `windows`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::event::{RequestEvent, ScoreEvent, ScoreValue};
+use crate::window::responses::{LogAppend, LogError, LogRef, ResponseIndex};
 use crate::window::series::{SeriesKey, SeriesMap, SeriesRegistry};
 use crate::window::sketch::{SliceSketch, WindowSketch};
 
@@ -28,13 +29,53 @@ pub enum Observed {
     Late,
 }
 
-/// Why a late score could not be joined to its request.
+/// Why a late score could not be joined to its request: it counts as `scores_unmatched`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScoreMiss {
-    /// No recent request with that `response_id` (never seen, or forgotten).
+    /// No recent request with that `response_id` (never seen, or past `scores.join_capacity`).
     UnknownResponse,
-    /// The request's window has already closed.
-    WindowClosed,
+    /// The request's window closed more than `scores.late_ttl` ago.
+    Expired,
+}
+
+impl ScoreMiss {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScoreMiss::UnknownResponse => "unknown_response",
+            ScoreMiss::Expired => "expired",
+        }
+    }
+}
+
+/// Where a late score went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScoreJoin {
+    /// Into its request's window, still open, and into its slice, not yet handed to the
+    /// detector.
+    Open,
+    /// Into its request's open window; its slice was already handed to the detector, which
+    /// adds `delta` to that slice from now on.
+    OpenSliceClosed {
+        slice_start_ms: i64,
+        series: SeriesKey,
+        delta: Box<SliceSketch>,
+    },
+    /// Into a correction row of its request's closed window (written with the next commit,
+    /// see [`WindowState::take_corrections`]); `delta` is what the score adds, to the window
+    /// and to the request's slice.
+    Correction {
+        start_ms: i64,
+        series: SeriesKey,
+        delta: Box<WindowSketch>,
+    },
+}
+
+/// The detector ticks a late score counts after: the last window and slice ticks the
+/// detector had evaluated when it arrived (the watermarks when there is no detector).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AfterTicks {
+    pub window_ms: Option<i64>,
+    pub slice_ms: Option<i64>,
 }
 
 /// One closed window: every series that had events in `[start_ms, end_ms)`.
@@ -44,6 +85,11 @@ pub struct ClosedWindow {
     pub end_ms: i64,
     /// Sorted by series key.
     pub series: Vec<(SeriesKey, WindowSketch)>,
+    /// Set for correction rows: late scores of a window already written, which count for
+    /// detector ticks after this time (see [`WindowState::observe_score`]).
+    pub correction_after: Option<i64>,
+    /// For correction rows: the slice tick after which their slices count.
+    pub correction_after_slice: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -68,45 +114,12 @@ pub struct WindowStats {
     pub windowed_events: u64,
     pub late_events: u64,
     pub scores_joined: u64,
+    /// Late scores of closed windows, written as correction rows.
+    pub scores_corrected: u64,
+    /// Late scores whose request was not found or whose window closed too long ago.
+    pub scores_unmatched: u64,
     pub windows_closed: u64,
     pub series_windows_closed: u64,
-}
-
-/// Remembers recent `response_id`s → (window start, series), bounded FIFO. Ids are kept
-/// as 64-bit hashes (a false match needs a collision among `capacity` recent ids).
-#[derive(Debug)]
-struct ResponseIndex {
-    capacity: usize,
-    /// Fixed seed: the ids are saved in checkpoints and must mean the same after a restart.
-    hasher: foldhash::fast::FixedState,
-    map: HashMap<u64, (i64, SeriesKey), foldhash::fast::RandomState>,
-    order: VecDeque<u64>,
-}
-
-impl ResponseIndex {
-    fn id(&self, response_id: &str) -> u64 {
-        use std::hash::BuildHasher;
-        self.hasher.hash_one(response_id)
-    }
-
-    fn insert(&mut self, response_id: &str, start: i64, key: SeriesKey) {
-        if self.capacity == 0 {
-            return;
-        }
-        let id = self.id(response_id);
-        if self.map.insert(id, (start, key)).is_none() {
-            self.order.push_back(id);
-        }
-        while self.order.len() > self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.map.remove(&old);
-            }
-        }
-    }
-
-    fn get(&self, response_id: &str) -> Option<&(i64, SeriesKey)> {
-        self.map.get(&self.id(response_id))
-    }
 }
 
 /// The series of one window: (label values, sketch), sorted by labels.
@@ -121,8 +134,13 @@ pub struct WindowSnapshot {
     pub clocks: Vec<(i32, Option<i64>)>,
     /// (window start, [(series label values, sketch)]).
     pub open: Vec<(i64, SeriesRows)>,
-    /// (response id hash, window start, series label values), oldest first.
+    /// (response id hash, window start, series label values), oldest first: the join index
+    /// as checkpoints before the index log saved it (read, no longer written).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub responses: Vec<(u64, i64, Vec<String>)>,
+    /// How far the partition's response index log belongs to this checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_log: Option<LogRef>,
     /// Slices ending at or before this were handed to the detector.
     #[serde(default)]
     pub fast_watermark_ms: Option<i64>,
@@ -151,11 +169,18 @@ pub struct WindowState {
     clocks: BTreeMap<i32, PartitionClock>,
     series: SeriesRegistry,
     responses: ResponseIndex,
+    responses_capacity: usize,
+    /// Where the index log stood at the last [`Self::take_response_log`] (or restore).
+    response_log: Option<LogRef>,
+    late_ttl_ms: i64,
+    /// Correction rows of this commit: (window tick, slice tick they count after, window
+    /// start) → series → late scores.
+    corrections: BTreeMap<(i64, i64, i64), BTreeMap<SeriesKey, WindowSketch>>,
     stats: WindowStats,
 }
 
 impl WindowState {
-    pub fn new(cfg: &WindowsConfig, series: SeriesRegistry, join_capacity: usize) -> Self {
+    pub fn new(cfg: &WindowsConfig, series: SeriesRegistry, scores: &ScoresConfig) -> Self {
         Self {
             width_ms: cfg.width.as_millis() as i64,
             lateness_ms: cfg.allowed_lateness.as_millis() as i64,
@@ -168,12 +193,11 @@ impl WindowState {
             closed_slices: Vec::new(),
             clocks: BTreeMap::new(),
             series,
-            responses: ResponseIndex {
-                capacity: join_capacity,
-                hasher: foldhash::fast::FixedState::with_seed(0x6472_6966_7477_6174),
-                map: HashMap::default(),
-                order: VecDeque::new(),
-            },
+            responses: ResponseIndex::new(scores.join_capacity),
+            responses_capacity: scores.join_capacity,
+            response_log: None,
+            late_ttl_ms: scores.late_ttl.as_millis() as i64,
+            corrections: BTreeMap::new(),
             stats: WindowStats::default(),
         }
     }
@@ -251,7 +275,7 @@ impl WindowState {
         }
         let key = self.series.key_for(ev);
         if let Some(id) = &ev.response_id {
-            self.responses.insert(id, start, key.clone());
+            self.responses.insert(id, ev.timestamp_ms, &key);
         }
         let slice_start = ev.timestamp_ms.div_euclid(self.slice_ms) * self.slice_ms;
         let sketch = self.open.entry(start).or_default().entry(key).or_default();
@@ -275,17 +299,6 @@ impl WindowState {
             rows.sort_by(|a, b| a.0.cmp(&b.0));
             open.push((*start, rows));
         }
-        let responses = self
-            .responses
-            .order
-            .iter()
-            .filter_map(|id| {
-                let (start, key) = self.responses.map.get(id)?;
-                self.open
-                    .contains_key(start)
-                    .then(|| (*id, *start, key.values().to_vec()))
-            })
-            .collect();
         WindowSnapshot {
             watermark_ms: self.watermark_ms(),
             clocks: self
@@ -294,7 +307,8 @@ impl WindowState {
                 .map(|(p, c)| (*p, c.max_event_ms))
                 .collect(),
             open,
-            responses,
+            responses: Vec::new(),
+            response_log: self.response_log,
             fast_watermark_ms: self.fast_watermark_ms(),
         }
     }
@@ -341,12 +355,62 @@ impl WindowState {
             }
         }
         self.closed_slices.sort_by_key(|s| s.start_ms);
+        // A checkpoint from before the index log: its entries (open windows only, by window
+        // start, which stands for the request time) go into the log with the next commit.
         for (id, start, values) in &snap.responses {
-            let key = self.series.register(SeriesKey::new(values.clone()));
-            if self.responses.map.insert(*id, (*start, key)).is_none() {
-                self.responses.order.push_back(*id);
-            }
+            self.responses
+                .insert_id(*id, *start, &SeriesKey::new(values.clone()));
         }
+    }
+
+    /// Replays the response index log the checkpoint points at (see
+    /// [`crate::window::responses`]); call after [`Self::restore`].
+    pub fn restore_responses(&mut self, at: LogRef, bytes: &[u8]) -> Result<(), LogError> {
+        let mut index = ResponseIndex::new(self.responses_capacity());
+        index.restore_log(at, bytes)?;
+        // Entries of an old-format checkpoint (none when it had a log) come after.
+        for (id, start, key) in self.responses.entries() {
+            index.insert_id(id, start, key);
+        }
+        self.responses = index;
+        self.response_log = Some(at);
+        Ok(())
+    }
+
+    /// The log the checkpoint points at is lost or unreadable: the index starts empty (late
+    /// scores of earlier requests count as unmatched) and the next commit writes a new
+    /// generation, so the old file is never appended to.
+    pub fn abandon_response_log(&mut self, at: LogRef) {
+        self.responses.start_after_generation(at.generation);
+        self.response_log = None;
+    }
+
+    fn responses_capacity(&self) -> usize {
+        self.responses_capacity
+    }
+
+    /// The index log bytes for the next commit; the snapshot taken after this names them.
+    pub fn take_response_log(&mut self) -> Option<LogAppend> {
+        let a = self.responses.take_log()?;
+        self.response_log = Some(a.log_ref());
+        Some(a)
+    }
+
+    /// Correction rows gathered since the last call (late scores of closed windows), one
+    /// [`ClosedWindow`] per (window, detector tick), oldest window first.
+    pub fn take_corrections(&mut self) -> Vec<ClosedWindow> {
+        let mut out: Vec<ClosedWindow> = std::mem::take(&mut self.corrections)
+            .into_iter()
+            .map(|((after, after_slice, start), series)| ClosedWindow {
+                start_ms: start,
+                end_ms: start + self.width_ms,
+                series: series.into_iter().collect(),
+                correction_after: Some(after),
+                correction_after_slice: Some(after_slice),
+            })
+            .collect();
+        out.sort_by_key(|w| (w.start_ms, w.correction_after));
+        out
     }
 
     /// A partition was assigned: it holds the watermark back from now until it delivers an
@@ -363,31 +427,122 @@ impl WindowState {
         self.clocks.remove(&partition);
     }
 
-    /// Joins a late judge score or feedback to the window of the request it scores.
+    /// Joins a late judge score or feedback to the window of the request it scores, and to
+    /// the request's slice (what fast rules read). When that window has closed (within
+    /// `scores.late_ttl`), the score goes into a correction row instead, which counts for
+    /// detector ticks after `after` (see [`AfterTicks`]).
     pub fn observe_score(
         &mut self,
         s: &ScoreEvent,
         partition: i32,
         offset: i64,
-    ) -> Result<(), ScoreMiss> {
-        let (start, key) = self
-            .responses
-            .get(&s.response_id)
-            .cloned()
-            .ok_or(ScoreMiss::UnknownResponse)?;
-        let sketch = self
-            .open
-            .get_mut(&start)
-            .and_then(|w| w.get_mut(&key))
-            .ok_or(ScoreMiss::WindowClosed)?;
+        after: AfterTicks,
+    ) -> Result<ScoreJoin, ScoreMiss> {
+        let Some((ts, key)) = self.responses.get(&s.response_id).cloned() else {
+            self.stats.scores_unmatched += 1;
+            return Err(ScoreMiss::UnknownResponse);
+        };
+        let start = self.window_start(ts);
+        let slice_start = ts.div_euclid(self.slice_ms) * self.slice_ms;
+        let index = ((slice_start - start) / self.slice_ms) as usize;
+        let mut slice = SliceSketch::default();
         match &s.value {
+            ScoreValue::Judge { name, value, .. } => {
+                if let Some(v) = value {
+                    slice.judge.entry(name.clone()).or_default().push(*v);
+                }
+            }
+            ScoreValue::Feedback(f) => {
+                slice.feedback[crate::window::sketch::feedback_index(*f)] += 1
+            }
+        }
+        let add_to_window = |sketch: &mut WindowSketch| match &s.value {
             ScoreValue::Judge { name, value, label } => {
                 sketch.add_late_judge(name, *value, label.as_deref(), partition, offset)
             }
             ScoreValue::Feedback(f) => sketch.add_late_feedback(*f, partition, offset),
+        };
+        let add_to_slice = |sketch: &mut WindowSketch| {
+            if sketch.slices.len() <= index {
+                sketch.slices.resize(index + 1, SliceSketch::default());
+            }
+            sketch.slices[index].merge(&slice);
+        };
+        let window_tick = after.window_ms.unwrap_or(self.watermark_ms);
+        let slice_tick = after.slice_ms.unwrap_or(self.fast_watermark_ms);
+        if let Some(sketch) = self.open.get_mut(&start).and_then(|w| w.get_mut(&key)) {
+            add_to_window(sketch);
+            self.stats.scores_joined += 1;
+            if slice_start + self.slice_ms <= self.fast_watermark_ms {
+                // The slice was handed to the detector as it was: the score's slice part
+                // counts from now on, so it is stored apart — in a correction row of the
+                // window with only that slice part, counting after the current slice tick —
+                // for a backtest to apply between the same ticks. Its window part is in the
+                // window's own row.
+                let mut delta = WindowSketch::default();
+                add_to_slice(&mut delta);
+                self.add_correction((window_tick, slice_tick, start), &key, &delta);
+                return Ok(ScoreJoin::OpenSliceClosed {
+                    slice_start_ms: slice_start,
+                    series: key,
+                    delta: Box::new(slice),
+                });
+            }
+            add_to_slice(sketch);
+            return Ok(ScoreJoin::Open);
         }
-        self.stats.scores_joined += 1;
-        Ok(())
+        let end = start + self.width_ms;
+        if end.saturating_add(self.late_ttl_ms) <= self.watermark_ms {
+            self.stats.scores_unmatched += 1;
+            return Err(ScoreMiss::Expired);
+        }
+        let mut delta = WindowSketch::default();
+        add_to_window(&mut delta);
+        add_to_slice(&mut delta);
+        self.add_correction((window_tick, slice_tick, start), &key, &delta);
+        self.stats.scores_corrected += 1;
+        Ok(ScoreJoin::Correction {
+            start_ms: start,
+            series: key,
+            delta: Box::new(delta),
+        })
+    }
+
+    /// Whether the newest event moved event time past a slice end or a window's closing
+    /// point, so [`Self::advance`] now would close something. Checked after every event,
+    /// so slices and windows close at the same place in the partition's stream however
+    /// fast it is read (a replay, a catch-up) — not only on the wall-clock tick.
+    pub fn advance_due(&self) -> bool {
+        let mut newest = None;
+        for c in self.clocks.values() {
+            match c.max_event_ms {
+                // A partition of this state that has not delivered holds the watermark.
+                None => return false,
+                Some(m) => newest = Some(newest.map_or(m, |n: i64| n.min(m))),
+            }
+        }
+        let Some(c) = newest else {
+            return false;
+        };
+        let fast = c
+            .saturating_sub(self.slice_lateness_ms)
+            .div_euclid(self.slice_ms)
+            * self.slice_ms;
+        let window_due = self
+            .open
+            .first_key_value()
+            .is_some_and(|(start, _)| start + self.width_ms <= c.saturating_sub(self.lateness_ms));
+        fast > self.fast_watermark_ms || window_due
+    }
+
+    /// Adds `delta` to the correction row of `key` for (window tick, slice tick, window).
+    fn add_correction(&mut self, at: (i64, i64, i64), key: &SeriesKey, delta: &WindowSketch) {
+        self.corrections
+            .entry(at)
+            .or_default()
+            .entry(key.clone())
+            .or_default()
+            .merge(delta);
     }
 
     /// Recomputes the watermark at wall time `now_ms` and returns the windows it closed,
@@ -495,6 +650,8 @@ impl WindowState {
             start_ms: start,
             end_ms: start + self.width_ms,
             series,
+            correction_after: None,
+            correction_after_slice: None,
         }
     }
 
@@ -547,14 +704,19 @@ impl Default for WindowsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ScoresConfig {
     /// How many recent `response_id`s are remembered so that a late score can find the window
-    /// of its request (about 100 bytes each). Default 200000.
+    /// of its request (about 100 bytes each in memory, 21 in the index log). Default 200000.
     pub join_capacity: usize,
+    /// How long after its request's window closed (in event time, by the watermark) a late
+    /// score still counts, as a correction row of that window. Default `24h`.
+    #[serde(with = "humantime_serde")]
+    pub late_ttl: Duration,
 }
 
 impl Default for ScoresConfig {
     fn default() -> Self {
         Self {
             join_capacity: 200_000,
+            late_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -619,7 +781,10 @@ mod tests {
         WindowState::new(
             &cfg,
             SeriesRegistry::new(vec![SeriesLabel::Service], 100),
-            1000,
+            &ScoresConfig {
+                join_capacity: 1000,
+                late_ttl: Duration::from_secs(3600),
+            },
         )
     }
 
@@ -849,18 +1014,24 @@ mod tests {
                 label: Some("grounded".into()),
             },
         };
-        assert_eq!(w.observe_score(&judge, 2, 9), Ok(()));
+        assert_eq!(
+            w.observe_score(&judge, 2, 9, AfterTicks::default()),
+            Ok(ScoreJoin::Open)
+        );
         let fb = ScoreEvent {
             value: ScoreValue::Feedback(Feedback::Negative),
             ..judge.clone()
         };
-        assert_eq!(w.observe_score(&fb, 2, 10), Ok(()));
+        assert_eq!(
+            w.observe_score(&fb, 2, 10, AfterTicks::default()),
+            Ok(ScoreJoin::Open)
+        );
         let unknown = ScoreEvent {
             response_id: "nope".into(),
             ..judge.clone()
         };
         assert_eq!(
-            w.observe_score(&unknown, 2, 11),
+            w.observe_score(&unknown, 2, 11, AfterTicks::default()),
             Err(ScoreMiss::UnknownResponse)
         );
         let closed = w.close_all();
@@ -870,7 +1041,92 @@ mod tests {
         assert_eq!(s.feedback_count(Feedback::Negative), 1);
         assert_eq!(s.late_scores, 2);
         assert_eq!(s.offsets.get(&2), Some(&(9, 10)));
-        assert_eq!(w.observe_score(&judge, 2, 12), Err(ScoreMiss::WindowClosed));
+        assert!(w.take_corrections().is_empty());
+        assert_eq!(w.stats().scores_joined, 2);
+        assert_eq!(w.stats().scores_unmatched, 1);
+    }
+
+    fn at(window_tick: i64) -> AfterTicks {
+        AfterTicks {
+            window_ms: Some(window_tick),
+            slice_ms: Some(window_tick + 20_000),
+        }
+    }
+
+    fn judge(response_id: &str, v: f64) -> ScoreEvent {
+        ScoreEvent {
+            event_id: None,
+            response_id: response_id.into(),
+            timestamp_ms: None,
+            value: ScoreValue::Judge {
+                name: "faith".into(),
+                value: Some(v),
+                label: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_late_score_of_a_closed_window_becomes_a_correction_row_until_the_ttl() {
+        let mut w = state(0, 3600);
+        for (i, id) in ["r1", "r2"].iter().enumerate() {
+            let mut e = ev("a", T0 + 1_000 + i as i64);
+            e.response_id = Some((*id).into());
+            w.observe(&e, 0, i as i64, 0);
+        }
+        // The window closes without its scores.
+        w.observe(&ev("a", T0 + MIN + 1), 0, 2, 0);
+        let closed = w.advance(0);
+        assert_eq!(closed[0].series[0].1.late_scores, 0);
+        assert_eq!(closed[0].correction_after, None);
+        // Two scores arrive after the detector evaluated the tick T0 + 60 s, one later.
+        let j = w
+            .observe_score(&judge("r1", 0.4), 0, 3, at(T0 + MIN))
+            .unwrap();
+        let ScoreJoin::Correction {
+            start_ms,
+            series,
+            delta,
+        } = j
+        else {
+            panic!("expected a correction, got {j:?}");
+        };
+        assert_eq!((start_ms, series.values()), (T0, &["a".to_string()][..]));
+        assert_eq!((delta.event_count, delta.late_scores), (0, 1));
+        // The request at T0 + 1 s is in the window's first 10-second slice.
+        assert_eq!(delta.slices.len(), 1);
+        assert_eq!(delta.slices[0].judge["faith"].n, 1);
+        w.observe_score(&judge("r2", 0.6), 0, 4, at(T0 + MIN))
+            .unwrap();
+        w.observe_score(&judge("r2", 0.8), 0, 5, at(T0 + 2 * MIN))
+            .unwrap();
+        let rows = w.take_corrections();
+        assert_eq!(rows.len(), 2, "one row per detector tick: {rows:?}");
+        let (first, second) = (&rows[0], &rows[1]);
+        assert_eq!(
+            (first.start_ms, first.end_ms, first.correction_after),
+            (T0, T0 + MIN, Some(T0 + MIN))
+        );
+        assert_eq!(first.correction_after_slice, Some(T0 + MIN + 20_000));
+        let s = &first.series[0].1;
+        assert_eq!((s.event_count, s.late_scores), (0, 2));
+        assert!((s.judge["faith"].mean - 0.5).abs() < 1e-12);
+        assert_eq!(s.offsets.get(&0), Some(&(3, 4)));
+        assert_eq!(second.correction_after, Some(T0 + 2 * MIN));
+        assert!(w.take_corrections().is_empty(), "taken once");
+        // Without a detector tick the watermark stands in.
+        w.observe_score(&judge("r1", 0.1), 0, 6, AfterTicks::default())
+            .unwrap();
+        assert_eq!(w.take_corrections()[0].correction_after, w.watermark_ms());
+        // An hour after the window closed, the request's scores no longer count.
+        w.observe(&ev("a", T0 + 61 * MIN), 0, 7, 0);
+        w.advance(0);
+        assert_eq!(
+            w.observe_score(&judge("r1", 0.1), 0, 8, AfterTicks::default()),
+            Err(ScoreMiss::Expired)
+        );
+        let st = w.stats();
+        assert_eq!((st.scores_corrected, st.scores_unmatched), (4, 1));
     }
 
     #[test]
@@ -881,7 +1137,11 @@ mod tests {
             idle_timeout: Duration::from_secs(3600),
             ..WindowsConfig::default()
         };
-        let mut w = WindowState::new(&cfg, SeriesRegistry::new(vec![SeriesLabel::Service], 2), 10);
+        let mut w = WindowState::new(
+            &cfg,
+            SeriesRegistry::new(vec![SeriesLabel::Service], 2),
+            &ScoresConfig::default(),
+        );
         w.observe(&ev("a", T0), 0, 0, 0);
         w.observe(&ev("b", T0), 0, 1, 0);
         w.observe(&ev("c", T0), 0, 2, 0);
@@ -930,7 +1190,16 @@ mod tests {
         let run = |split: Option<usize>| {
             let mut w = state(30, 3600);
             let mut closed = Vec::new();
+            // The index log as the committer would have written it.
+            let mut log: Vec<u8> = Vec::new();
             for (i, e) in events.iter().enumerate() {
+                if i % 250 == 0 || Some(i) == split {
+                    // A commit: the log bytes, then the checkpoint.
+                    let a = w.take_response_log().unwrap();
+                    assert_eq!(a.base_len, log.len() as u64);
+                    log.extend_from_slice(&a.bytes);
+                    closed.extend(w.take_corrections());
+                }
                 if Some(i) == split {
                     let snap = w.snapshot();
                     let json = serde_json::to_string(&snap).unwrap();
@@ -938,16 +1207,26 @@ mod tests {
                     assert_eq!(back, snap);
                     w = state(30, 3600);
                     w.restore(&back, 0);
+                    let at = back.response_log.unwrap();
+                    w.restore_responses(at, &log[..at.len as usize]).unwrap();
                 }
                 w.observe(e, 0, i as i64, 0);
                 if i >= 5 {
-                    let _ = w.observe_score(&score(i as i64 - 5), 0, i as i64);
+                    // Scores of requests 5 and 400 events back: the older ones are corrections.
+                    let _ =
+                        w.observe_score(&score(i as i64 - 5), 0, i as i64, AfterTicks::default());
+                }
+                if i >= 400 && i % 3 == 0 {
+                    let _ =
+                        w.observe_score(&score(i as i64 - 400), 0, i as i64, AfterTicks::default());
                 }
                 if i % 100 == 0 {
                     closed.extend(w.advance(0));
                 }
             }
             closed.extend(w.close_all());
+            closed.extend(w.take_corrections());
+            assert!(closed.iter().any(|c| c.correction_after.is_some()));
             closed
                 .into_iter()
                 .map(|c| {
@@ -962,7 +1241,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let straight = run(None);
-        let restored = run(Some(1777));
+        let restored = run(Some(1750));
         assert_eq!(straight.len(), restored.len());
         assert_eq!(straight, restored);
     }

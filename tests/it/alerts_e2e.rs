@@ -102,7 +102,7 @@ fn incidents_fire_resolve_survive_restart_and_match_backtest() {
         },
     );
     assert_eq!(view["enabled"], true);
-    assert_eq!(view["rules"], 8);
+    assert_eq!(view["rules"], 9);
     let burst = find(
         &view,
         "error_rate_high",
@@ -213,7 +213,7 @@ fn incidents_fire_resolve_survive_restart_and_match_backtest() {
     daemon.signal("-HUP");
     wait_for("the reload", Duration::from_secs(30), || {
         let v = alerts_api(&http)?;
-        (v["rules"] == 7).then_some(())
+        (v["rules"] == 8).then_some(())
     });
     let removed = wait_for("the rule-removed row", Duration::from_secs(30), || {
         alert_rows(&data)

@@ -42,10 +42,19 @@ fn a_provider_swapping_the_model_behind_the_name_raises_one_alert_with_before_an
         );
         let base = if swapped { 240.0 } else { 200.0 };
         ev.output_tokens = Some((base * (0.7 + 0.6 * rng.random::<f64>())) as u64);
+        // The new snapshot comes with its own backend fingerprint: one change, one alert.
+        if ev.request_model == "gpt-4o" {
+            ev.system_fingerprint = Some(if swapped { "fp_b1" } else { "fp_a1" }.into());
+        }
     };
     sim.run(2 * HOUR / 1000 + 25 * 60, &t, &shape);
     let fired = sim.fired("silent_model_update");
     assert_eq!(fired.len(), 1, "{:#?}", sim.firing());
+    assert!(
+        sim.fired("silent_fingerprint_change").is_empty(),
+        "a new fingerprint with a new model is the model's update: {:#?}",
+        sim.firing()
+    );
     let a = fired[0];
     assert_eq!(label(a, "request_model"), "gpt-4o");
     assert_eq!(a.details["before"], "gpt-4o-2024-08-06");
@@ -66,20 +75,15 @@ fn a_provider_swapping_the_model_behind_the_name_raises_one_alert_with_before_an
     );
     assert!(delay <= 180.0, "{delay} s");
     // Both sides over the same span, metric by metric, with the tests' verdicts.
-    let comparison = &a.details["comparison"];
-    for (metric, verdict) in [
-        ("latency_p50", "regression"),
-        ("output_tokens", "regression"),
-        ("judge:faithfulness", "regression"),
-        ("error_rate", "pass"),
-    ] {
-        let line = comparison
-            .lines()
-            .find(|l| l.starts_with(&format!("{metric}:")))
-            .unwrap_or_else(|| panic!("no {metric} in {comparison}"));
-        assert!(line.ends_with(&format!("{verdict})")), "{line}");
-        assert!(line.contains("p="), "{line}");
-    }
+    assert_verdicts(
+        &a.details["comparison"],
+        &[
+            ("latency_p50", "regression"),
+            ("output_tokens", "regression"),
+            ("judge:faithfulness", "regression"),
+            ("error_rate", "pass"),
+        ],
+    );
     assert!(
         a.description.contains("judge:faithfulness"),
         "{}",
@@ -92,6 +96,164 @@ fn a_provider_swapping_the_model_behind_the_name_raises_one_alert_with_before_an
             .all(|t| label(t, "request_model") != "claude-sonnet-4"),
         "{:#?}",
         sim.firing()
+    );
+}
+
+/// Each metric's line of a before/after comparison ends with its verdict and has a p-value.
+fn assert_verdicts(comparison: &str, want: &[(&str, &str)]) {
+    for (metric, verdict) in want {
+        let line = comparison
+            .lines()
+            .find(|l| l.starts_with(&format!("{metric}:")))
+            .unwrap_or_else(|| panic!("no {metric} in {comparison}"));
+        assert!(line.ends_with(&format!("{verdict})")), "{line}");
+        assert!(line.contains("p="), "{line}");
+    }
+}
+
+/// Two hours of `gpt-4o-mini` answered as `gpt-4o-mini-2024-07-18` by two backends at once
+/// (`fp_0ba0d124f1` 70 %, `fp_f85bea6784` 30 %, as OpenAI serves), then the provider moves it
+/// to a new backend, `fp_72ed7ab54c` — same response model, answers 15 % longer and judge
+/// mean 0.80 → 0.74 — for 25 minutes. One `silent_fingerprint_change` alert names both
+/// fingerprints, the unchanged response model, when the new one took over and what changed;
+/// `silent_model_update` stays quiet (the model name did not change), and so does the
+/// two-backend mix before the change.
+#[test]
+fn a_new_backend_fingerprint_under_the_same_model_raises_one_alert_with_before_and_after() {
+    let mut sim = PipeSim::new(57, &[]);
+    let change = T0 + 2 * HOUR;
+    let t = move |t: i64| -> Vec<Traffic> {
+        let mut a = traffic("chat", "gpt-4o-mini", 4.0);
+        if t >= change {
+            a.judge_mean = 0.74;
+        }
+        vec![a]
+    };
+    let shape = move |ev: &mut RequestEvent, t: i64, rng: &mut ChaCha8Rng| {
+        ev.response_model = Some("gpt-4o-mini-2024-07-18".into());
+        let moved = t >= change;
+        let fp = match (moved, rng.random_bool(0.7)) {
+            (true, _) => "fp_72ed7ab54c",
+            (false, true) => "fp_0ba0d124f1",
+            (false, false) => "fp_f85bea6784",
+        };
+        ev.system_fingerprint = Some(fp.into());
+        let base = if moved { 230.0 } else { 200.0 };
+        ev.output_tokens = Some((base * (0.7 + 0.6 * rng.random::<f64>())) as u64);
+    };
+    sim.run(2 * HOUR / 1000 + 25 * 60, &t, &shape);
+    let fired = sim.fired("silent_fingerprint_change");
+    assert_eq!(fired.len(), 1, "{:#?}", sim.firing());
+    let a = fired[0];
+    assert_eq!(a.details["before"], "fp_0ba0d124f1");
+    assert_eq!(a.details["after"], "fp_72ed7ab54c");
+    assert_eq!(a.details["response_model"], "gpt-4o-mini-2024-07-18");
+    assert!(
+        a.summary.contains("fp_72ed7ab54c")
+            && a.summary.contains("fp_0ba0d124f1")
+            && a.summary.contains("gpt-4o-mini-2024-07-18"),
+        "{}",
+        a.summary
+    );
+    assert_eq!(a.onset_ms, Some(change), "{:?}", a.details);
+    let delay = sim.delay_s(a, change);
+    println!(
+        "silent backend update: fired {delay} s after the move; shares {}\n{}",
+        a.details["shares"], a.details["comparison"]
+    );
+    assert!(delay <= 180.0, "{delay} s");
+    assert_verdicts(
+        &a.details["comparison"],
+        &[
+            ("output_tokens", "regression"),
+            ("judge:faithfulness", "regression"),
+            ("error_rate", "pass"),
+        ],
+    );
+    assert!(
+        sim.fired("silent_model_update").is_empty(),
+        "{:#?}",
+        sim.firing()
+    );
+    // Nothing before the change: the two-backend mix is the baseline, not news.
+    assert!(
+        sim.transitions.iter().all(|t| t.at_ms >= change),
+        "{:#?}",
+        sim.transitions
+    );
+}
+
+/// The backend mix of the fingerprint scenario for `t` (`moved` from `change` on).
+fn backends(change: i64) -> impl Fn(&mut RequestEvent, i64, &mut ChaCha8Rng) {
+    move |ev, t, rng| {
+        ev.response_model = Some("gpt-4o-mini-2024-07-18".into());
+        let fp = match (t >= change, rng.random_bool(0.7)) {
+            (true, _) => "fp_72ed7ab54c",
+            (false, true) => "fp_0ba0d124f1",
+            (false, false) => "fp_f85bea6784",
+        };
+        ev.system_fingerprint = Some(fp.into());
+    }
+}
+
+/// The fingerprints a series had are read back from `windows` on restart: two hours on the
+/// two-backend mix are written to Parquet (DuckDB reads the per-window
+/// `system_fingerprint_counts`: every request counted under its fingerprint), then a daemon
+/// resumed on that data directory sees the new backend take over and alerts with the
+/// fingerprint it replaced — known only from the stored windows.
+#[test]
+fn fingerprints_written_before_a_restart_are_the_baseline_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let change = T0 + 2 * HOUR;
+    let t = |_t: i64| vec![traffic("chat", "gpt-4o-mini", 4.0)];
+    let mut before = PipeSim::writing(58, &data, T0, "before");
+    before.run(2 * HOUR / 1000, &t, &backends(change));
+    before.finish();
+    assert!(before.transitions.is_empty(), "{:#?}", before.firing());
+    drop(before);
+    let script = r#"
+import duckdb, sys
+w = f"read_parquet('{sys.argv[1]}/windows/**/*.parquet', hive_partitioning = true)"
+print(duckdb.sql(f"SELECT sum(event_count) FROM {w} WHERE correction_after IS NULL").fetchall()[0][0])
+for k, n in duckdb.sql(f"SELECT e.key, sum(e.value) FROM (SELECT unnest(map_entries(system_fingerprint_counts)) AS e FROM {w}) GROUP BY ALL ORDER BY ALL").fetchall():
+    print(k, n)
+"#;
+    let run = std::process::Command::new("python3")
+        .args(["-c", script, data.to_str().unwrap()])
+        .output()
+        .expect("python3 with duckdb (tests/requirements.txt)");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let out = String::from_utf8(run.stdout).unwrap();
+    let mut lines = out.lines();
+    let events: u64 = lines.next().unwrap().trim().parse().unwrap();
+    let per_fp: Vec<(String, u64)> = lines
+        .map(|l| {
+            let (k, n) = l.split_once(' ').unwrap();
+            (k.to_string(), n.trim().parse().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        per_fp.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        ["fp_0ba0d124f1", "fp_f85bea6784"],
+        "{out}"
+    );
+    assert_eq!(per_fp.iter().map(|(_, n)| n).sum::<u64>(), events, "{out}");
+    assert!(per_fp[0].1 > 2 * per_fp[1].1, "{out}");
+
+    let mut after = PipeSim::writing(59, &data, change, "after");
+    after.run(25 * 60, &t, &backends(change));
+    let fired = after.fired("silent_fingerprint_change");
+    assert_eq!(fired.len(), 1, "{:#?}", after.firing());
+    assert_eq!(fired[0].details["before"], "fp_0ba0d124f1");
+    assert_eq!(fired[0].details["after"], "fp_72ed7ab54c");
+    println!(
+        "silent backend update after a restart: fired {} s after the move",
+        after.delay_s(fired[0], change)
     );
 }
 

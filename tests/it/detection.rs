@@ -46,7 +46,14 @@ impl Sim {
         let labels = config.series.parsed_labels().unwrap();
         let names: Vec<&'static str> = labels.iter().map(|l| l.as_str()).collect();
         let windows: WindowsConfig = config.windows.clone();
-        let state = WindowState::new(&windows, SeriesRegistry::new(labels.clone(), 10_000), 0);
+        let state = WindowState::new(
+            &windows,
+            SeriesRegistry::new(labels.clone(), 10_000),
+            &driftwatch::window::state::ScoresConfig {
+                join_capacity: 0,
+                ..Default::default()
+            },
+        );
         let detector = Detector::new(rules.clone(), names, config.detection.settings(&windows));
         assert_eq!(labels[0], SeriesLabel::Service);
         Self {

@@ -43,7 +43,7 @@ fn data() -> &'static Path {
 }
 
 /// Rows of a result as JSON values, in column order.
-fn rows(engine: &QueryEngine, sql: &str) -> (Vec<String>, Vec<Vec<Value>>) {
+pub(crate) fn rows(engine: &QueryEngine, sql: &str) -> (Vec<String>, Vec<Vec<Value>>) {
     let out = runtime()
         .block_on(engine.run(sql, &Limits::default()))
         .unwrap_or_else(|e| panic!("{sql}: {e}"));

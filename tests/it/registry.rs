@@ -258,7 +258,8 @@ fn the_daemon_prices_from_the_registry_keeps_the_last_good_one_and_records_chang
         ),
     );
     let midnight = driftwatch::time::now_ms() / DAY * DAY;
-    // 20 requests in the ten minutes before midnight, 20 after; one unpriced model.
+    // 20 requests in the ten minutes before midnight, 20 after; one unpriced model, last (in
+    // event-time order: one sent minutes behind the others would be late).
     let mut first: Vec<String> = (0..40)
         .map(|i| {
             event(
@@ -268,7 +269,7 @@ fn the_daemon_prices_from_the_registry_keeps_the_last_good_one_and_records_chang
             )
         })
         .collect();
-    first.push(event(40, midnight + 60_000, "some-unknown-model"));
+    first.push(event(40, midnight + 585_000, "some-unknown-model"));
     send(&broker.bootstrap(), &first);
     let daemon = Daemon::start(&cfg, &http, &[]);
     wait_for("the first events", Duration::from_secs(60), || {

@@ -89,8 +89,15 @@ pub(crate) struct PipeSim {
     pub(crate) rollbacks: Vec<driftwatch::detect::analysis::RollbackEvent>,
     /// A second request made from each generated one (a shadow mirroring the primary).
     pub(crate) mirror: Option<Box<Mirror>>,
+    /// Messages of their own made from each generated request (late judge scores and
+    /// feedback): (delay in ms of event time, JSON line). It may change the request.
+    pub(crate) late: Option<Box<Late>>,
+    /// Late messages by the event time they are due.
+    queue: BTreeMap<i64, Vec<String>>,
     _dir: tempfile::TempDir,
 }
+
+pub(crate) type Late = dyn Fn(&mut RequestEvent, &mut ChaCha8Rng) -> Vec<(i64, String)>;
 
 pub(crate) type Mirror = dyn Fn(&RequestEvent, &mut ChaCha8Rng) -> Option<RequestEvent>;
 
@@ -171,6 +178,8 @@ impl PipeSim {
             committer,
             rollbacks: Vec::new(),
             mirror: None,
+            late: None,
+            queue: BTreeMap::new(),
             _dir: dir,
         }
     }
@@ -188,20 +197,24 @@ impl PipeSim {
             let mut events = self.generator.second(second, &traffic(second));
             for ev in &mut events {
                 shape(ev, second, &mut self.rng);
+                if let Some(late) = &self.late {
+                    for (delay, line) in late(ev, &mut self.rng) {
+                        self.queue
+                            .entry(ev.timestamp_ms + delay)
+                            .or_default()
+                            .push(line);
+                    }
+                }
                 let mirrored = self.mirror.as_ref().and_then(|m| m(ev, &mut self.rng));
                 for ev in std::iter::once(&*ev).chain(mirrored.as_ref()) {
                     let line = to_json_line(ev);
-                    self.pipeline.ingest(
-                        RawMessage {
-                            topic: &self.topic,
-                            partition: 0,
-                            offset: self.offset,
-                            timestamp_ms: Some(ev.timestamp_ms),
-                            payload: Some(line.as_bytes()),
-                        },
-                        second + 1000,
-                    );
-                    self.offset += 1;
+                    self.send(line.as_bytes(), Some(ev.timestamp_ms), second + 1000);
+                }
+            }
+            let later = self.queue.split_off(&(second + 1000));
+            for (due, lines) in std::mem::replace(&mut self.queue, later) {
+                for line in lines {
+                    self.send(line.as_bytes(), Some(due), second + 1000);
                 }
             }
             self.now += 1000;
@@ -211,6 +224,24 @@ impl PipeSim {
             }
         }
         self.drain();
+    }
+
+    fn send(&mut self, payload: &[u8], timestamp_ms: Option<i64>, now: i64) {
+        self.pipeline.ingest(
+            RawMessage {
+                topic: &self.topic,
+                partition: 0,
+                offset: self.offset,
+                timestamp_ms,
+                payload: Some(payload),
+            },
+            now,
+        );
+        self.offset += 1;
+    }
+
+    pub(crate) fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
     }
 
     /// Closes every open window and writes what is left (the end of a run).
@@ -656,6 +687,18 @@ fn a_stable_day_with_registry_and_budgets_raises_no_alert() {
         ev.output_tokens = Some(input_tokens(rng, 300.0, 0.5, 8000.0));
         // One dated snapshot behind each name all day (the silent-update rule has data).
         ev.response_model = Some(format!("{}-2025-06-01", ev.request_model));
+        // OpenAI models served by three backends at once, picked per request.
+        if ev.request_model.starts_with("gpt") {
+            let x = rng.random::<f64>();
+            let fp = if x < 0.55 {
+                "fp_a1"
+            } else if x < 0.9 {
+                "fp_b2"
+            } else {
+                "fp_c3"
+            };
+            ev.system_fingerprint = Some(fp.into());
+        }
         if let Some(c) = cached {
             ev.cached_input_tokens = Some((input as f64 * share(rng, c, 0.15)).round() as u64);
         }

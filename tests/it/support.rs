@@ -400,6 +400,11 @@ impl Daemon {
         assert!(ok.success());
     }
 
+    /// Whether the process has ended.
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+
     /// Waits for the process to end and returns its status.
     pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
         wait_for("the daemon to exit", timeout, || {
@@ -476,6 +481,61 @@ listen = "{http}"
     )
     .unwrap();
     path
+}
+
+/// The `windows` table of a run, for comparing two runs over the same messages: every
+/// window row exactly but for what late scores add (a late score lands in the window's own
+/// row while it is open and in a correction row after, and when a window closes depends on
+/// how the consumer interleaved the partitions, since the watermark follows the slowest,
+/// and on the wall clock once partitions go idle), and those late-score columns summed per
+/// series × window × partition over own and correction rows, by DuckDB.
+pub fn windows_content(data: &Path) -> (Vec<String>, String) {
+    let late_columns = [
+        "late_scores",
+        "judge_n",
+        "judge_mean",
+        "judge_m2",
+        "judge_label_counts",
+        "judge_names_dropped",
+        "feedback_negative",
+        "feedback_neutral",
+        "feedback_positive",
+        "kafka_offsets",
+        "slice_sketches",
+        "correction_after",
+        "correction_after_slice",
+    ];
+    let own: Vec<String> = table_rows(data, "windows", &[])
+        .into_iter()
+        .filter(|r| r.contains("correction_after= "))
+        .collect();
+    let own_rows = own.len();
+    let own: Vec<String> = table_rows(data, "windows", &late_columns)
+        .into_iter()
+        .filter(|r| !r.contains(" event_count=0 "))
+        .collect();
+    assert_eq!(own.len(), own_rows, "only correction rows count no request");
+    let sql = "SELECT service, request_model, prompt_id, prompt_version, deployment, variant, \
+        window_start, kafka_partition, sum(late_scores), sum(list_sum(map_values(judge_n))), \
+        round(sum(list_sum(list_transform(map_keys(judge_n), lambda k: judge_n[k] * judge_mean[k]))), 6), \
+        sum(feedback_negative), sum(feedback_neutral), sum(feedback_positive) \
+        FROM read_parquet('DATA/windows/**/*.parquet', hive_partitioning = true) \
+        GROUP BY ALL ORDER BY ALL";
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import duckdb,sys; [print(r) for r in duckdb.sql(sys.argv[1].replace('DATA', sys.argv[2])).fetchall()]",
+            sql,
+        ])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (own, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Every row of a table as text, sorted: for comparing two runs' outputs exactly.

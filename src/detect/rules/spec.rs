@@ -374,6 +374,10 @@ pub enum Signal {
     /// swapped the model behind the requested name). Tested as a rate against the baseline's
     /// share of that model.
     ResponseModelChange,
+    /// A silent backend update: as [`Signal::ResponseModelChange`] on OpenAI's
+    /// `system_fingerprint` (the backend configuration), when the response model did not
+    /// change too (then `response_model_change` tells it).
+    SystemFingerprintChange,
     /// An error code (`error_type`, or `http_status` from 400) absent from the series'
     /// trailing baseline span (days, from the [`crate::detect::codes::CodeMemory`]) that
     /// occurred at least `min_samples.events` times in the current range; one alert instance
@@ -414,7 +418,7 @@ impl Signal {
             Signal::JudgeMean(_) | Signal::CacheReadRatio => Shape::Moments,
             Signal::Categorical(_) => Shape::Categorical,
             Signal::FinishReasonRate(_) | Signal::NearContextRate => Shape::Rate,
-            Signal::ResponseModelChange => Shape::Rate,
+            Signal::ResponseModelChange | Signal::SystemFingerprintChange => Shape::Rate,
             Signal::NewErrorCode => Shape::Novelty,
             Signal::PromptVersionRegression => Shape::Comparison,
             Signal::DaysToDeprecation
@@ -444,10 +448,23 @@ impl Signal {
             Signal::BudgetSpend => "share of the day's budget spent".into(),
             Signal::BudgetProjection => "projected share of the day's budget".into(),
             Signal::ResponseModelChange => "share of traffic on a new response model".into(),
+            Signal::SystemFingerprintChange => {
+                "share of traffic on a new system fingerprint".into()
+            }
             Signal::NewErrorCode => "occurrences of an error code new to the series".into(),
             Signal::PromptVersionRegression => {
                 "metrics of a new prompt version against the version it replaced".into()
             }
+        }
+    }
+
+    /// The field whose served value a change signal watches (`response_model`,
+    /// `system_fingerprint`).
+    pub fn served_field(&self) -> Option<&'static str> {
+        match self {
+            Signal::ResponseModelChange => Some("response_model"),
+            Signal::SystemFingerprintChange => Some("system_fingerprint"),
+            _ => None,
         }
     }
 
@@ -469,6 +486,7 @@ impl Signal {
             Signal::NearContextRate
                 | Signal::CacheReadRatio
                 | Signal::ResponseModelChange
+                | Signal::SystemFingerprintChange
                 | Signal::NewErrorCode
                 | Signal::PromptVersionRegression
                 | Signal::DaysToDeprecation
@@ -501,6 +519,15 @@ impl Signal {
                 "took_over_at",
                 "shares",
                 "comparison",
+            ],
+            Signal::SystemFingerprintChange => &[
+                "before",
+                "after",
+                "share",
+                "took_over_at",
+                "shares",
+                "comparison",
+                "response_model",
             ],
             Signal::NewErrorCode => &["first_seen", "count", "requests", "share", "absent_for"],
             Signal::PromptVersionRegression => &["mode", "since", "regressed", "comparison"],
@@ -701,7 +728,7 @@ impl RuleSet {
                 | Signal::Mean { metric }
                 | Signal::Distribution { metric } => vec![metric as usize],
                 // Its alerts compare latency and output tokens before and after the change.
-                Signal::ResponseModelChange => {
+                Signal::ResponseModelChange | Signal::SystemFingerprintChange => {
                     vec![Metric::LatencyMs as usize, Metric::OutputTokens as usize]
                 }
                 Signal::PromptVersionRegression => vec![

@@ -405,11 +405,11 @@ impl Validator<'_> {
                 ),
             );
         }
-        if signal == Signal::ResponseModelChange {
+        if let Some(field) = signal.served_field() {
             if !matches!(baseline, Some(Baseline::Trailing { .. })) {
                 self.err(
                     "baseline",
-                    "response_model_change compares the served models with what they were; write baseline: { trailing: 1h }",
+                    format!("{field}_change compares what served the requests with what did before; write baseline: {{ trailing: 1h }}"),
                 );
             }
             if r.condition
@@ -418,7 +418,7 @@ impl Validator<'_> {
             {
                 self.err(
                     "condition.effect",
-                    "response_model_change measures how much the new model's share rose against the baseline; use effect: difference",
+                    format!("{field}_change measures how much the new {field}'s share rose against the baseline; use effect: difference"),
                 );
             }
         }
@@ -464,7 +464,7 @@ impl Validator<'_> {
         }
         let breaker_shapes = [Shape::Rate, Shape::Moments, Shape::Quantile];
         if r.action == Some(Action::CircuitBreaker)
-            && (!breaker_shapes.contains(&shape) || signal == Signal::ResponseModelChange)
+            && (!breaker_shapes.contains(&shape) || signal.served_field().is_some())
         {
             self.err(
                 "action",
@@ -585,6 +585,7 @@ impl Validator<'_> {
             "budget_spend" => Some(Signal::BudgetSpend),
             "budget_projection" => Some(Signal::BudgetProjection),
             "response_model_change" => Some(Signal::ResponseModelChange),
+            "system_fingerprint_change" => Some(Signal::SystemFingerprintChange),
             "new_error_code" => Some(Signal::NewErrorCode),
             "prompt_version_regression" => Some(Signal::PromptVersionRegression),
             "judge_score" => {
@@ -610,7 +611,7 @@ impl Validator<'_> {
                 }
             }
             other => {
-                self.err("signal.metric", format!("unknown metric {other:?}; use latency_ms, ttft_ms, input_tokens, output_tokens, cost_usd, error_rate, error_type_rate, negative_feedback_rate, finish_reason_rate, near_context_rate, cache_read_ratio, judge_score, days_to_deprecation, unknown_model, budget_spend, budget_projection, response_model_change, new_error_code, prompt_version_regression or distribution"));
+                self.err("signal.metric", format!("unknown metric {other:?}; use latency_ms, ttft_ms, input_tokens, output_tokens, cost_usd, error_rate, error_type_rate, negative_feedback_rate, finish_reason_rate, near_context_rate, cache_read_ratio, judge_score, days_to_deprecation, unknown_model, budget_spend, budget_projection, response_model_change, system_fingerprint_change, new_error_code, prompt_version_regression or distribution"));
                 None
             }
         }
