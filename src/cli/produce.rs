@@ -2,16 +2,16 @@
 
 use std::path::PathBuf;
 
-use super::{load, Failure};
+use super::{load_or_default, Failure};
 use crate::config::EventTimeMode;
 use clap::ValueEnum;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// Config file (TOML): [kafka] and [produce] are used.
+    /// Config file (TOML): [kafka] and [produce] are used [default: built-in defaults].
     #[arg(long, env = "DRIFTWATCH_CONFIG")]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Write the messages as JSON lines to this file (`-`: standard output) instead of
     /// publishing them, e.g. for `driftwatch replay`. Messages that cannot be one line
     /// (no payload, a line break inside) are left out.
@@ -54,6 +54,7 @@ pub struct Args {
 
 const EXAMPLES: &str = r#"Examples:
   driftwatch produce --config driftwatch.toml --events 50000
+  driftwatch produce --output day.jsonl --events 1000000 --span 24h
   driftwatch produce --config driftwatch.toml --rate 20 --duration 10m --event-time realtime
   driftwatch produce --config driftwatch.toml --no-latency-spike --no-error-burst --no-judge-drop"#;
 
@@ -73,7 +74,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         no_judge_drop,
         malformed_ratio,
     } = args;
-    let mut c = load(&config)?;
+    let mut c = load_or_default(config.as_deref())?;
     let p = &mut c.produce;
     p.events = events.unwrap_or(p.events);
     p.rate = rate.unwrap_or(p.rate);

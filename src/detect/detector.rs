@@ -75,6 +75,22 @@ pub struct Detector {
     budgets: std::collections::BTreeMap<String, f64>,
     /// `[[analyses]]`: canary, A/B and shadow runs.
     analyses: Analyses,
+    /// See [`Self::record_digest`].
+    digest: Option<u64>,
+}
+
+/// FNV-1a 64 of `bytes` continuing from `h`.
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+/// Numbers to 10 significant digits: summation order may move a float's last bits.
+fn digits(x: f64) -> String {
+    format!("{x:.9e}")
 }
 
 impl Detector {
@@ -100,7 +116,20 @@ impl Detector {
             registry: None,
             budgets: Default::default(),
             analyses,
+            digest: None,
         }
+    }
+
+    /// From now on, folds every evaluation — rule, tick, instance, sample counts, horizon,
+    /// outcome with its numbers, onset and details — into [`Self::digest`]: a check that a
+    /// rework of the history or of evaluation changed no result, not only no alert.
+    pub fn record_digest(&mut self) {
+        self.digest = Some(0xcbf2_9ce4_8422_2325);
+    }
+
+    /// See [`Self::record_digest`]; `None` when not recording.
+    pub fn digest(&self) -> Option<u64> {
+        self.digest
     }
 
     /// The rollout analyses (`[[analyses]]`); runs of analyses still configured stay.
@@ -406,6 +435,34 @@ impl Detector {
                     budgets: Some(&self.budgets),
                 };
                 let evals = evaluate_cached(rule, &self.label_names, &self.history, t, cache, ctx);
+                if let Some(d) = &mut self.digest {
+                    for e in &evals {
+                        let outcome = match &e.outcome {
+                            crate::detect::evaluate::Outcome::NoData(r) => r.to_string(),
+                            crate::detect::evaluate::Outcome::Measured(m) => format!(
+                                "{} {} {} {} {} {} {}",
+                                digits(m.value),
+                                digits(m.baseline),
+                                digits(m.effect),
+                                digits(m.p_value),
+                                m.breached,
+                                m.still_breached,
+                                m.significant
+                            ),
+                        };
+                        let line = format!(
+                            "{} {t} {:?} {} {} {} {outcome} {:?} {:?}\n",
+                            rule.name,
+                            e.labels,
+                            e.n_current,
+                            e.n_baseline,
+                            e.horizon_ms,
+                            e.onset_ms,
+                            e.details
+                        );
+                        *d = fnv(*d, line.as_bytes());
+                    }
+                }
                 let before = out.len();
                 self.evaluations += evals.len() as u64;
                 match (&rule.action, &self.breaker_settings) {

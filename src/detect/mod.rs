@@ -17,5 +17,6 @@ pub mod compare;
 pub mod detector;
 pub mod evaluate;
 pub mod history;
+pub mod packed;
 pub mod rules;
 pub mod stats;

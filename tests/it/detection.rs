@@ -54,7 +54,9 @@ impl Sim {
                 ..Default::default()
             },
         );
-        let detector = Detector::new(rules.clone(), names, config.detection.settings(&windows));
+        let mut detector =
+            Detector::new(rules.clone(), names, config.detection.settings(&windows));
+        detector.record_digest();
         assert_eq!(labels[0], SeriesLabel::Service);
         Self {
             state,
@@ -121,6 +123,21 @@ impl Sim {
         eprintln!("evaluations {}", self.detector.evaluations());
     }
 
+    /// Checks every alert and breaker transition of this run, with its time, labels,
+    /// numbers, onset and summary, against `tests/fixtures/detector_outputs/NAME.txt`: the
+    /// detector's outputs must not change when its memory or evaluation is reworked.
+    /// Numbers are written to 10 significant digits (summation order may move the last bits
+    /// of a float). `DRIFTWATCH_GOLDEN=overwrite` rewrites the file.
+    pub fn check_outputs(&self, name: &str) {
+        check_outputs(
+            name,
+            &self.transitions,
+            &self.breakers,
+            self.detector.evaluations(),
+            self.detector.digest(),
+        );
+    }
+
     /// Firing transitions of `rule`.
     pub fn fired(&self, rule: &str) -> Vec<&Transition> {
         self.transitions
@@ -177,6 +194,7 @@ pub fn run_scenario(name: &str) -> (Sim, i64) {
     );
     sim.run((sc.end_ms - sc.onset_ms) / 1000, &traffic);
     sim.debug_dump();
+    sim.check_outputs(name);
     let fired = sim.fired(sc.rule);
     let first = fired
         .first()
@@ -276,6 +294,7 @@ fn p99_doubling_on_one_model_is_detected_with_its_labels() {
         "{:?}",
         sim.firing_rules()
     );
+    sim.check_outputs("p99_doubling_on_one_model_is_detected_with_its_labels");
 }
 
 #[test]
@@ -311,6 +330,7 @@ fn judge_score_drop_after_prompt_version_change_pages() {
         "{}",
         t.summary
     );
+    sim.check_outputs("judge_score_drop_after_prompt_version_change_pages");
 }
 
 #[test]
@@ -335,6 +355,7 @@ fn error_rate_climbing_to_two_percent_alerts_but_does_not_trip_the_breaker() {
     assert!(m <= 14.0, "took {m} minutes");
     assert!(sim.fired("error_rate_breaker").is_empty());
     assert!(sim.fired("canary_error_rate").is_empty());
+    sim.check_outputs("error_rate_climbing_to_two_percent_alerts_but_does_not_trip_the_breaker");
 }
 
 #[test]
@@ -369,6 +390,7 @@ fn canary_with_three_times_the_stable_error_rate_is_flagged() {
         "{:?}",
         sim.firing_rules()
     );
+    sim.check_outputs("canary_with_three_times_the_stable_error_rate_is_flagged");
 }
 
 #[test]
@@ -407,6 +429,7 @@ fn circuit_breaker_fires_within_75_seconds_and_resolves_after() {
         "resolved at +{} s",
         (resolved[0].at_ms - end) / 1000
     );
+    sim.check_outputs("circuit_breaker_fires_within_75_seconds_and_resolves_after");
 }
 
 /// A day of realistic, noisy traffic with a diurnal cycle (nights at 10 % of the daytime
@@ -450,6 +473,9 @@ fn a_stable_day_raises_no_alert() {
         "{}",
         sim.detector.evaluations()
     );
+    if seed == 6 {
+        sim.check_outputs("a_stable_day");
+    }
 }
 
 /// The mission's example: one error in 20 requests at night (5 %) must not page anyone.
@@ -478,4 +504,89 @@ fn one_error_in_twenty_requests_at_night_stays_quiet() {
         "{:?}",
         sim.firing_rules()
     );
+    sim.check_outputs("one_error_in_twenty_requests_at_night_stays_quiet");
+}
+
+fn num(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{v:.9e}"))
+}
+
+/// One line per transition of a detector run; see [`Sim::check_outputs`].
+pub fn outputs_text(
+    transitions: &[Transition],
+    breakers: &[driftwatch::detect::breaker::BreakerTransition],
+    evaluations: u64,
+    digest: Option<u64>,
+) -> String {
+    let mut out = String::new();
+    for t in transitions {
+        let n = &t.numbers;
+        out.push_str(&format!(
+            "{} {} {:?}->{:?} {:?} value={} baseline={} effect={} p={} n={}/{} range=[{},{}) \
+             fired={:?} onset={:?} delay={:?} details={:?}\n  {}\n",
+            t.at_ms,
+            t.rule,
+            t.from,
+            t.to,
+            t.labels,
+            num(n.value),
+            num(n.baseline),
+            num(n.effect),
+            num(n.p_value),
+            n.n_current,
+            n.n_baseline,
+            t.range_start_ms,
+            t.range_end_ms,
+            t.fired_at_ms,
+            t.onset_ms,
+            t.detection_delay_ms,
+            t.details,
+            t.summary,
+        ));
+    }
+    for b in breakers {
+        out.push_str(&format!(
+            "breaker {} {} {:?}->{:?} {:?} cooldown={} opens={}\n",
+            b.at_ms, b.rule, b.from, b.to, b.labels, b.cooldown_ms, b.opens
+        ));
+    }
+    out.push_str(&format!("evaluations {evaluations}\n"));
+    if let Some(d) = digest {
+        out.push_str(&format!("digest of every evaluation {d:016x}\n"));
+    }
+    out
+}
+
+pub fn check_outputs(
+    name: &str,
+    transitions: &[Transition],
+    breakers: &[driftwatch::detect::breaker::BreakerTransition],
+    evaluations: u64,
+    digest: Option<u64>,
+) {
+    let got = outputs_text(transitions, breakers, evaluations, digest);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/detector_outputs")
+        .join(format!("{name}.txt"));
+    if std::env::var("DRIFTWATCH_GOLDEN").as_deref() == Ok("overwrite") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (DRIFTWATCH_GOLDEN=overwrite writes it)", path.display()));
+    if got != want {
+        let first = got
+            .lines()
+            .zip(want.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.lines().count().min(want.lines().count()));
+        panic!(
+            "{name}: the detector's outputs changed ({}), first difference at line {}:\n got: {}\nwant: {}",
+            path.display(),
+            first + 1,
+            got.lines().nth(first).unwrap_or("<end>"),
+            want.lines().nth(first).unwrap_or("<end>"),
+        );
+    }
 }
