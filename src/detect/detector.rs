@@ -207,6 +207,21 @@ impl Detector {
             .max()
             .unwrap_or(0);
         let codes = rules.code_lookback_ms();
+        // How far back some rule reads each histogram and the judge moments (its lookback,
+        // plus its range again: a model-change report compares the span before the takeover).
+        let (mut hists, mut judge) = ([0i64; 5], 0i64);
+        for r in &rules.rules {
+            let parts = crate::detect::evaluate::parts_read(r);
+            let reach = r.lookback_ms() + r.over_ms + s.window_ms;
+            for (m, h) in hists.iter_mut().enumerate() {
+                if parts.hists & (1 << m) != 0 {
+                    *h = (*h).max(reach);
+                }
+            }
+            if parts.judge {
+                judge = judge.max(reach);
+            }
+        }
         History::new(
             s.window_ms,
             s.fine_history_ms,
@@ -217,6 +232,7 @@ impl Detector {
             rules.code_gap_ms(),
             if codes > 0 { codes + s.window_ms } else { 0 },
         )
+        .with_part_retention(hists, judge)
     }
 
     pub fn rules(&self) -> &RuleSet {

@@ -693,6 +693,11 @@ fn model_change_report(
 }
 
 /// What a signal reads of the summaries.
+/// The parts of the history `rule` reads (its signal's, and what its alerts report).
+pub fn parts_read(rule: &Rule) -> Parts {
+    parts_for(&rule.signal)
+}
+
 fn parts_for(signal: &Signal) -> Parts {
     match signal {
         Signal::Quantile { metric, .. }

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::detect::codes::{CodeField, CodeMemory};
+use crate::detect::packed::{Interner, Packed};
 use crate::window::sketch::{Counts, Metric, Moments, SliceSketch, WindowSketch};
 
 /// Rolled-up summaries cover one hour.
@@ -269,14 +270,16 @@ impl Summary {
     }
 }
 
-/// Per series: recent windows, hourly roll-ups of older ones, and fast slices.
+/// Per series: recent windows, hourly roll-ups of older ones, and fast slices, each a
+/// [`Packed`] summary (see [`crate::detect::packed`]: a few bytes per histogram bucket).
 #[derive(Debug, Clone, Default)]
 struct SeriesHistory {
-    fine: BTreeMap<i64, Summary>,
-    coarse: BTreeMap<i64, Summary>,
-    /// Slice start → Kafka partition → the slice's summary. Keyed by partition so a slice
-    /// handed over twice (a restored checkpoint, the stored window) counts once.
-    slices: BTreeMap<i64, BTreeMap<i32, Summary>>,
+    fine: BTreeMap<i64, Packed>,
+    coarse: BTreeMap<i64, Packed>,
+    /// Slice start → (Kafka partition, the slice's summary), by partition. Keyed by
+    /// partition so a slice handed over twice (a restored checkpoint, the stored window)
+    /// counts once; mostly one entry, so a vector.
+    slices: BTreeMap<i64, Vec<(i32, Packed)>>,
 }
 
 impl SeriesHistory {
@@ -302,6 +305,30 @@ pub struct History {
     window_ms: i64,
     /// Error codes and requests per hour over the new-code rules' baseline span.
     codes: CodeMemory,
+    /// The category and judge names of the packed summaries.
+    names: Interner,
+    /// How long hourly roll-ups keep each histogram (by [`Metric`]) and the judge moments
+    /// (index 5); counts, totals and categories stay for `retain_ms`. See
+    /// [`Self::with_part_retention`].
+    part_retain_ms: Option<[i64; 6]>,
+    /// Roll-ups with their midpoint before `stripped_before[p]` no longer hold part `p`.
+    stripped_before: [i64; 6],
+}
+
+/// Part `p` of [`History::with_part_retention`]: a histogram (0–4) or the judge moments (5).
+fn strip(s: &mut Summary, p: usize) {
+    if p < 5 {
+        s.hists[p] = None;
+    } else {
+        s.judge.clear();
+    }
+}
+
+/// `into` ← `into` merged with `s`, packed again.
+fn merge_packed(into: &mut Packed, s: &Summary, names: &mut Interner) {
+    let mut u = into.unpack_all(names);
+    u.merge(s);
+    *into = Packed::pack(&u, names);
 }
 
 impl History {
@@ -315,6 +342,9 @@ impl History {
             series: BTreeMap::new(),
             window_ms,
             codes: CodeMemory::default(),
+            names: Interner::default(),
+            part_retain_ms: None,
+            stripped_before: [i64::MIN; 6],
         }
     }
 
@@ -322,6 +352,22 @@ impl History {
     /// merging occurrences closer than `gap_ms` (the shortest of them); see [`CodeMemory`].
     pub fn with_codes(mut self, gap_ms: i64, retain_ms: i64) -> Self {
         self.codes = CodeMemory::new(gap_ms, retain_ms);
+        self
+    }
+
+    /// Keeps the histogram of metric `m` in hourly roll-ups only for `hists_ms[m]` behind the
+    /// detector's clock, and the judge moments for `judge_ms`: no rule reads them further
+    /// back, while counts and totals are read for the whole retention (budgets over a day,
+    /// what changed since the first window). Only roll-ups are trimmed: a span shorter than
+    /// the fine history and an hour is raised to that, so a roll-up never mixes trimmed and
+    /// whole windows and every range a rule reads is what it was without the trimming.
+    pub fn with_part_retention(mut self, hists_ms: [i64; 5], judge_ms: i64) -> Self {
+        let floor = self.fine_ms + COARSE_MS;
+        let mut r = [0; 6];
+        for (i, v) in hists_ms.iter().chain(std::iter::once(&judge_ms)).enumerate() {
+            r[i] = (*v).max(floor);
+        }
+        self.part_retain_ms = Some(r);
         self
     }
 
@@ -353,6 +399,10 @@ impl History {
         self.fine_ms = other.fine_ms;
         self.retain_ms = other.retain_ms;
         self.slice_retain_ms = other.slice_retain_ms;
+        self.part_retain_ms = other.part_retain_ms;
+        if self.part_retain_ms.is_none() {
+            self.stripped_before = [i64::MIN; 6];
+        }
         self.codes.set_retention_like(&other.codes);
     }
 
@@ -366,10 +416,21 @@ impl History {
         } else {
             (&mut h.fine, start_ms)
         };
+        let mut s = s;
+        let coarse = start_ms < self.rolled_floor;
+        if coarse {
+            // A late window into a roll-up already trimmed: the trimmed parts are never read.
+            let mid = key + COARSE_MS / 2;
+            for (p, before) in self.stripped_before.iter().enumerate() {
+                if mid < *before {
+                    strip(&mut s, p);
+                }
+            }
+        }
         match map.get_mut(&key) {
-            Some(e) => e.merge(&s),
+            Some(e) => merge_packed(e, &s, &mut self.names),
             None => {
-                map.insert(key, s);
+                map.insert(key, Packed::pack(&s, &mut self.names));
             }
         }
     }
@@ -377,7 +438,12 @@ impl History {
     /// Adds a fast slice of one series.
     pub fn add_slice(&mut self, labels: &[String], start_ms: i64, partition: i32, s: Summary) {
         let h = self.series.entry(labels.to_vec()).or_default();
-        h.slices.entry(start_ms).or_default().insert(partition, s);
+        let p = Packed::pack(&s, &mut self.names);
+        let parts = h.slices.entry(start_ms).or_default();
+        match parts.binary_search_by_key(&partition, |e| e.0) {
+            Ok(i) => parts[i].1 = p,
+            Err(i) => parts.insert(i, (partition, p)),
+        }
     }
 
     /// Adds late scores to a slice kept from `partition` (nothing when it is no longer kept).
@@ -386,9 +452,9 @@ impl History {
             .series
             .get_mut(labels)
             .and_then(|h| h.slices.get_mut(&start_ms))
-            .and_then(|p| p.get_mut(&partition))
+            .and_then(|p| p.iter_mut().find(|e| e.0 == partition))
         {
-            slice.merge(s);
+            merge_packed(&mut slice.1, s, &mut self.names);
         }
     }
 
@@ -402,6 +468,7 @@ impl History {
         }
         let rolled_floor = self.rolled_floor;
         let mut changed = false;
+        let names = &mut self.names;
         for h in self.series.values_mut() {
             while let Some(e) = h.fine.first_entry() {
                 if *e.key() >= rolled_floor {
@@ -409,7 +476,15 @@ impl History {
                 }
                 let (start, s) = e.remove_entry();
                 let hour = start.div_euclid(COARSE_MS) * COARSE_MS;
-                h.coarse.entry(hour).or_default().merge(&s);
+                let s = s.unpack_all(names);
+                match h.coarse.get_mut(&hour) {
+                    Some(c) => merge_packed(c, &s, names),
+                    None => {
+                        let mut c = Summary::default();
+                        c.merge(&s);
+                        h.coarse.insert(hour, Packed::pack(&c, names));
+                    }
+                }
                 changed = true;
             }
             while let Some(e) = h.coarse.first_entry() {
@@ -424,6 +499,26 @@ impl History {
                     break;
                 }
                 e.remove();
+            }
+        }
+        if let Some(retain) = self.part_retain_ms {
+            for (p, r) in retain.iter().enumerate() {
+                let before = now_ms - r;
+                let from = self.stripped_before[p];
+                if before <= from {
+                    continue;
+                }
+                // Roll-ups whose midpoint crossed `now − r` since the last trim.
+                let lo = from.saturating_sub(COARSE_MS / 2);
+                let hi = before - COARSE_MS / 2;
+                for h in self.series.values_mut() {
+                    for (_, c) in h.coarse.range_mut(lo..hi) {
+                        let mut u = c.unpack_all(names);
+                        strip(&mut u, p);
+                        *c = Packed::pack(&u, names);
+                    }
+                }
+                self.stripped_before[p] = before;
             }
         }
         self.series.retain(|_, h| !h.is_empty());
@@ -476,11 +571,11 @@ impl History {
         for (start, s) in h.coarse.range(..to) {
             let mid = start + COARSE_MS / 2;
             if mid >= from && mid < to {
-                add(*start, s);
+                add(*start, &s.unpack(parts, &self.names));
             }
         }
         for (start, s) in h.fine.range(from..to) {
-            add(*start, s);
+            add(*start, &s.unpack(parts, &self.names));
         }
         out
     }
@@ -496,9 +591,12 @@ impl History {
         let h = self.series.get(labels)?;
         let mut out: Option<Summary> = None;
         for (start, p) in h.slices.range(from..to) {
-            for s in p.values() {
-                out.get_or_insert_with(Summary::default)
-                    .merge_at(*start, s, parts);
+            for (_, s) in p {
+                out.get_or_insert_with(Summary::default).merge_at(
+                    *start,
+                    &s.unpack(parts, &self.names),
+                    parts,
+                );
             }
         }
         out
@@ -525,9 +623,12 @@ impl History {
                 out[next] = acc.clone();
                 next += 1;
             }
-            for s in p.values() {
-                acc.get_or_insert_with(Summary::default)
-                    .merge_at(*start, s, parts);
+            for (_, s) in p {
+                acc.get_or_insert_with(Summary::default).merge_at(
+                    *start,
+                    &s.unpack(parts, &self.names),
+                    parts,
+                );
             }
         }
         while next < horizons.len() {
@@ -550,15 +651,15 @@ impl History {
         let Some(h) = self.series.get(labels) else {
             return Vec::new();
         };
-        let merged = |start: &i64, xs: &mut dyn Iterator<Item = &Summary>| {
+        let merged = |start: &i64, xs: &mut dyn Iterator<Item = &Packed>| {
             let mut s = Summary::default();
-            xs.for_each(|x| s.merge_parts(x, parts));
+            xs.for_each(|x| s.merge_parts(&x.unpack(parts, &self.names), parts));
             (*start, s)
         };
         if slices {
             h.slices
                 .range(from..to)
-                .map(|(start, p)| merged(start, &mut p.values()))
+                .map(|(start, p)| merged(start, &mut p.iter().map(|e| &e.1)))
                 .collect()
         } else {
             h.fine
@@ -568,21 +669,18 @@ impl History {
         }
     }
 
-    /// Approximate heap use: sparse buckets dominate.
+    /// Approximate heap use: the packed summaries, their map entries (key and box, with a
+    /// third for B-tree slack), the series keys and the names.
     pub fn approx_bytes(&self) -> usize {
-        let mut b = self.codes.approx_bytes();
-        for h in self.series.values() {
-            for s in h.fine.values().chain(h.coarse.values()) {
-                b += std::mem::size_of::<Summary>();
-                for hist in s.hists.iter().flatten() {
-                    b += hist.buckets.len() * 16;
-                }
+        let mut b = self.codes.approx_bytes() + self.names.approx_bytes();
+        for (key, h) in &self.series {
+            b += 64 + key.iter().map(|k| 24 + k.len()).sum::<usize>();
+            for p in h.fine.values().chain(h.coarse.values()) {
+                b += 32 + p.len();
             }
-            for s in h.slices.values().flat_map(|p| p.values()) {
-                b += std::mem::size_of::<Summary>();
-                for hist in s.hists.iter().flatten() {
-                    b += hist.buckets.len() * 16;
-                }
+            for parts in h.slices.values() {
+                b += 32 + 24 * parts.capacity();
+                b += parts.iter().map(|(_, p)| p.len()).sum::<usize>();
             }
         }
         b
@@ -678,6 +776,55 @@ mod tests {
         assert_eq!(x.len(), y.len());
         assert_eq!(x.iter().sum::<u64>(), 4);
         assert_eq!(y.iter().sum::<u64>(), 3);
+    }
+
+    #[test]
+    fn parts_past_their_retention_leave_the_roll_ups_and_nothing_else_changes() {
+        let keep: BTreeSet<usize> = [0, 3].into();
+        let labels = vec!["svc".to_string()];
+        let t0 = 1_790_000_000_000 / COARSE_MS * COARSE_MS;
+        let mut whole = History::new(60_000, 2 * COARSE_MS, 26 * COARSE_MS, 600_000);
+        let mut trimmed = History::new(60_000, 2 * COARSE_MS, 26 * COARSE_MS, 600_000)
+            .with_part_retention([4 * COARSE_MS, 0, 0, 0, 0], 0);
+        for i in 0..(30 * 60) {
+            let mut w = sketch(&[10.0 + (i % 7) as f64, 300.0], u64::from(i % 9 == 0));
+            w.judge
+                .entry("faithfulness".into())
+                .or_default()
+                .push(0.5 + (i % 5) as f64 / 10.0);
+            for h in [&mut whole, &mut trimmed] {
+                h.add_window(&labels, t0 + i * 60_000, Summary::from_sketch(&w, &keep));
+                h.maintain(t0 + (i + 1) * 60_000);
+            }
+        }
+        let now = t0 + 30 * COARSE_MS;
+        // Latency is kept for 4 h, output tokens and the judge for the floor (fine history
+        // and an hour): every range inside those reads the same.
+        for (from, parts) in [
+            (now - 4 * COARSE_MS, Parts::ALL),
+            (now - 3 * COARSE_MS, Parts::ALL),
+            (now - 26 * COARSE_MS, Parts::COUNTS_ONLY),
+        ] {
+            let (a, b) = (
+                whole.range_of(&labels, from, now, parts).unwrap(),
+                trimmed.range_of(&labels, from, now, parts).unwrap(),
+            );
+            if from >= now - 3 * COARSE_MS {
+                assert_eq!(a, b, "from {}", (now - from) / COARSE_MS);
+            } else {
+                assert_eq!((a.requests, a.errors), (b.requests, b.errors));
+                assert_eq!(a.hist(Metric::LatencyMs), b.hist(Metric::LatencyMs));
+            }
+        }
+        // Older than that: counts and totals stay for the whole retention, the trimmed
+        // parts are gone.
+        let old = |h: &History| h.range(&labels, now - 20 * COARSE_MS, now - 10 * COARSE_MS);
+        let (a, b) = (old(&whole).unwrap(), old(&trimmed).unwrap());
+        assert_eq!((a.requests, a.errors, a.totals), (b.requests, b.errors, b.totals));
+        assert!(a.hist(Metric::LatencyMs).is_some() && a.judge.contains_key("faithfulness"));
+        assert!(b.hist(Metric::LatencyMs).is_none() && b.hist(Metric::OutputTokens).is_none());
+        assert!(b.judge.is_empty());
+        assert!(trimmed.approx_bytes() < whole.approx_bytes());
     }
 
     #[test]

@@ -443,7 +443,7 @@ mod tests {
         let p = Packed::pack(&s, &mut names);
         let unpacked = std::mem::size_of::<Summary>() + 16 * buckets;
         assert!(
-            p.len() * 4 < unpacked,
+            p.len() * 3 < unpacked,
             "{} packed vs {unpacked} bytes",
             p.len()
         );
