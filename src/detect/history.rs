@@ -364,7 +364,11 @@ impl History {
     pub fn with_part_retention(mut self, hists_ms: [i64; 5], judge_ms: i64) -> Self {
         let floor = self.fine_ms + COARSE_MS;
         let mut r = [0; 6];
-        for (i, v) in hists_ms.iter().chain(std::iter::once(&judge_ms)).enumerate() {
+        for (i, v) in hists_ms
+            .iter()
+            .chain(std::iter::once(&judge_ms))
+            .enumerate()
+        {
             r[i] = (*v).max(floor);
         }
         self.part_retain_ms = Some(r);
@@ -820,7 +824,10 @@ mod tests {
         // parts are gone.
         let old = |h: &History| h.range(&labels, now - 20 * COARSE_MS, now - 10 * COARSE_MS);
         let (a, b) = (old(&whole).unwrap(), old(&trimmed).unwrap());
-        assert_eq!((a.requests, a.errors, a.totals), (b.requests, b.errors, b.totals));
+        assert_eq!(
+            (a.requests, a.errors, a.totals),
+            (b.requests, b.errors, b.totals)
+        );
         assert!(a.hist(Metric::LatencyMs).is_some() && a.judge.contains_key("faithfulness"));
         assert!(b.hist(Metric::LatencyMs).is_none() && b.hist(Metric::OutputTokens).is_none());
         assert!(b.judge.is_empty());

@@ -62,7 +62,13 @@ impl Packed {
     /// Packs `s`, naming categories and judges through `names`.
     pub fn pack(s: &Summary, names: &mut Interner) -> Packed {
         let mut out = Vec::with_capacity(64);
-        for v in [s.requests, s.errors, s.feedback[0], s.feedback[1], s.feedback[2]] {
+        for v in [
+            s.requests,
+            s.errors,
+            s.feedback[0],
+            s.feedback[1],
+            s.feedback[2],
+        ] {
             put(&mut out, v);
         }
         match s.since_ms {
@@ -110,10 +116,7 @@ impl Packed {
     /// The summary with only `parts` unpacked (requests, errors, feedback, totals and
     /// `since_ms` always): what [`Summary::merge_parts`] with the same parts reads of it.
     pub fn unpack(&self, parts: Parts, names: &Interner) -> Summary {
-        let mut r = Reader {
-            b: &self.0,
-            at: 0,
-        };
+        let mut r = Reader { b: &self.0, at: 0 };
         let mut s = Summary {
             requests: r.get(),
             errors: r.get(),

@@ -54,8 +54,7 @@ impl Sim {
                 ..Default::default()
             },
         );
-        let mut detector =
-            Detector::new(rules.clone(), names, config.detection.settings(&windows));
+        let mut detector = Detector::new(rules.clone(), names, config.detection.settings(&windows));
         detector.record_digest();
         assert_eq!(labels[0], SeriesLabel::Service);
         Self {
@@ -573,8 +572,12 @@ pub fn check_outputs(
         std::fs::write(&path, &got).unwrap();
         return;
     }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (DRIFTWATCH_GOLDEN=overwrite writes it)", path.display()));
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (DRIFTWATCH_GOLDEN=overwrite writes it)",
+            path.display()
+        )
+    });
     if got != want {
         let first = got
             .lines()
