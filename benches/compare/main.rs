@@ -217,7 +217,28 @@ fn detector(n: usize) {
         }
     };
     let eval_from = now - 60 * MIN;
-    let mut t = t0;
+    // Hours older than the fine history go in as one merged summary each: the hourly
+    // roll-up they would become, without minutes of feeding (exact: summaries merge
+    // exactly). `maintain` first, so the history rolls them up on arrival.
+    det.maintain(eval_from);
+    let fine_from = det.history().rolled_floor();
+    let hours: Vec<Summary> = (0..shapes.len())
+        .map(|k| {
+            let mut h = Summary::default();
+            for m in 0..60 {
+                h.merge(&shapes[(k + m) % shapes.len()].0);
+            }
+            h
+        })
+        .collect();
+    let mut t = t0.div_euclid(60 * MIN) * 60 * MIN;
+    while t < fine_from {
+        let w = (t / MIN) as usize;
+        for (s, key) in keys.iter().enumerate() {
+            det.observe_summary(key, t, hours[(s + w) % hours.len()].clone());
+        }
+        t += 60 * MIN;
+    }
     while t < eval_from {
         add_minute(&mut det, t);
         t += MIN;

@@ -20,3 +20,4 @@ pub mod history;
 pub mod packed;
 pub mod rules;
 pub mod stats;
+pub mod summary;

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use crate::detect::history::{Parts, Summary, Totals};
+use crate::detect::summary::{Parts, Summary, Totals};
 use crate::window::sketch::{Counts, Moments, SparseHist};
 
 /// Category and judge names, stored once per history.
