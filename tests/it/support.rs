@@ -515,11 +515,17 @@ pub fn windows_content(data: &Path) -> (Vec<String>, String) {
         .filter(|r| !r.contains(" event_count=0 "))
         .collect();
     assert_eq!(own.len(), own_rows, "only correction rows count no request");
+    // Slice-only correction rows (a late score whose window was still open but whose slice
+    // the detector already had) carry nothing these sums read, and whether one is written
+    // depends on how the partitions interleaved: they are left out.
     let sql = "SELECT service, request_model, prompt_id, prompt_version, deployment, variant, \
         window_start, kafka_partition, sum(late_scores), sum(list_sum(map_values(judge_n))), \
         round(sum(list_sum(list_transform(map_keys(judge_n), lambda k: judge_n[k] * judge_mean[k]))), 6), \
         sum(feedback_negative), sum(feedback_neutral), sum(feedback_positive) \
         FROM read_parquet('DATA/windows/**/*.parquet', hive_partitioning = true) \
+        WHERE correction_after IS NULL OR coalesce(late_scores, 0) > 0 \
+            OR coalesce(cardinality(judge_n), 0) > 0 \
+            OR coalesce(feedback_negative + feedback_neutral + feedback_positive, 0) > 0 \
         GROUP BY ALL ORDER BY ALL";
     let out = std::process::Command::new("python3")
         .args([
