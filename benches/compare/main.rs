@@ -175,6 +175,9 @@ fn rss_bytes() -> u64 {
     kb * 1024
 }
 
+/// Minutes of event time the detector mode evaluates (after feeding the history).
+const EVAL_MINUTES: i64 = 10;
+
 fn detector(n: usize) {
     let config = Config::default();
     let rules = driftwatch::daemon::detection::load_rules(&config, Path::new("rules")).unwrap();
@@ -201,7 +204,8 @@ fn detector(n: usize) {
         })
         .collect();
     let rss_start = rss_bytes();
-    // A day plus the longest lookback, ending at `now`; the last hour is evaluated below.
+    // The longest lookback of the shipped rules, ending at `now`; the last EVAL_MINUTES are
+    // evaluated below.
     let lookback = rules.lookback_ms() + MIN;
     let t0 = 1_794_268_800_000i64;
     let now = t0 + lookback.div_euclid(MIN) * MIN;
@@ -216,7 +220,8 @@ fn detector(n: usize) {
             }
         }
     };
-    let eval_from = now - 60 * MIN;
+    // The last EVAL_MINUTES minutes are evaluated (a minute of event time each).
+    let eval_from = now - EVAL_MINUTES * MIN;
     // Hours older than the fine history go in as one merged summary each: the hourly
     // roll-up they would become, without minutes of feeding (exact: summaries merge
     // exactly). `maintain` first, so the history rolls them up on arrival.
@@ -259,7 +264,7 @@ fn detector(n: usize) {
     }
     let rss = rss_bytes() - rss_start;
     let history = det.history().approx_bytes();
-    let per_minute = eval.as_secs_f64() / 60.0;
+    let per_minute = eval.as_secs_f64() / EVAL_MINUTES as f64;
     println!(
         "series={n} history_series={} lookback_h={:.2} feed_secs={fed:.1}",
         det.history().series_count(),

@@ -360,12 +360,16 @@ fn a_replay_killed_mid_file_and_rerun_gives_the_clean_result() {
     let unique: std::collections::BTreeSet<_> = ids.iter().collect();
     assert_eq!(ids.len(), unique.len(), "an event was written twice");
     for table in ["events", "quarantine", "alerts"] {
-        let (a, b) = (
-            table_rows(&crashy, table, &[]),
-            table_rows(&clean, table, &[]),
-        );
+        let rows = |d: &Path| -> Vec<String> {
+            table_rows(d, table, &[]).iter().map(|r| rounded(r)).collect()
+        };
+        let (a, b) = (rows(&crashy), rows(&clean));
         assert_eq!(a.len(), b.len(), "{table}");
-        assert!(a == b, "{table} differs from the clean replay's");
+        let differ: Vec<_> = a.iter().zip(&b).filter(|(x, y)| x != y).take(3).collect();
+        assert!(
+            differ.is_empty(),
+            "{table} differs from the clean replay's (crashy, clean): {differ:#?}"
+        );
     }
     // Late scores of a window written before the kill may come in two correction rows
     // (one per commit) where the clean replay has one: compared by their sums.

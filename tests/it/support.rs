@@ -544,6 +544,31 @@ pub fn windows_content(data: &Path) -> (Vec<String>, String) {
     (own, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `row` with every decimal number rounded to 10 significant digits: p-values and moments
+/// merged in another order (a baseline rebuilt from Parquet after a restart) differ in the
+/// last bits, and nothing a user reads changes with them.
+pub fn rounded(row: &str) -> String {
+    let mut out = String::with_capacity(row.len());
+    let mut num = String::new();
+    let flush = |num: &mut String, out: &mut String| {
+        match num.parse::<f64>() {
+            Ok(v) if num.contains('.') => out.push_str(&format!("{v:.9e}")),
+            _ => out.push_str(num),
+        }
+        num.clear();
+    };
+    for c in row.chars() {
+        if c.is_ascii_digit() || c == '.' || ((c == 'e' || c == '-') && !num.is_empty()) {
+            num.push(c);
+        } else {
+            flush(&mut num, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut num, &mut out);
+    out
+}
+
 /// Every row of a table as text, sorted: for comparing two runs' outputs exactly.
 pub fn table_rows(data: &Path, table: &str, skip_columns: &[&str]) -> Vec<String> {
     use arrow::util::display::{ArrayFormatter, FormatOptions};
