@@ -175,8 +175,14 @@ fn rss_bytes() -> u64 {
     kb * 1024
 }
 
-/// Minutes of event time the detector mode evaluates (after feeding the history).
-const EVAL_MINUTES: i64 = 10;
+/// Minutes of event time the detector mode evaluates after feeding the history
+/// (`EVAL_MINUTES`, default 10).
+fn eval_minutes() -> i64 {
+    std::env::var("EVAL_MINUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
+}
 
 fn detector(n: usize) {
     let config = Config::default();
@@ -204,7 +210,7 @@ fn detector(n: usize) {
         })
         .collect();
     let rss_start = rss_bytes();
-    // The longest lookback of the shipped rules, ending at `now`; the last EVAL_MINUTES are
+    // The longest lookback of the shipped rules, ending at `now`; the last `EVAL_MINUTES` are
     // evaluated below.
     let lookback = rules.lookback_ms() + MIN;
     let t0 = 1_794_268_800_000i64;
@@ -221,7 +227,8 @@ fn detector(n: usize) {
         }
     };
     // The last EVAL_MINUTES minutes are evaluated (a minute of event time each).
-    let eval_from = now - EVAL_MINUTES * MIN;
+    let eval_minutes = eval_minutes();
+    let eval_from = now - eval_minutes * MIN;
     // Hours older than the fine history go in as one merged summary each: the hourly
     // roll-up they would become, without minutes of feeding (exact: summaries merge
     // exactly). `maintain` first, so the history rolls them up on arrival.
@@ -264,7 +271,7 @@ fn detector(n: usize) {
     }
     let rss = rss_bytes() - rss_start;
     let history = det.history().approx_bytes();
-    let per_minute = eval.as_secs_f64() / EVAL_MINUTES as f64;
+    let per_minute = eval.as_secs_f64() / eval_minutes as f64;
     println!(
         "series={n} history_series={} lookback_h={:.2} feed_secs={fed:.1}",
         det.history().series_count(),
