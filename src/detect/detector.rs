@@ -52,6 +52,8 @@ pub struct Detector {
     label_names: Vec<&'static str>,
     settings: DetectorSettings,
     metrics: BTreeSet<usize>,
+    /// Histogram metrics kept in fast slices: those the slice rules read.
+    slice_metrics: BTreeSet<usize>,
     history: History,
     book: AlertBook,
     evaluated_window_ms: Option<i64>,
@@ -99,6 +101,7 @@ impl Detector {
         let analyses = Analyses::new(Vec::new(), label_names.clone(), settings.window_ms);
         Self {
             metrics: rules.metrics(),
+            slice_metrics: rules.slice_metrics(),
             rules,
             label_names,
             settings,
@@ -256,6 +259,11 @@ impl Detector {
         let sized = Self::history_for(&rules, &self.settings);
         self.history.set_retention_like(&sized);
         self.metrics = self.metrics.union(&rules.metrics()).copied().collect();
+        self.slice_metrics = self
+            .slice_metrics
+            .union(&rules.slice_metrics())
+            .copied()
+            .collect();
         self.rules = rules;
         self.baseline_caches.clear();
         ended
@@ -321,7 +329,7 @@ impl Detector {
         partition: i32,
         delta: &SliceSketch,
     ) {
-        let s = Summary::from_slice(delta, &self.metrics);
+        let s = Summary::from_slice(delta, &self.slice_metrics);
         self.history
             .merge_slice(labels, slice_start_ms, partition, &s);
     }
@@ -369,7 +377,7 @@ impl Detector {
     ) {
         if slice.requests > 0 {
             self.note_start(start_ms);
-            let s = Summary::from_slice(slice, &self.metrics);
+            let s = Summary::from_slice(slice, &self.slice_metrics);
             self.history.add_slice(labels, start_ms, partition, s);
         }
     }
@@ -641,5 +649,55 @@ impl DetectionConfig {
                 forget_after_ms: self.keep_resolved.as_millis() as i64,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::summary::Parts;
+    use crate::event::RequestEvent;
+    use crate::window::sketch::Metric;
+
+    #[test]
+    fn slices_keep_only_the_histograms_the_slice_rules_read() {
+        let series = crate::window::series::SeriesConfig::default();
+        let windows = crate::window::state::WindowsConfig::default();
+        let ctx = crate::detect::rules::RuleContext {
+            labels: series.parsed_labels().unwrap(),
+            window: windows.width,
+            slice: windows.slice,
+            lateness: windows.allowed_lateness,
+        };
+        let rules = crate::detect::rules::load_dir(std::path::Path::new("rules"), &ctx).unwrap();
+        let labels: Vec<&'static str> = ctx.labels.iter().map(|l| l.as_str()).collect();
+        let settings = DetectionConfig::default().settings(&windows);
+        let mut det = Detector::new(rules, labels, settings);
+        let mut w = WindowSketch::default();
+        for k in 0..50 {
+            let ev = RequestEvent {
+                latency_ms: 500.0 + k as f64,
+                output_tokens: Some(100 + k),
+                ..Default::default()
+            };
+            w.observe(&ev, 0, k as i64);
+            w.add_to_slice(0, &ev);
+        }
+        let key: Vec<String> = ["svc", "m", "p", "v1", "stable", ""]
+            .map(String::from)
+            .into();
+        let t0 = 1_794_268_800_000;
+        det.observe_slice(&key, t0, 0, &w.slices[0]);
+        det.observe_window(&key, t0, &w);
+        let slice = det
+            .history()
+            .slice_range(&key, t0, t0 + 10_000, Parts::ALL)
+            .unwrap();
+        let window = det.history().range(&key, t0, t0 + 60_000).unwrap();
+        // The shipped fast rules read latency; output tokens only window rules read.
+        assert!(slice.hist(Metric::LatencyMs).is_some());
+        assert!(slice.hist(Metric::OutputTokens).is_none());
+        assert!(window.hist(Metric::OutputTokens).is_some());
+        assert_eq!(slice.requests, 50);
     }
 }

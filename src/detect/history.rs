@@ -446,9 +446,9 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::RequestEvent;
     use crate::window::sketch::{Metric, WindowSketch};
     use std::collections::BTreeSet;
-    use crate::event::RequestEvent;
 
     fn sketch(latencies: &[f64], errors: u64) -> WindowSketch {
         let mut w = WindowSketch::default();

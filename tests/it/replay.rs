@@ -361,7 +361,10 @@ fn a_replay_killed_mid_file_and_rerun_gives_the_clean_result() {
     assert_eq!(ids.len(), unique.len(), "an event was written twice");
     for table in ["events", "quarantine", "alerts"] {
         let rows = |d: &Path| -> Vec<String> {
-            table_rows(d, table, &[]).iter().map(|r| rounded(r)).collect()
+            table_rows(d, table, &[])
+                .iter()
+                .map(|r| rounded(r))
+                .collect()
         };
         let (a, b) = (rows(&crashy), rows(&clean));
         assert_eq!(a.len(), b.len(), "{table}");

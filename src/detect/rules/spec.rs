@@ -721,24 +721,38 @@ impl RuleSet {
 
     /// Histogram metrics some rule reads (the detector keeps only those).
     pub fn metrics(&self) -> BTreeSet<usize> {
+        self.rules.iter().flat_map(metrics_of).collect()
+    }
+
+    /// Histogram metrics some slice-resolution rule reads: a fast slice keeps only those
+    /// (slices are read by those rules' current ranges only).
+    pub fn slice_metrics(&self) -> BTreeSet<usize> {
         self.rules
             .iter()
-            .flat_map(|r| match r.signal {
-                Signal::Quantile { metric, .. }
-                | Signal::Mean { metric }
-                | Signal::Distribution { metric } => vec![metric as usize],
-                // Its alerts compare latency and output tokens before and after the change.
-                Signal::ResponseModelChange | Signal::SystemFingerprintChange => {
-                    vec![Metric::LatencyMs as usize, Metric::OutputTokens as usize]
-                }
-                Signal::PromptVersionRegression => vec![
-                    Metric::LatencyMs as usize,
-                    Metric::OutputTokens as usize,
-                    Metric::CostUsd as usize,
-                ],
-                _ => Vec::new(),
-            })
+            .filter(|r| r.resolution == Resolution::Slice)
+            .flat_map(metrics_of)
             .collect()
+    }
+}
+
+/// Histogram metrics `r` reads.
+fn metrics_of(r: &Rule) -> Vec<usize> {
+    match r.signal {
+        Signal::Quantile { metric, .. }
+        | Signal::Mean { metric }
+        | Signal::Distribution { metric } => {
+            vec![metric as usize]
+        }
+        // Its alerts compare latency and output tokens before and after the change.
+        Signal::ResponseModelChange | Signal::SystemFingerprintChange => {
+            vec![Metric::LatencyMs as usize, Metric::OutputTokens as usize]
+        }
+        Signal::PromptVersionRegression => vec![
+            Metric::LatencyMs as usize,
+            Metric::OutputTokens as usize,
+            Metric::CostUsd as usize,
+        ],
+        _ => Vec::new(),
     }
 }
 
