@@ -52,7 +52,12 @@ fn alert_rows(data: &std::path::Path) -> Vec<(String, String, i64, String, Strin
 fn incidents_fire_resolve_survive_restart_and_match_backtest() {
     let broker = Tansu::start();
     broker.create_topic("llm-logs", 3);
-    let dir = tempfile::tempdir().unwrap();
+    // DRIFTWATCH_KEEP_TEST_DIRS=1 keeps the data and configs for a post-mortem.
+    let dir = tempfile::Builder::new()
+        .disable_cleanup(std::env::var_os("DRIFTWATCH_KEEP_TEST_DIRS").is_some())
+        .tempdir()
+        .unwrap();
+    eprintln!("alerts e2e files in {}", dir.path().display());
     let data = dir.path().join("data");
     let http = format!("127.0.0.1:{}", free_port());
     // A copy of the shipped rules (the test edits it for SIGHUP); resolved alerts stay in
