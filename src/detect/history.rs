@@ -203,7 +203,16 @@ impl History {
             .series
             .get_mut(labels)
             .and_then(|h| h.slices.get_mut(&start_ms))
-            .and_then(|p| p.iter_mut().find(|e| e.0 == partition))
+            // A row without a partition (-1: slice-only corrections written before they
+            // named theirs) goes to the slice's first partition, mostly its only one.
+            .and_then(|p| {
+                let i = if partition < 0 {
+                    Some(0)
+                } else {
+                    p.iter().position(|e| e.0 == partition)
+                };
+                i.and_then(|i| p.get_mut(i))
+            })
         {
             merge_packed(&mut slice.1, s, &mut self.names);
         }

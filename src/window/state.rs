@@ -481,6 +481,9 @@ impl WindowState {
                 // window's own row.
                 let mut delta = WindowSketch::default();
                 add_to_slice(&mut delta);
+                // The row names the score's message: its partition is the slice's, which a
+                // backtest needs to add the slice part to the same slice.
+                delta.note_offset(partition, offset);
                 self.add_correction((window_tick, slice_tick, start), &key, &delta);
                 return Ok(ScoreJoin::OpenSliceClosed {
                     slice_start_ms: slice_start,
@@ -834,6 +837,30 @@ mod tests {
         // The slice's latency histogram holds what its two events recorded.
         let lat = &first.hists[crate::window::sketch::Metric::LatencyMs.index()];
         assert_eq!(lat.count(), 2);
+    }
+
+    #[test]
+    fn a_slice_only_correction_names_the_partition_of_its_slice() {
+        let mut w = state(30, 3600);
+        let mut e = ev("a", T0 + 1_000);
+        e.response_id = Some("r1".into());
+        w.observe(&e, 2, 7, 0);
+        // The slice [T0, T0 + 10 s) closes, the window does not.
+        w.observe(&ev("a", T0 + 20_000), 2, 8, 0);
+        assert!(w.advance(0).is_empty());
+        assert_eq!(w.take_closed_slices().len(), 1);
+        let join = w.observe_score(&judge("r1", 0.4), 2, 9, at(T0));
+        assert!(
+            matches!(join, Ok(ScoreJoin::OpenSliceClosed { .. })),
+            "{join:?}"
+        );
+        let rows = w.take_corrections();
+        assert_eq!(rows.len(), 1);
+        let delta = &rows[0].series[0].1;
+        assert_eq!(delta.event_count, 0);
+        assert_eq!(delta.slices[0].judge["faith"].n, 1);
+        // kafka_partition of the row (the first offsets key) is the slice's partition.
+        assert_eq!(delta.offsets.get(&2), Some(&(9, 9)));
     }
 
     #[test]
