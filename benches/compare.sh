@@ -23,6 +23,18 @@ val() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p" | head -1; }
 ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.2f}' if b else '-')" "$1" "$2"; }
 rate() { python3 -c "import sys; n, s = float(sys.argv[1]), float(sys.argv[2]); print(f'{n / s:,.0f}')" "$1" "$2"; }
 now_s() { date +%s.%N; }
+# The [kafka] section of a config reading topic $1 as group $2 from the broker on $port.
+kafka_toml() {
+  cat <<EOF
+[kafka]
+bootstrap_servers = "127.0.0.1:$port"
+topics = ["$1"]
+group_id = "$2"
+[kafka.librdkafka]
+"broker.address.family" = "v4"
+"fetch.wait.max.ms" = 10
+EOF
+}
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 log "build (release)"
@@ -84,14 +96,9 @@ if command -v tansu >/dev/null; then
     sleep 0.2
   done
   http=127.0.0.1:$(free_port)
-  cat >"$WORK/broker.toml" <<EOF
-[kafka]
-bootstrap_servers = "127.0.0.1:$port"
-topics = ["bench"]
-group_id = "driftwatch-bench"
-[kafka.librdkafka]
-"broker.address.family" = "v4"
-"fetch.wait.max.ms" = 10
+  {
+    kafka_toml bench driftwatch-bench
+    cat <<EOF
 [produce]
 topic = "bench"
 [produce.librdkafka]
@@ -101,6 +108,7 @@ data_dir = "$WORK/broker-data"
 [http]
 listen = "$http"
 EOF
+  } >"$WORK/broker.toml"
   t=$(now_s)
   "$BIN" produce --config "$WORK/broker.toml" --events "$BROKER_EVENTS" --span 6h --seed 2 \
     --malformed-ratio 0 >"$WORK/produce.out"
@@ -131,14 +139,9 @@ EOF
   tansu topic create latency --partitions 3 --broker "tcp://127.0.0.1:$port" >/dev/null
   http=127.0.0.1:$(free_port)
   hook=$(free_port)
-  cat >"$WORK/latency.toml" <<EOF
-[kafka]
-bootstrap_servers = "127.0.0.1:$port"
-topics = ["latency"]
-group_id = "driftwatch-latency"
-[kafka.librdkafka]
-"broker.address.family" = "v4"
-"fetch.wait.max.ms" = 10
+  {
+    kafka_toml latency driftwatch-latency
+    cat <<EOF
 [windows]
 slice_lateness = "1s"
 [storage]
@@ -156,6 +159,7 @@ default_channels = ["hook"]
 type = "webhook"
 url = "http://127.0.0.1:$hook/hook"
 EOF
+  } >"$WORK/latency.toml"
   rm -rf "$WORK/latency-data"
   "$BIN" check --config "$WORK/latency.toml" >&2
   "$BIN" run --config "$WORK/latency.toml" >"$WORK/latency-run.log" 2>&1 &

@@ -661,14 +661,12 @@ mod tests {
 
     #[test]
     fn slices_keep_only_the_histograms_the_slice_rules_read() {
-        let series = crate::window::series::SeriesConfig::default();
         let windows = crate::window::state::WindowsConfig::default();
-        let ctx = crate::detect::rules::RuleContext {
-            labels: series.parsed_labels().unwrap(),
-            window: windows.width,
-            slice: windows.slice,
-            lateness: windows.allowed_lateness,
-        };
+        let ctx = crate::detect::rules::RuleContext::for_tests(
+            crate::window::series::SeriesConfig::default()
+                .parsed_labels()
+                .unwrap(),
+        );
         let rules = crate::detect::rules::load_dir(std::path::Path::new("rules"), &ctx).unwrap();
         let labels: Vec<&'static str> = ctx.labels.iter().map(|l| l.as_str()).collect();
         let settings = DetectionConfig::default().settings(&windows);
