@@ -71,7 +71,8 @@ pub enum ScoreJoin {
 }
 
 /// The detector ticks a late score counts after: the last window and slice ticks the
-/// detector had evaluated when it arrived (the watermarks when there is no detector).
+/// detector had evaluated when it arrived. `None` (nothing evaluated yet, or no detector):
+/// every tick that reads the score's window and slice counts it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct AfterTicks {
     pub window_ms: Option<i64>,
@@ -468,8 +469,11 @@ impl WindowState {
             }
             sketch.slices[index].merge(&slice);
         };
-        let window_tick = after.window_ms.unwrap_or(self.watermark_ms);
-        let slice_tick = after.slice_ms.unwrap_or(self.fast_watermark_ms);
+        // Before the detector's first tick (held back by partitions that have not delivered
+        // yet, or no detector at all) the score counts for every tick that reads its window
+        // and slice: stored as their starts, which come before the first such tick.
+        let window_tick = after.window_ms.unwrap_or(start);
+        let slice_tick = after.slice_ms.unwrap_or(slice_start);
         if let Some(sketch) = self.open.get_mut(&start).and_then(|w| w.get_mut(&key)) {
             add_to_window(sketch);
             self.stats.scores_joined += 1;
@@ -1141,10 +1145,10 @@ mod tests {
         assert_eq!(s.offsets.get(&0), Some(&(3, 4)));
         assert_eq!(second.correction_after, Some(T0 + 2 * MIN));
         assert!(w.take_corrections().is_empty(), "taken once");
-        // Without a detector tick the watermark stands in.
+        // Before the detector's first tick it counts for every tick reading the window.
         w.observe_score(&judge("r1", 0.1), 0, 6, AfterTicks::default())
             .unwrap();
-        assert_eq!(w.take_corrections()[0].correction_after, w.watermark_ms());
+        assert_eq!(w.take_corrections()[0].correction_after, Some(T0));
         // An hour after the window closed, the request's scores no longer count.
         w.observe(&ev("a", T0 + 61 * MIN), 0, 7, 0);
         w.advance(0);
@@ -1154,6 +1158,46 @@ mod tests {
         );
         let st = w.stats();
         assert_eq!((st.scores_corrected, st.scores_unmatched), (4, 1));
+    }
+
+    #[test]
+    fn a_late_score_before_the_detectors_first_tick_counts_for_every_tick() {
+        // A partition read ahead while the detector is held back by another (nothing
+        // evaluated yet): a live detector adds the score at once, so every tick sees it — the
+        // row must say so, or a backtest applies it ticks later than the live run did.
+        let mut w = state(0, 3600);
+        let mut e = ev("a", T0 + 25_000);
+        e.response_id = Some("r1".into());
+        w.observe(&e, 0, 0, 0);
+        w.observe(&ev("a", T0 + MIN + 1), 0, 1, 0);
+        w.advance(0);
+        let mut e = ev("a", T0 + MIN + 5_000);
+        e.response_id = Some("r2".into());
+        w.observe(&e, 0, 2, 0);
+        w.observe(&ev("a", T0 + MIN + 40_000), 0, 3, 0);
+        w.advance(0);
+        // r1's window closed; r2's window is open but its slice was handed over.
+        assert!(matches!(
+            w.observe_score(&judge("r1", 0.4), 0, 4, AfterTicks::default()),
+            Ok(ScoreJoin::Correction { .. })
+        ));
+        assert!(matches!(
+            w.observe_score(&judge("r2", 0.6), 0, 5, AfterTicks::default()),
+            Ok(ScoreJoin::OpenSliceClosed { .. })
+        ));
+        let rows = w.take_corrections();
+        let ticks: Vec<_> = rows
+            .iter()
+            .map(|r| (r.start_ms, r.correction_after, r.correction_after_slice))
+            .collect();
+        assert_eq!(
+            ticks,
+            [
+                // the window's start and the score's slice start: before any tick reading them
+                (T0, Some(T0), Some(T0 + 20_000)),
+                (T0 + MIN, Some(T0 + MIN), Some(T0 + MIN)),
+            ]
+        );
     }
 
     #[test]
