@@ -273,7 +273,13 @@ pub fn evaluate_cached(
             ..
         } => {
             let to = t_ms - longest - offset_ms;
-            let key = (to - range_ms, to, history.windows_version());
+            // Ranges holding the same windows share the entry: a slice rule's baseline
+            // moves every slice tick but changes once a window.
+            let key = (
+                history.align_up(to - range_ms),
+                history.align_up(to),
+                history.windows_version(),
+            );
             if cache.key != Some(key) {
                 cache.key = Some(key);
                 cache.groups.clear();

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use crate::detect::codes::{CodeField, CodeMemory};
-use crate::detect::packed::{Interner, Packed};
+use crate::detect::packed::{Interner, Merger, Packed};
 
 /// Rolled-up summaries cover one hour.
 pub const COARSE_MS: i64 = 3_600_000;
@@ -293,6 +293,17 @@ impl History {
         self.rolled_floor
     }
 
+    /// The first window start at or after `t`: ranges `[from, to)` of windows (and of
+    /// roll-ups, counted at their midpoints) hold the same ones as `[align_up(from),
+    /// align_up(to))`. `t` itself when roll-up midpoints are not window starts.
+    pub fn align_up(&self, t: i64) -> i64 {
+        let w = self.window_ms;
+        if w <= 0 || (COARSE_MS / 2) % w != 0 {
+            return t;
+        }
+        t.div_euclid(w) * w + if t.rem_euclid(w) == 0 { 0 } else { w }
+    }
+
     /// Changes whenever the windows (not the slices) change: what a cached baseline keys on.
     pub fn windows_version(&self) -> u64 {
         self.windows_version
@@ -328,21 +339,17 @@ impl History {
     /// a rule reads one histogram or the judge moments, not everything.
     pub fn range_of(&self, labels: &[String], from: i64, to: i64, parts: Parts) -> Option<Summary> {
         let h = self.series.get(labels)?;
-        let mut out: Option<Summary> = None;
-        let mut add = |start: i64, s: &Summary| {
-            out.get_or_insert_with(Summary::default)
-                .merge_at(start, s, parts)
-        };
+        let mut out = Merger::default();
         for (start, s) in h.coarse.range(..to) {
             let mid = start + COARSE_MS / 2;
             if mid >= from && mid < to {
-                add(*start, &s.unpack(parts, &self.names));
+                out.add(*start, s, parts, &self.names);
             }
         }
         for (start, s) in h.fine.range(from..to) {
-            add(*start, &s.unpack(parts, &self.names));
+            out.add(*start, s, parts, &self.names);
         }
-        out
+        out.finish()
     }
 
     /// The merged `parts` of `labels` over slices starting in `[from, to)`.
@@ -354,17 +361,13 @@ impl History {
         parts: Parts,
     ) -> Option<Summary> {
         let h = self.series.get(labels)?;
-        let mut out: Option<Summary> = None;
+        let mut out = Merger::default();
         for (start, p) in h.slices.range(from..to) {
             for (_, s) in p {
-                out.get_or_insert_with(Summary::default).merge_at(
-                    *start,
-                    &s.unpack(parts, &self.names),
-                    parts,
-                );
+                out.add(*start, s, parts, &self.names);
             }
         }
-        out
+        out.finish()
     }
 
     /// [`Self::slice_range`] for the nested ranges `[to − h, to)` of every `h` in `horizons`
@@ -381,24 +384,23 @@ impl History {
         let (Some(h), Some(longest)) = (self.series.get(labels), horizons.last()) else {
             return out;
         };
-        let mut acc: Option<Summary> = None;
+        let mut acc = Merger::default();
         let mut next = 0;
         for (start, p) in h.slices.range(to - longest..to).rev() {
             while next < horizons.len() && *start < to - horizons[next] {
-                out[next] = acc.clone();
+                out[next] = acc.current();
                 next += 1;
             }
             for (_, s) in p {
-                acc.get_or_insert_with(Summary::default).merge_at(
-                    *start,
-                    &s.unpack(parts, &self.names),
-                    parts,
-                );
+                acc.add(*start, s, parts, &self.names);
             }
         }
-        while next < horizons.len() {
-            out[next] = acc.clone();
+        while next + 1 < horizons.len() {
+            out[next] = acc.current();
             next += 1;
+        }
+        if next < horizons.len() {
+            out[next] = acc.finish();
         }
         out
     }
@@ -595,6 +597,36 @@ mod tests {
         assert!(b.hist(Metric::LatencyMs).is_none() && b.hist(Metric::OutputTokens).is_none());
         assert!(b.judge.is_empty());
         assert!(trimmed.approx_bytes() < whole.approx_bytes());
+    }
+
+    #[test]
+    fn ranges_aligned_up_to_window_starts_hold_the_same_windows() {
+        let keep = BTreeSet::new();
+        let mut h = History::new(60_000, 2 * COARSE_MS, 26 * COARSE_MS, 600_000);
+        let labels = vec!["svc".to_string()];
+        let t0 = 1_790_000_000_000 / COARSE_MS * COARSE_MS;
+        for i in 0..(5 * 60) {
+            let w = sketch(&[10.0 + i as f64], (i % 3) as u64);
+            h.add_window(&labels, t0 + i * 60_000, Summary::from_sketch(&w, &keep));
+            h.maintain(t0 + (i + 1) * 60_000);
+        }
+        assert_eq!(h.align_up(t0 + 60_000), t0 + 60_000);
+        assert_eq!(h.align_up(t0 + 60_001), t0 + 120_000);
+        assert_eq!(h.align_up(t0 - 1), t0);
+        // Ranges over roll-ups (midpoints) and fine windows, at every 10-second offset.
+        for from in (t0..t0 + 3 * COARSE_MS).step_by(10_000 * 97) {
+            for len in [600_000, COARSE_MS, 2 * COARSE_MS + 10_000] {
+                let to = from + len;
+                assert_eq!(
+                    h.range(&labels, from, to),
+                    h.range(&labels, h.align_up(from), h.align_up(to)),
+                    "[{from}, {to})"
+                );
+            }
+        }
+        // Widths that do not divide half an hour are left alone.
+        let odd = History::new(7 * 60_000, 2 * COARSE_MS, 26 * COARSE_MS, 600_000);
+        assert_eq!(odd.align_up(t0 + 1), t0 + 1);
     }
 
     #[test]

@@ -171,6 +171,129 @@ impl Packed {
     }
 }
 
+/// Merges packed summaries one after another without unpacking each into a [`Summary`]
+/// first: the same result as [`Summary::merge_at`] of every unpacked one in the same order
+/// (counts, floats, judge moments and categories are added in that order). Histogram
+/// buckets are added in place as they are read; only buckets the merge has not seen yet
+/// are collected and merged in, so a run of similar windows allocates nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Merger {
+    s: Summary,
+    /// Buckets of the histogram being added that the merge did not hold yet.
+    fresh: Vec<(u64, u64)>,
+    any: bool,
+}
+
+impl Merger {
+    /// Merges the `parts` of `p`, the window or slice starting at `start`.
+    pub fn add(&mut self, start: i64, p: &Packed, parts: Parts, names: &Interner) {
+        self.any = true;
+        let s = &mut self.s;
+        let mut r = Reader { b: &p.0, at: 0 };
+        let requests = r.get();
+        s.requests += requests;
+        s.errors += r.get();
+        for f in &mut s.feedback {
+            *f += r.get();
+        }
+        let since = (r.get() == 1).then(|| unzigzag(r.get()));
+        let mut t = r.section();
+        s.totals.merge(&unpack_totals(&mut t));
+        s.since_ms = match (s.since_ms, since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        for (m, h) in s.hists.iter_mut().enumerate() {
+            let mut hs = r.section();
+            if parts.hists & (1 << m) == 0 || hs.done() {
+                continue;
+            }
+            hs.at += 1;
+            let sum = hs.f64();
+            let h = h.get_or_insert_with(SparseHist::default);
+            h.sum += sum;
+            let acc = &mut h.buckets;
+            let fresh = &mut self.fresh;
+            fresh.clear();
+            let mut i = 0;
+            let mut prev = 0u64;
+            for _ in 0..hs.get() {
+                prev += hs.get();
+                let n = hs.get();
+                while i < acc.len() && acc[i].0 < prev {
+                    i += 1;
+                }
+                match acc.get_mut(i) {
+                    Some(b) if b.0 == prev => {
+                        b.1 += n;
+                        i += 1;
+                    }
+                    _ => fresh.push((prev, n)),
+                }
+            }
+            merge_fresh(acc, fresh);
+        }
+        let mut js = r.section();
+        if parts.judge {
+            for _ in 0..js.get() {
+                let name = names.name(js.get() as u32);
+                let m = js.moments();
+                match s.judge.get_mut(name) {
+                    Some(e) => e.merge(&m),
+                    None => {
+                        let mut e = Moments::default();
+                        e.merge(&m);
+                        s.judge.insert(name.to_string(), e);
+                    }
+                }
+            }
+        }
+        let mut cs = r.section();
+        if parts.counts {
+            for c in counters_mut(s) {
+                for _ in 0..cs.get() {
+                    let k = names.name(cs.get() as u32);
+                    c.add(k, cs.get());
+                }
+            }
+        }
+        if requests > 0 {
+            s.since_ms = Some(s.since_ms.map_or(start, |x| x.min(start)));
+        }
+    }
+
+    /// The merge so far (`None` when nothing was added); adding goes on after.
+    pub fn current(&self) -> Option<Summary> {
+        self.any.then(|| self.s.clone())
+    }
+
+    /// The merge (`None` when nothing was added).
+    pub fn finish(self) -> Option<Summary> {
+        self.any.then_some(self.s)
+    }
+}
+
+/// Merges `fresh` (sorted, none of its keys in `acc`) into the sorted `acc`, in place from
+/// the back.
+fn merge_fresh(acc: &mut Vec<(u64, u64)>, fresh: &[(u64, u64)]) {
+    if fresh.is_empty() {
+        return;
+    }
+    let old = acc.len();
+    acc.extend_from_slice(fresh);
+    let (mut i, mut j, mut k) = (old, fresh.len(), acc.len());
+    while j > 0 {
+        k -= 1;
+        if i > 0 && acc[i - 1].0 > fresh[j - 1].0 {
+            acc[k] = acc[i - 1];
+            i -= 1;
+        } else {
+            acc[k] = fresh[j - 1];
+            j -= 1;
+        }
+    }
+}
+
 fn counters(s: &Summary) -> [&Counts; 6] {
     [
         &s.error_types,
@@ -436,6 +559,59 @@ mod tests {
                 assert_eq!(got, want, "seed {seed} {p:?}");
             }
         }
+    }
+
+    #[test]
+    fn the_merger_equals_merging_unpacked_summaries_one_by_one() {
+        let mut names = Interner::default();
+        let parts = [
+            Parts::ALL,
+            Parts::COUNTS_ONLY,
+            Parts {
+                hists: 0b1101,
+                counts: false,
+                judge: true,
+            },
+        ];
+        for seed in 0..10 {
+            let packed: Vec<(i64, Packed)> = (0..12)
+                .map(|i| {
+                    let mut s = summary(seed * 100 + i);
+                    if i % 5 == 3 {
+                        // summaries without requests do not move `since_ms`
+                        s.requests = 0;
+                    }
+                    (i as i64 * 60_000, Packed::pack(&s, &mut names))
+                })
+                .collect();
+            for p in parts {
+                let mut want: Option<Summary> = None;
+                let mut m = Merger::default();
+                for (k, (start, x)) in packed.iter().enumerate() {
+                    want.get_or_insert_with(Summary::default).merge_at(
+                        *start,
+                        &x.unpack(p, &names),
+                        p,
+                    );
+                    m.add(*start, x, p, &names);
+                    if k == 4 {
+                        assert_eq!(m.current(), want, "seed {seed} {p:?} after 5");
+                    }
+                }
+                let got = m.finish();
+                assert_eq!(got, want, "seed {seed} {p:?}");
+                let bits = |s: &Option<Summary>| -> Vec<Option<u64>> {
+                    s.as_ref()
+                        .unwrap()
+                        .hists
+                        .iter()
+                        .map(|h| h.as_ref().map(|h| h.sum.to_bits()))
+                        .collect()
+                };
+                assert_eq!(bits(&got), bits(&want));
+            }
+        }
+        assert_eq!(Merger::default().finish(), None);
     }
 
     #[test]
