@@ -187,6 +187,7 @@ impl Core {
                 .insert(key.clone(), committed.next_offset);
             self.report.owned.insert(key, committed.next_offset);
             offsets.insert((job.topic.clone(), job.partition), committed.next_offset);
+            self.pipeline.recycle_events(job.events);
         }
         Ok(offsets)
     }

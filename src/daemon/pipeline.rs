@@ -60,6 +60,10 @@ pub struct Pipeline {
     scores: crate::window::state::ScoresConfig,
     partitions: BTreeMap<PartitionId, PartitionState>,
     flush_rows: usize,
+    /// Event buffers of committed jobs, emptied, for the next cuts: a buffer grown to
+    /// `flush_rows` is reused instead of grown again from nothing (each growth copies every
+    /// row and touches fresh pages — a sixth of a replay's time before).
+    spare_events: Vec<Vec<EventRow>>,
     flush_interval_ms: i64,
     last_commit_ms: Option<i64>,
     stats: PipelineStats,
@@ -112,6 +116,7 @@ impl Pipeline {
             scores: config.scores.clone(),
             partitions: BTreeMap::new(),
             flush_rows: config.storage.flush_rows,
+            spare_events: Vec::new(),
             flush_interval_ms: config.storage.flush_interval.as_millis() as i64,
             last_commit_ms: None,
             stats: PipelineStats::default(),
@@ -605,6 +610,15 @@ impl Pipeline {
         self.close_in(id, i64::MAX, WindowState::close_all);
     }
 
+    /// Takes back the event buffer of a committed job (emptied, capacity kept) for a later
+    /// cut; one per partition at most.
+    pub fn recycle_events(&mut self, mut events: Vec<EventRow>) {
+        if self.spare_events.len() < self.partitions.len() && events.capacity() > 0 {
+            events.clear();
+            self.spare_events.push(events);
+        }
+    }
+
     fn cut_partition(&mut self, id: &PartitionId, now_ms: i64) -> Option<CommitJob> {
         let part = self.partitions.get_mut(id)?;
         let next_offset = part.next_offset?;
@@ -623,7 +637,10 @@ impl Pipeline {
             seq: part.seq,
             first_offset,
             next_offset,
-            events: std::mem::take(&mut part.events),
+            events: std::mem::replace(
+                &mut part.events,
+                self.spare_events.pop().unwrap_or_default(),
+            ),
             quarantine: std::mem::take(&mut part.quarantine),
             windows,
             responses,

@@ -128,12 +128,12 @@ impl ParquetSink {
             job.next_offset
         );
         let mut out = Vec::new();
-        let mut events: BTreeMap<i64, Vec<EventRow>> = BTreeMap::new();
+        let mut events: BTreeMap<i64, Vec<&EventRow>> = BTreeMap::new();
         for r in &job.events {
             events
                 .entry(r.event.timestamp_ms.div_euclid(HOUR_MS))
                 .or_default()
-                .push(r.clone());
+                .push(r);
         }
         for (hour, rows) in events {
             out.push(Planned {

@@ -130,7 +130,7 @@ pub fn events_schema() -> SchemaRef {
     ]))
 }
 
-pub fn events_batch(rows: &[EventRow]) -> Result<RecordBatch, ArrowError> {
+pub fn events_batch(rows: &[&EventRow]) -> Result<RecordBatch, ArrowError> {
     let n = rows.len();
     let strs = |get: &dyn Fn(&RequestEvent) -> Option<&str>| -> ArrayRef {
         let mut b = StringBuilder::with_capacity(n, n * 8);
