@@ -52,6 +52,9 @@ struct PartitionState {
     published: WindowStats,
 }
 
+/// Emptied event buffers kept for reuse (see [`Pipeline::recycle_events`]).
+const SPARE_EVENT_BUFFERS: usize = 2;
+
 pub struct Pipeline {
     decoder: Decoder,
     windows_config: crate::config::WindowsConfig,
@@ -611,9 +614,10 @@ impl Pipeline {
     }
 
     /// Takes back the event buffer of a committed job (emptied, capacity kept) for a later
-    /// cut; one per partition at most.
+    /// cut. Two at most: a buffer can hold `flush_rows` rows (tens of MB), and with many
+    /// partitions keeping one each would hold that much per partition for good.
     pub fn recycle_events(&mut self, mut events: Vec<EventRow>) {
-        if self.spare_events.len() < self.partitions.len() && events.capacity() > 0 {
+        if self.spare_events.len() < SPARE_EVENT_BUFFERS && events.capacity() > 0 {
             events.clear();
             self.spare_events.push(events);
         }
