@@ -399,6 +399,7 @@ impl History {
             out[next] = acc.current();
             next += 1;
         }
+        // The longest range takes the sum itself (no copy).
         if next < horizons.len() {
             out[next] = acc.finish();
         }

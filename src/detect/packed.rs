@@ -116,53 +116,10 @@ impl Packed {
     /// The summary with only `parts` unpacked (requests, errors, feedback, totals and
     /// `since_ms` always): what [`Summary::merge_parts`] with the same parts reads of it.
     pub fn unpack(&self, parts: Parts, names: &Interner) -> Summary {
-        let mut r = Reader { b: &self.0, at: 0 };
-        let mut s = Summary {
-            requests: r.get(),
-            errors: r.get(),
-            ..Summary::default()
-        };
-        for f in &mut s.feedback {
-            *f = r.get();
-        }
-        if r.get() == 1 {
-            s.since_ms = Some(unzigzag(r.get()));
-        }
-        let mut t = r.section();
-        s.totals = unpack_totals(&mut t);
-        for (m, h) in s.hists.iter_mut().enumerate() {
-            let mut hs = r.section();
-            if parts.hists & (1 << m) == 0 || hs.done() {
-                continue;
-            }
-            hs.at += 1;
-            let sum = hs.f64();
-            let n = hs.get() as usize;
-            let mut buckets = Vec::with_capacity(n);
-            let mut prev = 0u64;
-            for _ in 0..n {
-                prev += hs.get();
-                buckets.push((prev, hs.get()));
-            }
-            *h = Some(SparseHist { buckets, sum });
-        }
-        let mut js = r.section();
-        if parts.judge {
-            for _ in 0..js.get() {
-                let name = names.name(js.get() as u32).to_string();
-                s.judge.insert(name, js.moments());
-            }
-        }
-        let mut cs = r.section();
-        if parts.counts {
-            for c in counters_mut(&mut s) {
-                for _ in 0..cs.get() {
-                    let k = names.name(cs.get() as u32).to_string();
-                    c.0.insert(k, cs.get());
-                }
-            }
-        }
-        s
+        // Merged into nothing: every float added to zero, every count to none, is itself.
+        let mut m = Merger::default();
+        m.merge(self, parts, names);
+        m.s
     }
 
     /// Everything.
@@ -188,6 +145,14 @@ impl Merger {
     /// Merges the `parts` of `p`, the window or slice starting at `start`.
     pub fn add(&mut self, start: i64, p: &Packed, parts: Parts, names: &Interner) {
         self.any = true;
+        if self.merge(p, parts, names) > 0 {
+            let s = &mut self.s;
+            s.since_ms = Some(s.since_ms.map_or(start, |x| x.min(start)));
+        }
+    }
+
+    /// Merges the `parts` of `p` (its counts always); returns its request count.
+    fn merge(&mut self, p: &Packed, parts: Parts, names: &Interner) -> u64 {
         let s = &mut self.s;
         let mut r = Reader { b: &p.0, at: 0 };
         let requests = r.get();
@@ -257,9 +222,7 @@ impl Merger {
                 }
             }
         }
-        if requests > 0 {
-            s.since_ms = Some(s.since_ms.map_or(start, |x| x.min(start)));
-        }
+        requests
     }
 
     /// The merge so far (`None` when nothing was added); adding goes on after.
